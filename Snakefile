@@ -1,0 +1,26 @@
+# rnnlm-workflow: raw text -> tokens -> vocabulary -> index matrices -> trained RNN LM -> metrics, samples.
+# Rules live in workflow/rules/*.smk; all logic lives in the `rnnlm` package, called by workflow/scripts/*.py.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+RESULTS = "results"
+# Every included rule file adds the final artifacts it wants built by default.
+ALL_TARGETS = []
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/model.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        ALL_TARGETS,

@@ -1,0 +1,90 @@
+"""Atomic artifact writes and safe loads shared by every stage.
+
+A stage that fails half-way must leave nothing behind that Snakemake (or a user) could mistake for
+a finished artifact, so every write goes to a temporary file in the target's directory and is
+renamed into place only once complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+class RnnlmError(ValueError):
+    """A problem with the user's input or configuration; the message says what and how to fix it."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    `suffix` keeps an extension some writers insist on (np.savez appends ".npz" otherwise).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: file not found; build it first (run snakemake for this target)") from None
+    except json.JSONDecodeError as exc:
+        raise RnnlmError(f"{path}: not valid JSON ({exc}); delete it and re-run the stage that makes it") from None
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write an uncompressed .npz atomically; object arrays are refused so loads never need pickle."""
+    for name, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"array {name!r} has dtype object; store it as a numeric or unicode array")
+    with atomic_path(path, suffix=".npz") as tmp:
+        # Write through an open handle so numpy cannot append a second ".npz" to the name.
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load every array of an .npz without ever unpickling; check that `required` keys exist."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: file not found; build it first (run snakemake for this target)") from None
+    except ValueError as exc:
+        # numpy raises ValueError for object arrays when allow_pickle=False.
+        raise RnnlmError(
+            f"{path}: contains pickled objects, which are never loaded for safety ({exc}); "
+            "re-create the file with this tool"
+        ) from None
+    except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError: a truncated or foreign file
+        raise RnnlmError(f"{path}: not a readable .npz archive ({exc}); delete it and re-run the stage that makes it") from None
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise RnnlmError(f"{path}: missing arrays {missing}; the file is from another tool or version, re-create it")
+    return arrays
