@@ -18,6 +18,9 @@ ALL_TARGETS = []
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -1,0 +1,1 @@
+# data rules: filled in by the stage that owns them (see docs/architecture.md).

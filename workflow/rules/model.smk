@@ -1,0 +1,1 @@
+# model rules: filled in by the stage that owns them (see docs/architecture.md).
