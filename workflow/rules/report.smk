@@ -1,1 +1,156 @@
-# report rules: filled in by the stage that owns them (see docs/architecture.md).
+# Figures and tables for `snakemake --report report.html`, all under results/report/.
+# Every output is flagged with report(): category, caption (workflow/report/*.rst) and labels.
+
+REPORT = f"{RESULTS}/report"
+DATA_SPLITS = ["train", "valid", "test"]
+
+
+rule report_loss_curves:
+    input:
+        log=f"{RESULTS}/models/{{model}}/train_log.csv",
+        metrics=f"{RESULTS}/models/{{model}}/metrics.json",
+    output:
+        report(
+            f"{REPORT}/loss/{{model}}.png",
+            caption="../report/loss_curves.rst",
+            category="2. Training",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "loss curves"},
+        ),
+    log:
+        f"{RESULTS}/logs/report_loss_curves/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report_loss_curves/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report_loss_curves.py"
+
+
+rule report_perplexity:
+    input:
+        metrics=expand(f"{RESULTS}/models/{{model}}/metrics.json", model=model_names()),
+    output:
+        csv=report(
+            f"{REPORT}/perplexity.csv",
+            caption="../report/perplexity.rst",
+            category="3. Perplexity",
+            labels={"table": "perplexity (CSV)"},
+        ),
+        html=report(
+            f"{REPORT}/perplexity.html",
+            caption="../report/perplexity.rst",
+            category="3. Perplexity",
+            labels={"table": "perplexity"},
+        ),
+    params:
+        models=model_names(),
+    log:
+        f"{RESULTS}/logs/report_perplexity/all.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report_perplexity/all.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report_perplexity.py"
+
+
+rule report_samples:
+    input:
+        samples=expand(f"{RESULTS}/models/{{model}}/samples.txt", model=model_names()),
+    output:
+        report(
+            f"{REPORT}/samples.html",
+            caption="../report/samples.rst",
+            category="4. Generated sentences",
+            labels={"page": "samples of every model"},
+        ),
+    params:
+        models=model_names(),
+    log:
+        f"{RESULTS}/logs/report_samples/all.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report_samples/all.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report_samples.py"
+
+
+rule report_corpus:
+    input:
+        vocab=f"{RESULTS}/vocab/vocab.tsv",
+        splits=expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS),
+        tokens_stats=f"{RESULTS}/tokens/stats.json",
+        vocab_stats=f"{RESULTS}/vocab/stats.json",
+        data_stats=f"{RESULTS}/data/stats.json",
+    output:
+        zipf=report(
+            f"{REPORT}/zipf.png",
+            caption="../report/zipf.rst",
+            category="1. Corpus and vocabulary",
+            labels={"figure": "rank-frequency (Zipf) plot"},
+        ),
+        html=report(
+            f"{REPORT}/corpus.html",
+            caption="../report/corpus.rst",
+            category="1. Corpus and vocabulary",
+            labels={"figure": "statistics and UNKNOWN_TOKEN rate"},
+        ),
+    params:
+        splits=DATA_SPLITS,
+    log:
+        f"{RESULTS}/logs/report_corpus/all.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report_corpus/all.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=5,
+    script:
+        "../scripts/report_corpus.py"
+
+
+rule report_gradients:
+    input:
+        diagnostics=expand(f"{RESULTS}/diagnostics/{{model}}/gradient_norms.json", model=model_names()),
+    output:
+        png=report(
+            f"{REPORT}/gradient_norms.png",
+            caption="../report/gradient_norms.rst",
+            category="5. Vanishing gradient",
+            labels={"figure": "gradient norm against distance"},
+        ),
+        html=report(
+            f"{REPORT}/gradient_norms.html",
+            caption="../report/gradient_summary.rst",
+            category="5. Vanishing gradient",
+            labels={"figure": "spectral radius and decay per model"},
+        ),
+    params:
+        models=model_names(),
+    log:
+        f"{RESULTS}/logs/report_gradients/all.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report_gradients/all.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/report_gradients.py"
+
+
+ALL_TARGETS += [
+    *expand(f"{REPORT}/loss/{{model}}.png", model=model_names()),
+    f"{REPORT}/perplexity.html",
+    f"{REPORT}/samples.html",
+    f"{REPORT}/corpus.html",
+    f"{REPORT}/gradient_norms.png",
+]

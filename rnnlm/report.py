@@ -1,0 +1,365 @@
+"""Figures and tables for `snakemake --report`: loss curves, perplexities, samples, corpus statistics
+and the vanishing-gradient curves.
+
+Plots use matplotlib's object-oriented API on the Agg canvas (no display, no pyplot global state), so
+they render the same on a headless cluster node as on a laptop. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import StrMethodFormatter
+
+from rnnlm.io import RnnlmError, atomic_path, read_json, write_text
+
+TRAIN_LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss")
+SPLITS = ("train", "valid", "test")
+UNKNOWN_ID = 2  # fixed by the vocabulary contract (docs/architecture.md)
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.4em; }
+table { border-collapse: collapse; margin: 0.5em 0 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+p.note { color: #555; max-width: 60em; }
+ol li { margin: 0.25em 0; font-family: Georgia, serif; }
+"""
+
+
+def log_to(path: str | os.PathLike) -> None:
+    """Send logging and stderr (tqdm's progress bars, warnings, tracebacks) to a rule's log file."""
+    sys.stderr = open(path, "w", encoding="utf-8", buffering=1)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """Write `fig` as PNG atomically."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def html_page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
+    )
+
+
+def format_number(value) -> str:
+    """Human-readable cell: thousands separators for counts, 4 significant digits otherwise."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
+    rows = []
+    for record in frame.itertuples(index=False):
+        cells = "".join(f"<td>{html.escape(format_number(value))}</td>" for value in record)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+# --- training curves -------------------------------------------------------------------------
+
+
+def read_train_log(path: str | os.PathLike) -> pd.DataFrame:
+    try:
+        log = pd.read_csv(path)
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: training log not found; train the model first") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise RnnlmError(f"{path}: not a readable CSV training log ({exc}); re-run training") from None
+    missing = [column for column in TRAIN_LOG_COLUMNS if column not in log.columns]
+    if missing:
+        raise RnnlmError(f"{path}: training log lacks columns {missing}; re-run training with this version")
+    if log.empty:
+        raise RnnlmError(f"{path}: training log has no rows; training stopped before its first epoch")
+    return log
+
+
+def plot_loss_curves(
+    log: pd.DataFrame, model_name: str, path: str | os.PathLike, unigram_loss: float | None = None
+) -> None:
+    """Training and validation loss (nats per token) against the number of training sentences seen."""
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    seen = log["examples_seen"].to_numpy(dtype=float)
+    for column, label, style in (
+        ("train_loss", "training", dict(color="tab:blue", marker="o")),
+        ("valid_loss", "validation", dict(color="tab:orange", marker="s")),
+    ):
+        values = pd.to_numeric(log[column], errors="coerce").to_numpy(dtype=float)
+        measured = np.isfinite(values)
+        if measured.any():
+            ax.plot(seen[measured], values[measured], label=label, markersize=4, linewidth=1.6, **style)
+    if unigram_loss is not None and math.isfinite(unigram_loss):
+        ax.axhline(unigram_loss, color="gray", linestyle="--", linewidth=1, label="unigram model (valid)")
+    ax.set_xlabel("training sentences seen")
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.set_ylabel("cross-entropy loss (nats per token)")
+    ax.set_title(f"Loss during training: model '{model_name}'")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
+# --- perplexity table ------------------------------------------------------------------------
+
+
+def perplexity_table(rows: Iterable[Mapping]) -> pd.DataFrame:
+    """One row per language model: `model`, `kind`, and perplexity per split (NaN where not measured)."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        raise RnnlmError("no models to tabulate; add at least one entry under `models:` in config.yaml")
+    for split in SPLITS:
+        if split not in frame.columns:
+            frame[split] = np.nan
+    frame = frame[["model", "kind", *SPLITS]]
+    # Best validation perplexity first: the order a reader compares models in.
+    return frame.sort_values(["valid", "model"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def write_perplexity_table(frame: pd.DataFrame, csv_path: str | os.PathLike, html_path: str | os.PathLike) -> None:
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    shown = frame.rename(columns={split: f"{split} perplexity" for split in SPLITS})
+    note = (
+        "<p class=\"note\">Perplexity is exp(mean cross-entropy per predicted token, SENTENCE_END included); "
+        "lower is better. The unigram row predicts every word by its training frequency alone and sets the "
+        "scale: a model that learned nothing from context scores about that.</p>"
+    )
+    write_text(html_path, html_page("Perplexity per model and split", html_table(shown) + note))
+
+
+# --- samples ---------------------------------------------------------------------------------
+
+
+def write_samples_page(samples_by_model: Mapping[str, str], path: str | os.PathLike) -> None:
+    """One section per model with its generated sentences, one per line as written by `generate`."""
+    sections = []
+    for name, text in samples_by_model.items():
+        lines = [line for line in text.splitlines() if line.strip()]
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+        sections.append(f"<h2>model '{html.escape(name)}'</h2><ol>{items}</ol>")
+    write_text(path, html_page("Generated sentences", "\n".join(sections)))
+
+
+# --- corpus and vocabulary -------------------------------------------------------------------
+
+
+def read_vocab_counts(path: str | os.PathLike) -> pd.DataFrame:
+    """`vocab.tsv` as a frame with columns id, word, count (the special tokens included)."""
+    try:
+        vocab = pd.read_csv(path, sep="\t", quoting=3, keep_default_na=False, dtype={"word": str})
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: vocabulary not found; build it first") from None
+    expected = ["id", "word", "count"]
+    if list(vocab.columns) != expected:
+        raise RnnlmError(f"{path}: header is {list(vocab.columns)}, expected {expected}; re-run the vocab stage")
+    return vocab
+
+
+def split_statistics(splits: Mapping[str, object]) -> pd.DataFrame:
+    """Sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets (`rnnlm.data.Split`s)."""
+    rows = []
+    for name, split in splits.items():
+        targets = np.asarray(split.y)
+        unknown = int(np.count_nonzero(targets == UNKNOWN_ID))
+        rows.append(
+            {
+                "split": name,
+                "sentences": len(split),
+                "predicted tokens": int(targets.size),
+                "UNKNOWN_TOKEN tokens": unknown,
+                "UNKNOWN_TOKEN rate (%)": 100.0 * unknown / max(targets.size, 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_zipf(vocab: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Rank-frequency plot of the kept words on log-log axes, with a 1/rank reference line."""
+    words = vocab[vocab["id"] > UNKNOWN_ID].sort_values("count", ascending=False, kind="stable")
+    counts = words["count"].to_numpy(dtype=float)
+    if counts.size == 0 or counts[0] <= 0:
+        raise RnnlmError("the vocabulary holds no words with counts; check the corpus and the vocab stage")
+    ranks = np.arange(1, counts.size + 1)
+    fig = Figure(figsize=(7.0, 4.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.loglog(ranks, counts, color="tab:blue", linewidth=1.8, label=f"corpus ({counts.size:,} kept words)")
+    ax.loglog(ranks, counts[0] / ranks, color="gray", linestyle="--", linewidth=1, label="Zipf's law: count ∝ 1/rank")
+    for rank in (1, 2, 3):
+        if rank <= counts.size:
+            ax.annotate(
+                words["word"].iloc[rank - 1], (rank, counts[rank - 1]), textcoords="offset points",
+                xytext=(6, 2), fontsize=8,
+            )
+    ax.set_xlabel("frequency rank of the word (1 = most frequent)")
+    ax.set_ylabel("occurrences in the corpus")
+    ax.set_title("Rank-frequency (Zipf) plot of the vocabulary")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend()
+    save_figure(fig, path)
+
+
+def flatten_stats(stats: Mapping, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested stats JSON -> (dotted key, scalar) pairs, lists shown by their length."""
+    pairs: list[tuple[str, object]] = []
+    for key, value in stats.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            pairs.extend(flatten_stats(value, prefix=f"{name}."))
+        elif isinstance(value, list):
+            pairs.append((name, f"{len(value)} entries"))
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def write_corpus_page(
+    split_stats: pd.DataFrame, stage_stats: Mapping[str, Mapping], path: str | os.PathLike
+) -> None:
+    """Split sizes and UNKNOWN_TOKEN rates first, then every number each data stage recorded."""
+    body = [
+        "<h2>Index matrices per split</h2>",
+        html_table(split_stats),
+        "<p class=\"note\">The UNKNOWN_TOKEN rate is the share of predicted tokens that are words outside the "
+        "vocabulary; a larger <code>vocabulary_size</code> lowers it at the cost of a larger output layer.</p>",
+    ]
+    for stage, stats in stage_stats.items():
+        frame = pd.DataFrame(flatten_stats(stats), columns=["statistic", "value"])
+        body += [f"<h2>{html.escape(stage)}</h2>", html_table(frame)]
+    write_text(path, html_page("Corpus and vocabulary statistics", "\n".join(body)))
+
+
+# --- vanishing gradient ----------------------------------------------------------------------
+
+
+def plot_gradient_norms(diagnostics: Mapping[str, Mapping], path: str | os.PathLike) -> None:
+    """‖∂L_t/∂s_{t−k}‖ against k for every model, trained (solid) and at initialisation (dashed).
+
+    `diagnostics` maps a model name to the JSON written by `rnnlm.diagnostics.write_diagnostics`.
+    """
+    fig = Figure(figsize=(8.0, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    colors = [f"C{i}" for i in range(10)]
+    for index, (name, result) in enumerate(diagnostics.items()):
+        color = colors[index % len(colors)]
+        distance = np.asarray(result["distance"])
+        for state, style in (("trained", "-"), ("initial", "--")):
+            curve = result[state]
+            norms = np.asarray(curve["mean_norm"], dtype=float)
+            shown = norms > 0
+            radius = curve.get("spectral_radius")
+            radius_text = f", ρ(W)={radius:.2f}" if radius is not None else ""
+            ax.semilogy(
+                distance[shown], norms[shown], linestyle=style, color=color, linewidth=1.8,
+                label=f"{name} ({state}{radius_text})",
+            )
+    ax.set_xlabel("distance k (time steps back from the predicted word)")
+    ax.set_ylabel(r"mean $\Vert\partial L_t\,/\,\partial s_{t-k}\Vert$ (nats per unit of state)")
+    ax.set_title("Vanishing gradient: how far back the loss reaches into the hidden state")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    save_figure(fig, path)
+
+
+def gradient_summary(diagnostics: Mapping[str, Mapping]) -> pd.DataFrame:
+    rows = []
+    for name, result in diagnostics.items():
+        row = {"model": name, "cell": result.get("cell"), "activation": result.get("activation")}
+        for state in ("initial", "trained"):
+            curve = result[state]
+            row[f"spectral radius of W ({state})"] = curve.get("spectral_radius")
+            row[f"largest singular value of W ({state})"] = curve.get("spectral_norm")
+            row[f"gradient decay per step ({state})"] = curve["decay_per_step"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_gradient_page(diagnostics: Mapping[str, Mapping], path: str | os.PathLike) -> None:
+    note = (
+        "<p class=\"note\">Decay per step is exp(slope) of a straight-line fit to log mean gradient norm "
+        "against distance: 0.5 means the signal from a word halves with every step it lies further back. "
+        "Each step multiplies the gradient by W transposed and by activation derivatives of at most 1 (tanh, "
+        "relu), so a largest singular value of W below 1 forces the gradient to vanish geometrically; the "
+        "spectral radius (largest |eigenvalue|) sets the long-run growth of W's powers, the eigenvalue "
+        "argument for why a vanilla RNN struggles to learn long dependencies.</p>"
+    )
+    write_text(path, html_page("Vanishing-gradient diagnostics", html_table(gradient_summary(diagnostics)) + note))
+
+
+
+# --- entry points for the workflow scripts: paths in, artifacts out ---------------------------
+
+
+def build_loss_figure(train_log_path, metrics_path, model_name: str, png_path) -> None:
+    metrics = read_json(metrics_path)
+    unigram = metrics.get("splits", {}).get("valid", {}).get("unigram_loss")
+    plot_loss_curves(read_train_log(train_log_path), model_name, png_path, unigram_loss=unigram)
+
+
+def metrics_rows(metrics_by_model: Mapping[str, Mapping]) -> list[dict]:
+    """Perplexity rows of the RNN models plus one unigram row (it depends on the train split only)."""
+    rows = []
+    unigram = None
+    for name, metrics in metrics_by_model.items():
+        splits = metrics.get("splits")
+        if not isinstance(splits, Mapping):
+            raise RnnlmError(f"metrics of model '{name}' lack a 'splits' section; re-run its evaluation")
+        rows.append({"model": name, "kind": "RNN", **{s: splits.get(s, {}).get("perplexity") for s in SPLITS}})
+        unigram = unigram or {s: splits.get(s, {}).get("unigram_perplexity") for s in SPLITS}
+    if unigram is not None:
+        rows.append({"model": "unigram (add-one)", "kind": "baseline", **unigram})
+    return rows
+
+
+def build_perplexity_table(metrics_paths: Mapping[str, str], csv_path, html_path, extra_rows: Iterable[Mapping] = ()) -> pd.DataFrame:
+    metrics = {name: read_json(path) for name, path in metrics_paths.items()}
+    frame = perplexity_table([*metrics_rows(metrics), *extra_rows])
+    write_perplexity_table(frame, csv_path, html_path)
+    return frame
+
+
+def build_samples_page(samples_paths: Mapping[str, str], html_path) -> None:
+    texts = {}
+    for name, path in samples_paths.items():
+        try:
+            texts[name] = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RnnlmError(f"{path}: samples of model '{name}' not found; run its generate stage") from None
+    write_samples_page(texts, html_path)
+
+
+def build_corpus_report(vocab_path, split_paths: Mapping[str, str], stats_paths: Mapping[str, str], zipf_path, html_path) -> None:
+    from rnnlm.data import Split
+
+    plot_zipf(read_vocab_counts(vocab_path), zipf_path)
+    splits = {name: Split.load(path) for name, path in split_paths.items()}
+    write_corpus_page(split_statistics(splits), {stage: read_json(path) for stage, path in stats_paths.items()}, html_path)
+
+
+def build_gradient_report(diagnostics_paths: Mapping[str, str], png_path, html_path) -> None:
+    diagnostics = {name: read_json(path) for name, path in diagnostics_paths.items()}
+    plot_gradient_norms(diagnostics, png_path)
+    write_gradient_page(diagnostics, html_path)

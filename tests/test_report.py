@@ -1,0 +1,149 @@
+"""Report figures and tables from synthetic inputs (fast); the Snakemake report end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnlm import report
+from rnnlm.data import Split
+from rnnlm.io import RnnlmError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_png(path, min_bytes=10_000):
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC
+    # A figure with axes, curves and text is tens of kB; an empty canvas is a few kB.
+    assert len(data) > min_bytes
+
+
+def train_log(rows=6):
+    epochs = np.arange(1, rows + 1)
+    valid = 6.0 - 0.2 * epochs
+    valid[1::2] = np.nan  # evaluate_every=2 leaves gaps the plot must skip
+    return pd.DataFrame(
+        {"epoch": epochs, "examples_seen": epochs * 1000, "train_loss": 6.0 - 0.3 * epochs, "valid_loss": valid}
+    )
+
+
+def gradient_result(decay_trained, decay_initial, distances=21):
+    k = np.arange(distances)
+
+    def curve(decay, radius):
+        return {
+            "mean_norm": (2.0 * decay**k).tolist(),
+            "pairs": [100] * distances,
+            "decay_per_step": decay,
+            "spectral_radius": radius,
+            "spectral_norm": radius * 1.5,
+        }
+
+    return {
+        "cell": "rnn",
+        "activation": "tanh",
+        "distance": k.tolist(),
+        "trained": curve(decay_trained, 1.2),
+        "initial": curve(decay_initial, 0.55),
+    }
+
+
+def test_loss_curves_png(tmp_path):
+    path = tmp_path / "loss.png"
+    report.plot_loss_curves(train_log(), "rnn", path, unigram_loss=6.5)
+    assert_png(path)
+
+
+def test_train_log_without_required_column_is_refused(tmp_path):
+    path = tmp_path / "train_log.csv"
+    train_log().drop(columns="valid_loss").to_csv(path, index=False)
+    with pytest.raises(RnnlmError, match="valid_loss"):
+        report.read_train_log(path)
+
+
+def test_perplexity_table_orders_models_and_adds_unigram(tmp_path):
+    def metrics(loss):
+        return {
+            "splits": {
+                split: {"perplexity": float(np.exp(loss + i)), "unigram_perplexity": 900.0 + i}
+                for i, split in enumerate(report.SPLITS)
+            }
+        }
+
+    paths = {}
+    for name, loss in (("worse", 5.0), ("better", 4.0)):
+        paths[name] = tmp_path / f"{name}.json"
+        paths[name].write_text(json.dumps(metrics(loss)))
+    csv_path, html_path = tmp_path / "ppl.csv", tmp_path / "ppl.html"
+    frame = report.build_perplexity_table(
+        paths, csv_path, html_path, extra_rows=[{"model": "kn-3gram", "kind": "baseline", "valid": 300.0}]
+    )
+    # Ordered by validation perplexity: e^5, 300, e^6, 901.
+    assert list(frame["model"]) == ["better", "kn-3gram", "worse", "unigram (add-one)"]
+    table = pd.read_csv(csv_path)
+    assert table.loc[0, "valid"] == pytest.approx(np.exp(5.0), rel=1e-5)
+    assert table.loc[3, "test"] == pytest.approx(902.0)
+    assert np.isnan(table.loc[1, "train"])  # a baseline without a train perplexity stays empty
+    page = html_path.read_text()
+    assert "valid perplexity" in page and "kn-3gram" in page
+
+
+def test_metrics_without_splits_are_refused():
+    with pytest.raises(RnnlmError, match="splits"):
+        report.metrics_rows({"rnn": {"loss": 1.0}})
+
+
+def test_zipf_plot_and_corpus_page(tmp_path):
+    words = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN"] + [f"w{i}" for i in range(200)]
+    counts = [0, 0, 0] + list((5000 / np.arange(1, 201)).astype(int))
+    vocab_path = tmp_path / "vocab.tsv"
+    pd.DataFrame({"id": range(len(words)), "word": words, "count": counts}).to_csv(vocab_path, sep="\t", index=False)
+    # Two sentences, 5 predicted tokens in all, 2 of them UNKNOWN_TOKEN (id 2).
+    split = Split.from_ids(np.array([5, 2, 7, 2], dtype=np.int32), np.array([3, 1]))
+    split_path = tmp_path / "valid.npz"
+    split.save(split_path)
+    stats_path = tmp_path / "stats.json"
+    stats_path.write_text(json.dumps({"sentences": 2, "per_split": {"valid": {"tokens": 6}}, "sources": ["a", "b"]}))
+    zipf_path, html_path = tmp_path / "zipf.png", tmp_path / "corpus.html"
+
+    report.build_corpus_report(vocab_path, {"valid": split_path}, {"Index": stats_path}, zipf_path, html_path)
+
+    assert_png(zipf_path)
+    stats = report.split_statistics({"valid": split})
+    assert stats.loc[0, "predicted tokens"] == 6
+    assert stats.loc[0, "UNKNOWN_TOKEN rate (%)"] == pytest.approx(100 * 2 / 6)
+    page = html_path.read_text()
+    assert "UNKNOWN_TOKEN rate" in page and "per_split.valid.tokens" in page and "2 entries" in page
+
+
+def test_vocab_with_wrong_header_is_refused(tmp_path):
+    path = tmp_path / "vocab.tsv"
+    path.write_text("word\tcount\nthe\t3\n")
+    with pytest.raises(RnnlmError, match="header"):
+        report.read_vocab_counts(path)
+
+
+def test_samples_page_escapes_html(tmp_path):
+    path = tmp_path / "samples.html"
+    report.write_samples_page({"rnn": "a <b> sentence\n\nanother one\n"}, path)
+    page = path.read_text()
+    assert "&lt;b&gt;" in page and page.count("<li>") == 2
+
+
+def test_gradient_plot_and_summary(tmp_path):
+    diagnostics = {"tanh": gradient_result(0.8, 0.4), "relu": gradient_result(0.9, 0.3)}
+    # A curve that no sentence reaches to the end carries nulls; the plot must skip them.
+    diagnostics["relu"]["initial"]["mean_norm"][-2:] = [None, None]
+    png, page = tmp_path / "grad.png", tmp_path / "grad.html"
+    for name, result in diagnostics.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(result))
+    report.build_gradient_report({name: tmp_path / f"{name}.json" for name in diagnostics}, png, page)
+    assert_png(png)
+    summary = report.gradient_summary(diagnostics)
+    assert list(summary["gradient decay per step (trained)"]) == [0.8, 0.9]
+    assert list(summary["spectral radius of W (initial)"]) == [0.55, 0.55]
+    assert "spectral radius" in page.read_text()

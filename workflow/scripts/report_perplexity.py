@@ -1,0 +1,10 @@
+"""Snakemake glue for rule report_perplexity: see rnnlm.report.build_perplexity_table."""
+
+from rnnlm.report import build_perplexity_table, log_to
+
+log_to(snakemake.log[0])
+build_perplexity_table(
+    dict(zip(snakemake.params.models, snakemake.input.metrics)),
+    snakemake.output.csv,
+    snakemake.output.html,
+)
