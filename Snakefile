@@ -10,6 +10,9 @@ configfile: "config.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
+
+report: "workflow/report/workflow.rst"
+
 RESULTS = "results"
 # Every included rule file adds the final artifacts it wants built by default.
 ALL_TARGETS = []
