@@ -1,0 +1,392 @@
+"""Download stage: fetch a corpus, verify it, and turn it into one JSON document per line.
+
+Sources (the `corpus` config key):
+  * ``builtin``: the prose of the Python documentation that ships with this interpreter
+    (``pydoc_data.topics``), with code blocks, grammar productions, tables and markup removed;
+    real English that every machine has without network.
+  * a named data set (``reddit-2015-08``: the seed tutorial's reddit comments).
+  * an ``http(s)://`` URL, or a local path: plain text (documents separated by blank lines) or
+    CSV (one document per row, in a configurable column), either optionally gzip-compressed.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import logging
+import platform
+import re
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnlm.io import RnnlmError, atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+BUILTIN = "builtin"
+
+
+@dataclass(frozen=True)
+class NamedDataset:
+    url: str
+    checksum: str
+    corpus_format: str
+
+
+NAMED_DATASETS = {
+    "reddit-2015-08": NamedDataset(
+        url="https://raw.githubusercontent.com/dennybritz/rnn-tutorial-rnnlm/master/data/reddit-comments-2015-08.csv",
+        checksum="gitblob:5c116635bce430ed464bcfadc8cc202c26f0b8a5",
+        corpus_format="csv",
+    ),
+}
+
+# HTTP statuses worth retrying: the server may answer differently a moment later.
+TRANSIENT_HTTP_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+CHUNK_BYTES = 1 << 20
+REPLACEMENT_CHARACTER = "\ufffd"
+
+
+def is_url(corpus: str) -> bool:
+    return corpus.startswith(("http://", "https://"))
+
+
+def local_corpus_path(corpus: str) -> str | None:
+    """The file a `corpus` value names, or None for the built-in corpus, named data sets and URLs."""
+    if corpus == BUILTIN or corpus in NAMED_DATASETS or is_url(corpus):
+        return None
+    return corpus
+
+
+# --- checksums --------------------------------------------------------------------------------
+
+
+def file_digests(path: Path) -> dict[str, str]:
+    """sha256 and git blob id (sha1 of "blob <size>\\0" + content) of a file, streamed."""
+    size = path.stat().st_size
+    sha256 = hashlib.sha256()
+    gitblob = hashlib.sha1(f"blob {size}\0".encode())
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            sha256.update(chunk)
+            gitblob.update(chunk)
+    return {"sha256": sha256.hexdigest(), "gitblob": gitblob.hexdigest()}
+
+
+def verify_checksum(what: str, digests: dict[str, str], expected: str) -> None:
+    """Compare `expected` ("sha256:<hex>" or "gitblob:<hex>", or "" for no check) with `digests`."""
+    if not expected:
+        return
+    algorithm, _, value = expected.partition(":")
+    if algorithm not in digests or not value:
+        raise RnnlmError(
+            f"checksum {expected!r} is not understood; write it as 'sha256:<64 hex digits>' or "
+            "'gitblob:<40 hex digits>', or set checksum to \"\" to skip the check"
+        )
+    actual = digests[algorithm]
+    if actual != value.lower():
+        raise RnnlmError(
+            f"checksum mismatch for {what}: expected {algorithm}:{value}, got {algorithm}:{actual}. "
+            "The file is corrupt or has changed; check the source, or set checksum in config.yaml to the "
+            "new value (or \"\" to skip the check) if you trust it"
+        )
+
+
+# --- fetching ---------------------------------------------------------------------------------
+
+
+def download(url: str, destination: Path, attempts: int = 4, backoff_seconds: float = 1.0, timeout: float = 60.0) -> None:
+    """Stream `url` into `destination`, retrying transient failures with exponential backoff.
+
+    A client error (404, 403, ...) fails at once: asking again will not change the answer.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": "rnnlm-workflow"})
+    for attempt in range(1, attempts + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response, open(destination, "wb") as sink:
+                while chunk := response.read(CHUNK_BYTES):
+                    sink.write(chunk)
+            return
+        except urllib.error.HTTPError as exc:
+            if exc.code not in TRANSIENT_HTTP_STATUSES:
+                raise RnnlmError(
+                    f"downloading {url} failed: HTTP {exc.code} {exc.reason}; check the address in the "
+                    "corpus setting of config.yaml"
+                ) from None
+            reason = f"HTTP {exc.code} {exc.reason}"
+        except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+        if attempt < attempts:
+            delay = backoff_seconds * 2 ** (attempt - 1)
+            log.warning("download attempt %d/%d of %s failed (%s); retrying in %.1f s", attempt, attempts, url, reason, delay)
+            time.sleep(delay)
+    raise RnnlmError(
+        f"could not download {url} after {attempts} attempts (last error: {reason}); check the address and "
+        "your network, or download the file yourself and set corpus in config.yaml to its local path"
+    )
+
+
+# --- decoding and parsing ---------------------------------------------------------------------
+
+
+def decode_utf8(raw: bytes, what: str, encoding_errors: str) -> tuple[str, int]:
+    """Decode UTF-8 (a leading byte-order mark is dropped); return the text and how many invalid
+    byte sequences were replaced by U+FFFD (always 0 with encoding_errors="strict")."""
+    if encoding_errors not in ("replace", "strict"):
+        raise RnnlmError(f"encoding_errors must be 'replace' or 'strict', not {encoding_errors!r}")
+    try:
+        text = raw.decode("utf-8-sig", errors=encoding_errors)
+    except UnicodeDecodeError as exc:
+        raise RnnlmError(
+            f"{what} is not valid UTF-8 (byte {exc.start}: {exc.reason}); convert it to UTF-8, or set "
+            "encoding_errors: replace in config.yaml to replace bad bytes with U+FFFD (counted in the manifest)"
+        ) from None
+    # U+FFFD characters already present in the input are genuine text, not replacements.
+    replaced = text.count(REPLACEMENT_CHARACTER) - raw.count(REPLACEMENT_CHARACTER.encode())
+    return text, replaced
+
+
+def text_documents(text: str) -> list[str]:
+    """Plain text: documents are separated by blank lines."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return [document.strip() for document in re.split(r"\n[ \t]*\n", text) if document.strip()]
+
+
+def csv_documents(text: str, what: str, text_column: str) -> list[str]:
+    """CSV with a header row: one document per row, taken from `text_column`."""
+    csv.field_size_limit(2**31 - 1)  # reddit comments and similar can exceed the 128 KiB default
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    except csv.Error as exc:
+        raise RnnlmError(f"{what}: not readable as CSV ({exc}); set corpus_format: text if it is plain text") from None
+    names = [name.strip() for name in header]
+    if text_column not in names:
+        raise RnnlmError(
+            f"{what} has no column {text_column!r} (its columns are {names}); set text_column in config.yaml "
+            "to the column that holds the text"
+        )
+    column = names.index(text_column)
+    documents = []
+    try:
+        for row in reader:
+            if column < len(row) and row[column].strip():
+                documents.append(row[column].strip())
+    except csv.Error as exc:
+        raise RnnlmError(f"{what}: malformed CSV at line {reader.line_num} ({exc}); fix the file") from None
+    return documents
+
+
+def detect_format(name: str, corpus_format: str) -> str:
+    if corpus_format not in ("auto", "text", "csv"):
+        raise RnnlmError(f"corpus_format must be auto, text or csv, not {corpus_format!r}")
+    if corpus_format != "auto":
+        return corpus_format
+    stem = name.lower().split("?")[0].removesuffix(".gz")
+    return "csv" if stem.endswith(".csv") else "text"
+
+
+def parse_file(path: Path, what: str, corpus_format: str, text_column: str, encoding_errors: str) -> tuple[list[str], int]:
+    """Documents of a downloaded or local file (gzip detected by its magic bytes), and the replaced count."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise RnnlmError(f"{what} looks gzip-compressed but cannot be decompressed ({exc}); re-download it") from None
+    text, replaced = decode_utf8(raw, what, encoding_errors)
+    if corpus_format == "csv":
+        return csv_documents(text, what, text_column), replaced
+    return text_documents(text), replaced
+
+
+# --- the built-in corpus ----------------------------------------------------------------------
+
+HEADING_UNDERLINE = re.compile(r"^\s*([*=\-~^#])\1{2,}\s*$")
+TABLE_LINE = re.compile(r"^\s*[+|]")
+LIST_MARKER = re.compile(r"^(?:[*\-]|\d+\.|\(\d+\)|\[\d+\])\s+")
+FOOTNOTE_REFERENCE = re.compile(r"\s*\[\d+\]")
+QUOTED_LITERAL = re.compile(r'"([^"\n]*)"')
+EMPHASIS = re.compile(r"(?<![\w*])\*{1,2}([^*\n]+?)\*{1,2}(?![\w*])")
+WORD = re.compile(r"^[A-Za-z][A-Za-z'’-]*[.,;:!?)]*$")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _is_prose(text: str) -> bool:
+    """A paragraph of sentences: ends like a sentence and is mostly ordinary words."""
+    words = text.split()
+    if len(words) < 4 or not re.search(r"[.!?:][\"')\]]*$", text):
+        return False
+    return sum(bool(WORD.match(word)) for word in words) >= 0.6 * len(words)
+
+
+def _strip_markup(text: str) -> str:
+    text = FOOTNOTE_REFERENCE.sub("", text)
+    text = QUOTED_LITERAL.sub(r"\1", text)  # the rendered docs quote literals: "if" -> if
+    text = EMPHASIS.sub(r"\1", text)
+    return " ".join(text.split())
+
+
+def prose_paragraphs(topic: str) -> list[str]:
+    """Prose paragraphs of one rendered pydoc topic.
+
+    The topics are reStructuredText rendered as plain text: a literal block (code, grammar) is a
+    paragraph indented deeper than the paragraph before it, which ends with ":". Headings,
+    tables, grammar productions and interactive sessions are dropped as well.
+    """
+    paragraphs = [block.split("\n") for block in re.split(r"\n\s*\n", topic) if block.strip()]
+    kept = []
+    previous_indent, previous_text = 0, ""
+    literal_indent = None  # indentation of the literal block we are inside, if any
+    for lines in paragraphs:
+        lines = [line.rstrip() for line in lines]
+        indent = min(_indent(line) for line in lines if line.strip())
+        if literal_indent is not None and indent >= literal_indent:
+            continue
+        literal_indent = None
+        if previous_text.endswith(":") and indent > previous_indent:
+            literal_indent = indent
+            continue
+        previous_indent, previous_text = indent, lines[-1].strip()
+        if any(HEADING_UNDERLINE.match(line) or TABLE_LINE.match(line) for line in lines):
+            continue
+        # The renderer wraps hyphenated words at the hyphen ("user-\ndefined"); rejoin them.
+        text = re.sub(r"(?<=\w-)\n(?=\w)", "", "\n".join(line.strip() for line in lines))
+        if "::=" in text or ">>>" in text:
+            continue
+        text = _strip_markup(LIST_MARKER.sub("", text))
+        if _is_prose(text):
+            kept.append(text)
+    return kept
+
+
+def builtin_documents() -> list[str]:
+    """The built-in corpus: every distinct prose paragraph of pydoc_data.topics, topics in sorted order.
+
+    Some topics repeat paragraphs of others; keeping one copy stops them leaking across data splits.
+    """
+    from pydoc_data.topics import topics
+
+    paragraphs = (paragraph for name in sorted(topics) for paragraph in prose_paragraphs(topics[name]))
+    return list(dict.fromkeys(paragraphs))
+
+
+# --- the stage --------------------------------------------------------------------------------
+
+
+def write_documents(path: str | Path, documents: list[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+        for document in documents:
+            handle.write(json.dumps(document, ensure_ascii=False) + "\n")
+
+
+def read_documents(path: str | Path) -> list[str]:
+    """Documents written by `write_documents`."""
+    documents, number = [], 0
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                document = json.loads(line)
+                if not isinstance(document, str):
+                    raise ValueError("not a JSON string")
+                documents.append(document)
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: file not found; run the download stage first") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RnnlmError(f"{path}: line {number} is not a JSON string ({exc}); delete it and re-run the download stage") from None
+    return documents
+
+
+def _fetch_source(
+    corpus: str, corpus_format: str, text_column: str, checksum: str, encoding_errors: str, scratch: Path, **download_options
+) -> tuple[list[str], dict]:
+    """Documents and manifest entries of a URL, named data set or local file."""
+    if corpus in NAMED_DATASETS:
+        dataset = NAMED_DATASETS[corpus]
+        url, checksum = dataset.url, checksum or dataset.checksum
+        corpus_format = dataset.corpus_format if corpus_format == "auto" else corpus_format
+    else:
+        url = corpus if is_url(corpus) else None
+    if url:
+        path = scratch / "download"
+        log.info("downloading %s", url)
+        download(url, path, **download_options)
+        what = url
+    else:
+        path = Path(corpus)
+        if not path.is_file():
+            raise RnnlmError(f"corpus file {corpus} does not exist; set corpus in config.yaml to an existing file, a URL or 'builtin'")
+        what = str(path)
+    digests = file_digests(path)
+    verify_checksum(what, digests, checksum)
+    corpus_format = detect_format(url or corpus, corpus_format)
+    documents, replaced = parse_file(path, what, corpus_format, text_column, encoding_errors)
+    manifest = {
+        "url" if url else "path": url or str(path.resolve()),
+        "format": corpus_format,
+        "bytes": path.stat().st_size,
+        "sha256": digests["sha256"],
+        "gitblob": digests["gitblob"],
+        "checksum_verified": checksum or None,
+        "replaced_invalid_sequences": replaced,
+    }
+    if corpus_format == "csv":
+        manifest["text_column"] = text_column
+    return documents, manifest
+
+
+def prepare_corpus(
+    corpus: str,
+    documents_path: str | Path,
+    manifest_path: str | Path,
+    corpus_format: str = "auto",
+    text_column: str = "body",
+    checksum: str = "",
+    encoding_errors: str = "replace",
+    **download_options,
+) -> dict:
+    """Run the download stage: write `documents_path` (JSON lines) and `manifest_path`; return the manifest.
+
+    `download_options` go to `download` (attempts, backoff_seconds, timeout).
+    """
+    manifest = {"source": corpus, "encoding_errors": encoding_errors, "python_version": platform.python_version()}
+    if corpus == BUILTIN:
+        documents = builtin_documents()
+        extracted = "\n\n".join(documents).encode()
+        digests = {"sha256": hashlib.sha256(extracted).hexdigest()}
+        verify_checksum("the built-in corpus", digests, checksum)
+        manifest.update(kind="pydoc_data.topics prose", bytes=len(extracted), sha256=digests["sha256"],
+                        checksum_verified=checksum or None, replaced_invalid_sequences=0)
+    else:
+        Path(documents_path).parent.mkdir(parents=True, exist_ok=True)
+        # Scratch space beside the output (same disk); removed whether or not the stage succeeds.
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=Path(documents_path).parent) as scratch:
+            documents, details = _fetch_source(corpus, corpus_format, text_column, checksum, encoding_errors,
+                                               Path(scratch), **download_options)
+        manifest.update(details)
+    if not documents:
+        raise RnnlmError(
+            f"corpus {corpus!r} contains no text (no non-empty documents); check that the file is not empty and, "
+            "for CSV, that text_column names the column with the text"
+        )
+    manifest["documents"] = len(documents)
+    manifest["characters"] = sum(len(document) for document in documents)
+    if manifest["replaced_invalid_sequences"]:
+        log.warning("replaced %d invalid UTF-8 byte sequences with U+FFFD", manifest["replaced_invalid_sequences"])
+    write_documents(documents_path, documents)
+    write_json(manifest_path, manifest)
+    log.info("%d documents, %d characters from %s", manifest["documents"], manifest["characters"], corpus)
+    return manifest

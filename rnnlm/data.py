@@ -1,0 +1,193 @@
+"""Index stage: sentences -> word ids -> train/valid/test `Split`s, and padded minibatches.
+
+Sentence i of a split has x = [SENTENCE_START] + ids and y = ids + [SENTENCE_END], stored flat:
+x[offsets[i]:offsets[i+1]], y likewise. No object arrays, no pickles.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from rnnlm.io import RnnlmError, load_npz, save_npz, write_json
+from rnnlm.tokenize import read_sentences
+from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "valid", "test")
+
+
+class Split:
+    """A set of sentences as flat int32 `x`, `y` and int64 `offsets` (length n + 1, offsets[0] == 0)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, offsets: np.ndarray, source: str = "split"):
+        problem = _layout_problem(x, y, offsets)
+        if problem:
+            raise RnnlmError(f"{source}: {problem}; re-create it with the index stage")
+        self.x, self.y, self.offsets = x, y, offsets
+        self.lengths = np.diff(offsets)
+        self.num_tokens = len(y)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @classmethod
+    def from_ids(cls, flat_ids: np.ndarray, lengths: np.ndarray) -> "Split":
+        """Build x/y from sentences given as concatenated word ids and per-sentence word counts."""
+        flat_ids = np.asarray(flat_ids, dtype=np.int32)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths + 1, out=offsets[1:])
+        starts, ends = offsets[:-1], offsets[1:] - 1
+        x = np.empty(offsets[-1], dtype=np.int32)
+        y = np.empty(offsets[-1], dtype=np.int32)
+        x[starts] = SENTENCE_START_ID
+        y[ends] = SENTENCE_END_ID
+        word_in_x = np.ones(len(x), dtype=bool)
+        word_in_x[starts] = False
+        word_in_y = np.ones(len(y), dtype=bool)
+        word_in_y[ends] = False
+        x[word_in_x] = flat_ids
+        y[word_in_y] = flat_ids
+        return cls(x, y, offsets)
+
+    def subset(self, indices: np.ndarray) -> "Split":
+        """The sentences at `indices`, in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[indices]
+        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # Position k of the result comes from offsets_old[sentence] + (k - offsets_new[sentence]).
+        source = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Split(self.x[source], self.y[source], offsets)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Split":
+        arrays = load_npz(path, required=("x", "y", "offsets"))
+        return cls(arrays["x"], arrays["y"], arrays["offsets"], source=str(path))
+
+    def save(self, path: str | Path) -> None:
+        save_npz(path, x=self.x, y=self.y, offsets=self.offsets)
+
+    def batch(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Time-major padded (T, B) int32 x and y and float32 mask (1 real, 0 padding); T = longest sentence."""
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[indices]
+        steps = int(lengths.max()) if len(indices) else 0
+        time = np.arange(steps)[:, None]
+        mask = time < lengths[None, :]
+        # Padding positions read position 0 of their sentence and are then zeroed.
+        positions = self.offsets[:-1][indices][None, :] + np.where(mask, time, 0)
+        x = np.where(mask, self.x[positions], 0).astype(np.int32)
+        y = np.where(mask, self.y[positions], 0).astype(np.int32)
+        return x, y, mask.astype(np.float32)
+
+    def batches(self, batch_size: int, rng: np.random.Generator | None = None,
+                sort_by_length: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Minibatches covering every sentence once.
+
+        rng: shuffle the sentences (None keeps file order). sort_by_length: put sentences of similar
+        length together to waste less padding; with an rng, ties and the batch order are random.
+        """
+        if batch_size < 1:
+            raise RnnlmError(f"batch_size must be at least 1, got {batch_size}")
+        order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
+        if sort_by_length:
+            order = order[np.argsort(self.lengths[order], kind="stable")]
+        groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        if sort_by_length and rng is not None:
+            groups = [groups[index] for index in rng.permutation(len(groups))]
+        for group in groups:
+            yield self.batch(group)
+
+
+def _layout_problem(x: np.ndarray, y: np.ndarray, offsets: np.ndarray) -> str | None:
+    """What is wrong with arrays meant to form a Split, or None."""
+    for name, array, dtype in (("x", x, np.int32), ("y", y, np.int32), ("offsets", offsets, np.int64)):
+        if not isinstance(array, np.ndarray) or array.ndim != 1 or array.dtype != dtype:
+            return f"{name} must be a 1-d {np.dtype(dtype).name} array"
+    if len(x) != len(y):
+        return f"x has {len(x)} entries but y has {len(y)}"
+    if len(offsets) == 0 or offsets[0] != 0 or offsets[-1] != len(x):
+        return f"offsets must start at 0 and end at {len(x)}"
+    if np.any(np.diff(offsets) < 1):
+        return "offsets must increase strictly (every sentence has at least one token)"
+    if len(x) and (min(x.min(), y.min()) < 0):
+        return "token ids must be non-negative"
+    return None
+
+
+def split_sizes(sentences: int, valid_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    """(train, valid, test) sentence counts; a positive fraction always gets at least one sentence."""
+    def size(fraction: float) -> int:
+        return max(1, round(fraction * sentences)) if fraction > 0 else 0
+
+    valid, test = size(valid_fraction), size(test_fraction)
+    train = sentences - valid - test
+    if train < 1:
+        raise RnnlmError(
+            f"only {sentences} sentences remain after length filtering, too few for a training split besides "
+            f"{valid} validation and {test} test sentences; use a larger corpus, widen min/max_sentence_length "
+            "or lower valid_fraction/test_fraction"
+        )
+    return train, valid, test
+
+
+def encode_sentences(sentences_path: str | Path, vocabulary: Vocabulary, min_length: int, max_length: int):
+    """Word ids of the sentences whose word count lies in [min_length, max_length], and drop counts."""
+    flat, lengths = [], []
+    too_short = too_long = 0
+    for tokens in read_sentences(sentences_path):
+        if len(tokens) < min_length:
+            too_short += 1
+        elif len(tokens) > max_length:
+            too_long += 1
+        else:
+            flat.append(vocabulary.encode(tokens))
+            lengths.append(len(tokens))
+    flat_ids = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32)
+    return flat_ids, np.asarray(lengths, dtype=np.int64), too_short, too_long
+
+
+def build_index(sentences_path: str | Path, vocab_path: str | Path, output_paths: dict[str, str | Path],
+                stats_path: str | Path, min_length: int = 1, max_length: int = 80,
+                valid_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> dict:
+    """Run the index stage: write train/valid/test .npz (keys of `output_paths`) and stats; return the stats."""
+    if min_length > max_length:
+        raise RnnlmError(f"min_sentence_length ({min_length}) exceeds max_sentence_length ({max_length}); fix them in config.yaml")
+    if valid_fraction + test_fraction >= 1:
+        raise RnnlmError(f"valid_fraction + test_fraction = {valid_fraction + test_fraction} leaves nothing to train on; lower them")
+    vocabulary = Vocabulary.load(vocab_path)
+    flat_ids, lengths, too_short, too_long = encode_sentences(sentences_path, vocabulary, min_length, max_length)
+    if len(lengths) == 0:
+        raise RnnlmError(
+            f"no sentence has between {min_length} and {max_length} words ({too_short} shorter, {too_long} longer); "
+            "widen min_sentence_length/max_sentence_length in config.yaml"
+        )
+    everything = Split.from_ids(flat_ids, lengths)
+    train, valid, _ = split_sizes(len(everything), valid_fraction, test_fraction)
+    permutation = np.random.default_rng(seed).permutation(len(everything))
+    # Each split keeps corpus order; only membership is random.
+    members = {
+        "train": np.sort(permutation[:train]),
+        "valid": np.sort(permutation[train : train + valid]),
+        "test": np.sort(permutation[train + valid :]),
+    }
+    stats = {"sentences_kept": len(everything), "dropped_too_short": too_short, "dropped_too_long": too_long,
+             "vocabulary_size": len(vocabulary)}
+    for name in SPLIT_NAMES:
+        split = everything.subset(members[name])
+        words = split.y[split.y != SENTENCE_END_ID]
+        stats[name] = {
+            "sentences": len(split),
+            "tokens": split.num_tokens,
+            "unknown_rate": float(np.mean(words == UNKNOWN_ID)) if len(words) else 0.0,
+        }
+        split.save(output_paths[name])
+        log.info("%s: %d sentences, %d tokens", name, len(split), split.num_tokens)
+    write_json(stats_path, stats)
+    return stats

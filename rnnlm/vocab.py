@@ -1,0 +1,141 @@
+"""Vocabulary stage: the most frequent words plus the special tokens, with ids and counts.
+
+Ids: 0 = SENTENCE_START, 1 = SENTENCE_END, 2 = UNKNOWN_TOKEN, then words by descending count, ties
+broken by code points ascending. A corpus token spelled like a special token counts as unknown.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from rnnlm.io import RnnlmError, atomic_path, write_json
+from rnnlm.tokenize import read_sentences
+
+log = logging.getLogger(__name__)
+
+SENTENCE_START = "SENTENCE_START"
+SENTENCE_END = "SENTENCE_END"
+UNKNOWN_TOKEN = "UNKNOWN_TOKEN"
+SPECIAL_TOKENS = (SENTENCE_START, SENTENCE_END, UNKNOWN_TOKEN)
+SENTENCE_START_ID, SENTENCE_END_ID, UNKNOWN_ID = range(len(SPECIAL_TOKENS))
+# A corpus needs at least as many distinct words as there are special tokens to be worth modelling.
+MIN_DISTINCT_WORDS = len(SPECIAL_TOKENS)
+TSV_HEADER = "id\tword\tcount"
+
+
+class Vocabulary:
+    """Words in id order (special tokens first) with their corpus counts.
+
+    The special tokens' counts are how often the model sees them: one SENTENCE_START and one
+    SENTENCE_END per sentence, and every corpus token outside the vocabulary for UNKNOWN_TOKEN.
+    """
+
+    def __init__(self, words: list[str], counts: Iterable[int]):
+        self.words = list(words)
+        self.counts = np.asarray(list(counts), dtype=np.int64)
+        if tuple(self.words[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise RnnlmError(f"a vocabulary must start with {SPECIAL_TOKENS}, not {self.words[:3]}; rebuild it with the vocab stage")
+        if len(self.counts) != len(self.words):
+            raise RnnlmError(f"vocabulary has {len(self.words)} words but {len(self.counts)} counts; rebuild it with the vocab stage")
+        self.ids = {word: index for index, word in enumerate(self.words)}
+        if len(self.ids) != len(self.words):
+            raise RnnlmError("vocabulary lists a word twice; rebuild it with the vocab stage")
+        # Corpus tokens spelled like a special token are ordinary unknown words, not markers.
+        self._token_ids = self.ids | dict.fromkeys(SPECIAL_TOKENS, UNKNOWN_ID)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @classmethod
+    def build(cls, word_counts: collections.Counter, sentences: int, size: int) -> "Vocabulary":
+        """The `size` - 3 most frequent words of `word_counts` (from `sentences` sentences) plus the special tokens."""
+        if size <= len(SPECIAL_TOKENS):
+            raise RnnlmError(f"vocabulary_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {size}; raise it in config.yaml")
+        candidates = [(word, count) for word, count in word_counts.items() if word not in SPECIAL_TOKENS]
+        if len(candidates) < MIN_DISTINCT_WORDS:
+            raise RnnlmError(
+                f"the corpus has only {len(candidates)} distinct words, fewer than the {MIN_DISTINCT_WORDS} a vocabulary "
+                "needs besides its special tokens; use a larger corpus"
+            )
+        candidates.sort(key=lambda item: (-item[1], item[0]))
+        kept = candidates[: size - len(SPECIAL_TOKENS)]
+        unknown = sum(word_counts.values()) - sum(count for _, count in kept)
+        return cls(list(SPECIAL_TOKENS) + [word for word, _ in kept], [sentences, sentences, unknown] + [count for _, count in kept])
+
+    def encode(self, tokens: Iterable[str]) -> np.ndarray:
+        """int32 ids of `tokens`; words outside the vocabulary (and special-token spellings) become UNKNOWN_TOKEN."""
+        lookup = self._token_ids.get
+        return np.fromiter((lookup(token, UNKNOWN_ID) for token in tokens), dtype=np.int32)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.words[int(index)] for index in ids]
+
+    def save(self, path: str | Path) -> None:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(TSV_HEADER + "\n")
+            for index, (word, count) in enumerate(zip(self.words, self.counts)):
+                handle.write(f"{index}\t{word}\t{count}\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        try:
+            with open(path, encoding="utf-8", newline="\n") as handle:
+                lines = handle.read().split("\n")
+        except FileNotFoundError:
+            raise RnnlmError(f"{path}: file not found; run the vocab stage first") from None
+        except UnicodeDecodeError:
+            raise RnnlmError(f"{path}: not UTF-8; delete it and re-run the vocab stage") from None
+        if lines[0] != TSV_HEADER:
+            raise RnnlmError(f"{path}: first line must be {TSV_HEADER!r}; delete it and re-run the vocab stage")
+        words, counts = [], []
+        for number, line in enumerate(lines[1:], 2):
+            if not line:
+                continue
+            fields = line.split("\t")
+            if len(fields) != 3 or fields[0] != str(len(words)) or not fields[2].isdigit():
+                raise RnnlmError(f"{path}: line {number} is not '{len(words)}<TAB>word<TAB>count'; delete it and re-run the vocab stage")
+            words.append(fields[1])
+            counts.append(int(fields[2]))
+        return cls(words, counts)
+
+
+def count_words(sentences_path: str | Path) -> tuple[collections.Counter, int]:
+    """Token counts and number of sentences of a sentences file."""
+    word_counts: collections.Counter[str] = collections.Counter()
+    sentences = 0
+    for tokens in read_sentences(sentences_path):
+        word_counts.update(tokens)
+        sentences += 1
+    return word_counts, sentences
+
+
+def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_path: str | Path, size: int) -> dict:
+    """Run the vocab stage: write vocab.tsv and its stats; return the stats."""
+    word_counts, sentences = count_words(sentences_path)
+    vocabulary = Vocabulary.build(word_counts, sentences, size)
+    tokens = sum(word_counts.values())
+    unknown = int(vocabulary.counts[UNKNOWN_ID])
+    least_frequent = len(vocabulary) - 1
+    stats = {
+        "requested_size": size,
+        "size": len(vocabulary),
+        "distinct_words": len(word_counts),
+        "tokens": tokens,
+        "unknown_tokens": unknown,
+        "coverage": (tokens - unknown) / tokens,
+        "least_frequent_word": vocabulary.words[least_frequent],
+        "least_frequent_count": int(vocabulary.counts[least_frequent]),
+    }
+    if len(vocabulary) < size:
+        log.warning("the corpus has only %d distinct words: the vocabulary has %d entries, not %d", len(word_counts), len(vocabulary), size)
+    vocabulary.save(vocab_path)
+    write_json(stats_path, stats)
+    log.info("Using vocabulary size %d.", len(vocabulary))
+    log.info("The least frequent word in our vocabulary is %r and appeared %d times.",
+             stats["least_frequent_word"], stats["least_frequent_count"])
+    return stats
