@@ -47,12 +47,13 @@ def gradient_norms_by_distance(model, split, max_distance: int, max_sentences: i
         x, y, mask = split.batch(indices)
         real = mask > 0
         real_device = backend.asarray(real.astype(np.float64))
-        cache = model.forward_cache(x, mask)
+        targets = backend.asarray(y)
+        cache = model.forward_cache(backend.asarray(x), backend.asarray(mask, dtype=model.params["U"].dtype))
         for t in range(x.shape[0]):
             if not real[t].any():
                 continue
             reach = min(t, max_distance)
-            grad = model.loss_grad_state(cache, y, t)
+            grad = model.loss_grad_state(cache, targets, t)
             for k in range(reach + 1):
                 if k:
                     grad = model.state_vjp(cache, t - k + 1, grad)
@@ -91,6 +92,10 @@ def recurrent_spectrum(model) -> dict:
     }
 
 
+def _short(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def describe(model, split, max_distance: int, max_sentences: int, batch_size: int, desc: str) -> dict:
     curve = gradient_norms_by_distance(model, split, max_distance, max_sentences, batch_size, desc=desc)
     curve["decay_per_step"] = decay_per_step(curve["mean_norm"], curve["pairs"])
@@ -112,10 +117,11 @@ def diagnose(trained, initial, split, max_distance: int, max_sentences: int, bat
     }
     for state, model in (("initial", initial), ("trained", trained)):
         result[state] = describe(model, split, max_distance, max_sentences, batch_size, desc=f"{state} model")
+        curve = result[state]
         log.info(
-            "%s model: ‖∂L_t/∂s_t‖ = %.4g, ‖∂L_t/∂s_{t-%d}‖ = %.4g, decay per step %.4g, spectral radius %s",
-            state, result[state]["mean_norm"][0], max_distance, result[state]["mean_norm"][-1],
-            result[state]["decay_per_step"], result[state]["spectral_radius"],
+            "%s model: mean |dL_t/ds_t| %s, at distance %d %s, decay per step %s, spectral radius of W %s",
+            state, _short(curve["mean_norm"][0]), max_distance, _short(curve["mean_norm"][-1]),
+            _short(curve["decay_per_step"]), _short(curve["spectral_radius"]),
         )
     return result
 
@@ -135,7 +141,7 @@ def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLik
     result["seed"] = int(seed)
     write_json(output_path, result)
     log.info(
-        "diagnostics done: %d sentences, decay per step %.4g (initial) -> %.4g (trained)",
-        result["sentences"], result["initial"]["decay_per_step"], result["trained"]["decay_per_step"],
+        "diagnostics done: %d validation sentences, gradient decay per step %s at initialisation, %s trained",
+        result["sentences"], _short(result["initial"]["decay_per_step"]), _short(result["trained"]["decay_per_step"]),
     )
     return result

@@ -20,11 +20,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
+from rnnlm.data import Split
 from rnnlm.io import RnnlmError, atomic_path, read_json, write_text
+from rnnlm.vocab import UNKNOWN_ID, Vocabulary
 
 TRAIN_LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss")
 SPLITS = ("train", "valid", "test")
-UNKNOWN_ID = 2  # fixed by the vocabulary contract (docs/architecture.md)
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }
@@ -34,6 +35,8 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
 p.note { color: #555; max-width: 60em; }
 ol li { margin: 0.25em 0; font-family: Georgia, serif; }
+span.score { color: #777; font-family: sans-serif; font-size: 0.85em; }
+h3 { font-size: 0.95em; color: #444; font-weight: normal; font-style: italic; }
 """
 
 
@@ -154,33 +157,42 @@ def write_perplexity_table(frame: pd.DataFrame, csv_path: str | os.PathLike, htm
 # --- samples ---------------------------------------------------------------------------------
 
 
+def samples_html(text: str) -> str:
+    """samples.txt as HTML: a '# ' line opens a section; `score<TAB>sentence` lines get their score shown."""
+    parts, items = [], []
+
+    def close_list():
+        if items:
+            parts.append(f"<ol>{''.join(items)}</ol>")
+            items.clear()
+
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            close_list()
+            parts.append(f"<h3>{html.escape(line.lstrip('# '))}</h3>")
+            continue
+        score, tab, sentence = line.partition("\t")
+        if tab:
+            items.append(f"<li>{html.escape(sentence)} <span class=\"score\">(log p = {html.escape(score)})</span></li>")
+        else:
+            items.append(f"<li>{html.escape(line)}</li>")
+    close_list()
+    return "\n".join(parts)
+
+
 def write_samples_page(samples_by_model: Mapping[str, str], path: str | os.PathLike) -> None:
-    """One section per model with its generated sentences, one per line as written by `generate`."""
-    sections = []
-    for name, text in samples_by_model.items():
-        lines = [line for line in text.splitlines() if line.strip()]
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-        sections.append(f"<h2>model '{html.escape(name)}'</h2><ol>{items}</ol>")
+    """One section per model with the sentences its generate stage wrote."""
+    sections = [f"<h2>model '{html.escape(name)}'</h2>\n{samples_html(text)}" for name, text in samples_by_model.items()]
     write_text(path, html_page("Generated sentences", "\n".join(sections)))
 
 
 # --- corpus and vocabulary -------------------------------------------------------------------
 
 
-def read_vocab_counts(path: str | os.PathLike) -> pd.DataFrame:
-    """`vocab.tsv` as a frame with columns id, word, count (the special tokens included)."""
-    try:
-        vocab = pd.read_csv(path, sep="\t", quoting=3, keep_default_na=False, dtype={"word": str})
-    except FileNotFoundError:
-        raise RnnlmError(f"{path}: vocabulary not found; build it first") from None
-    expected = ["id", "word", "count"]
-    if list(vocab.columns) != expected:
-        raise RnnlmError(f"{path}: header is {list(vocab.columns)}, expected {expected}; re-run the vocab stage")
-    return vocab
-
-
-def split_statistics(splits: Mapping[str, object]) -> pd.DataFrame:
-    """Sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets (`rnnlm.data.Split`s)."""
+def split_statistics(splits: Mapping[str, Split]) -> pd.DataFrame:
+    """Sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets."""
     rows = []
     for name, split in splits.items():
         targets = np.asarray(split.y)
@@ -197,23 +209,24 @@ def split_statistics(splits: Mapping[str, object]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_zipf(vocab: pd.DataFrame, path: str | os.PathLike) -> None:
+def plot_zipf(vocab: Vocabulary, path: str | os.PathLike) -> None:
     """Rank-frequency plot of the kept words on log-log axes, with a 1/rank reference line."""
-    words = vocab[vocab["id"] > UNKNOWN_ID].sort_values("count", ascending=False, kind="stable")
-    counts = words["count"].to_numpy(dtype=float)
+    counts = vocab.counts[UNKNOWN_ID + 1:].astype(float)  # ids are already in descending count order
     if counts.size == 0 or counts[0] <= 0:
         raise RnnlmError("the vocabulary holds no words with counts; check the corpus and the vocab stage")
     ranks = np.arange(1, counts.size + 1)
+    unknown = int(vocab.counts[UNKNOWN_ID])
+    unknown_share = 100.0 * unknown / (unknown + counts.sum())
     fig = Figure(figsize=(7.0, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    ax.loglog(ranks, counts, color="tab:blue", linewidth=1.8, label=f"corpus ({counts.size:,} kept words)")
+    ax.loglog(ranks, counts, color="tab:blue", linewidth=1.8, label=f"kept words ({counts.size:,})")
     ax.loglog(ranks, counts[0] / ranks, color="gray", linestyle="--", linewidth=1, label="Zipf's law: count ∝ 1/rank")
-    for rank in (1, 2, 3):
-        if rank <= counts.size:
-            ax.annotate(
-                words["word"].iloc[rank - 1], (rank, counts[rank - 1]), textcoords="offset points",
-                xytext=(6, 2), fontsize=8,
-            )
+    ax.plot([], [], " ", label=f"UNKNOWN_TOKEN: {unknown:,} tokens ({unknown_share:.1f}% of the corpus)")
+    for rank in range(1, min(3, counts.size) + 1):
+        ax.annotate(
+            vocab.words[UNKNOWN_ID + rank], (rank, counts[rank - 1]), textcoords="offset points",
+            xytext=(6, 2), fontsize=8,
+        )
     ax.set_xlabel("frequency rank of the word (1 = most frequent)")
     ax.set_ylabel("occurrences in the corpus")
     ax.set_title("Rank-frequency (Zipf) plot of the vocabulary")
@@ -352,9 +365,7 @@ def build_samples_page(samples_paths: Mapping[str, str], html_path) -> None:
 
 
 def build_corpus_report(vocab_path, split_paths: Mapping[str, str], stats_paths: Mapping[str, str], zipf_path, html_path) -> None:
-    from rnnlm.data import Split
-
-    plot_zipf(read_vocab_counts(vocab_path), zipf_path)
+    plot_zipf(Vocabulary.load(vocab_path), zipf_path)
     splits = {name: Split.load(path) for name, path in split_paths.items()}
     write_corpus_page(split_statistics(splits), {stage: read_json(path) for stage, path in stats_paths.items()}, html_path)
 

@@ -11,6 +11,7 @@ import pytest
 from rnnlm import report
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError
+from rnnlm.vocab import Vocabulary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -99,9 +100,8 @@ def test_metrics_without_splits_are_refused():
 
 def test_zipf_plot_and_corpus_page(tmp_path):
     words = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN"] + [f"w{i}" for i in range(200)]
-    counts = [0, 0, 0] + list((5000 / np.arange(1, 201)).astype(int))
     vocab_path = tmp_path / "vocab.tsv"
-    pd.DataFrame({"id": range(len(words)), "word": words, "count": counts}).to_csv(vocab_path, sep="\t", index=False)
+    Vocabulary(words, [2, 2, 40] + list((5000 / np.arange(1, 201)).astype(int))).save(vocab_path)
     # Two sentences, 5 predicted tokens in all, 2 of them UNKNOWN_TOKEN (id 2).
     split = Split.from_ids(np.array([5, 2, 7, 2], dtype=np.int32), np.array([3, 1]))
     split_path = tmp_path / "valid.npz"
@@ -120,18 +120,13 @@ def test_zipf_plot_and_corpus_page(tmp_path):
     assert "UNKNOWN_TOKEN rate" in page and "per_split.valid.tokens" in page and "2 entries" in page
 
 
-def test_vocab_with_wrong_header_is_refused(tmp_path):
-    path = tmp_path / "vocab.tsv"
-    path.write_text("word\tcount\nthe\t3\n")
-    with pytest.raises(RnnlmError, match="header"):
-        report.read_vocab_counts(path)
-
-
-def test_samples_page_escapes_html(tmp_path):
+def test_samples_page_sections_scores_and_escaping(tmp_path):
     path = tmp_path / "samples.html"
-    report.write_samples_page({"rnn": "a <b> sentence\n\nanother one\n"}, path)
+    text = "# sampled sentences (t=1)\na <b> sentence\n\nanother one\n# beam search\n-4.2500\tthe end\n"
+    report.write_samples_page({"rnn": text}, path)
     page = path.read_text()
-    assert "&lt;b&gt;" in page and page.count("<li>") == 2
+    assert "&lt;b&gt;" in page and page.count("<li>") == 3 and page.count("<ol>") == 2
+    assert "<h3>beam search</h3>" in page and "the end <span class=\"score\">(log p = -4.2500)</span>" in page
 
 
 def test_gradient_plot_and_summary(tmp_path):

@@ -14,13 +14,16 @@ rule diagnose_gradients:
         max_distance=config["diagnostics"]["max_distance"],
         max_sentences=config["diagnostics"]["max_sentences"],
         batch_size=config["diagnostics"]["batch_size"],
+        device=config["device"],
     log:
-        f"{RESULTS}/logs/diagnose_gradients/{{model}}.log",
+        f"{RESULTS}/logs/diagnostics/{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/diagnose_gradients/{{model}}.tsv"
+        f"{RESULTS}/benchmarks/diagnostics/{{model}}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        # The trained and the re-initialised model are held at the same time.
+        mem_mb=lambda wildcards: 2 * model_mem_mb(wildcards.model),
         runtime=30,
+        **device_resources(),
     script:
         "../scripts/diagnostics.py"

@@ -1,8 +1,8 @@
 # Figures and tables for `snakemake --report report.html`, all under results/report/.
 # Every output is flagged with report(): category, caption (workflow/report/*.rst) and labels.
+# DATA_SPLITS comes from data.smk.
 
 REPORT = f"{RESULTS}/report"
-DATA_SPLITS = ["train", "valid", "test"]
 
 
 rule report_loss_curves:
@@ -18,9 +18,9 @@ rule report_loss_curves:
             labels={"model": "{model}", "figure": "loss curves"},
         ),
     log:
-        f"{RESULTS}/logs/report_loss_curves/{{model}}.log",
+        f"{RESULTS}/logs/report/loss_curves_{{model}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report_loss_curves/{{model}}.tsv"
+        f"{RESULTS}/benchmarks/report/loss_curves_{{model}}.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -48,9 +48,9 @@ rule report_perplexity:
     params:
         models=model_names(),
     log:
-        f"{RESULTS}/logs/report_perplexity/all.log",
+        f"{RESULTS}/logs/report/perplexity.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report_perplexity/all.tsv"
+        f"{RESULTS}/benchmarks/report/perplexity.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -72,9 +72,9 @@ rule report_samples:
     params:
         models=model_names(),
     log:
-        f"{RESULTS}/logs/report_samples/all.log",
+        f"{RESULTS}/logs/report/samples.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report_samples/all.tsv"
+        f"{RESULTS}/benchmarks/report/samples.tsv"
     threads: 1
     resources:
         mem_mb=1000,
@@ -106,9 +106,9 @@ rule report_corpus:
     params:
         splits=DATA_SPLITS,
     log:
-        f"{RESULTS}/logs/report_corpus/all.log",
+        f"{RESULTS}/logs/report/corpus.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report_corpus/all.tsv"
+        f"{RESULTS}/benchmarks/report/corpus.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -136,9 +136,9 @@ rule report_gradients:
     params:
         models=model_names(),
     log:
-        f"{RESULTS}/logs/report_gradients/all.log",
+        f"{RESULTS}/logs/report/gradients.log",
     benchmark:
-        f"{RESULTS}/benchmarks/report_gradients/all.tsv"
+        f"{RESULTS}/benchmarks/report/gradients.tsv"
     threads: 1
     resources:
         mem_mb=1000,
