@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from rnnlm.io import RnnlmError
-from rnnlm.vocab import SENTENCE_START_ID
+from rnnlm.data import Split
+from rnnlm.io import RnnlmError, save_npz, write_json
+from rnnlm.vocab import SENTENCE_START_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def _estimate_discounts(adjusted: np.ndarray, order: int) -> np.ndarray:
             return estimate
     log.warning(
         "order %d: count-of-counts n1..n4 = %d, %d, %d, %d cannot give modified Kneser-Ney discounts "
-        "(training data too small); using the fallback discounts %s", order, n1, n2, n3, n4, FALLBACK_DISCOUNTS,
+        "(training data too small or repeated); using the fallback discounts %s", order, n1, n2, n3, n4, FALLBACK_DISCOUNTS,
     )
     return np.array(FALLBACK_DISCOUNTS)
 
@@ -236,3 +238,35 @@ def _arrays(split, vocab_size: int, name: str):
             "and the vocabulary come from different runs; rebuild the index matrices"
         )
     return x, y, _positions(np.asarray(split.offsets, dtype=np.int64))
+
+
+def build_baseline(split_paths: dict, vocab_path, order: int, json_path, log_probs_path) -> dict:
+    """Baseline stage: fit on the train split, write perplexities per split (JSON) and the valid/test
+    per-token log-probabilities (.npz: `<split>` float64 and `<split>_y` int32 targets, for interpolation)."""
+    vocab_size = len(Vocabulary.load(vocab_path))
+    splits = {name: Split.load(path) for name, path in split_paths.items()}
+    start = time.perf_counter()
+    model = KneserNey.fit(splits["train"], vocab_size, order)
+    fit_seconds = time.perf_counter() - start
+    result = {
+        "model": f"interpolated modified Kneser-Ney, order {order}",
+        "order": order,
+        "vocab_size": vocab_size,
+        "discounts": model.discounts.tolist(),
+        "fit_seconds": fit_seconds,
+        "splits": {},
+    }
+    scores = {}
+    for name, split in splits.items():
+        log_probs = model.token_log_probs(split, name)
+        entry = {"sentences": len(split), "tokens": split.num_tokens, "loss": None, "perplexity": None}
+        if split.num_tokens:
+            loss = -float(np.mean(log_probs))
+            entry.update(loss=loss, perplexity=math.exp(loss))
+        result["splits"][name] = entry
+        if name != "train":
+            scores[name], scores[f"{name}_y"] = log_probs, split.y
+        log.info("Kneser-Ney order %d, %s perplexity %s", order, name, entry["perplexity"])
+    save_npz(log_probs_path, **scores)
+    write_json(json_path, result)
+    return result
