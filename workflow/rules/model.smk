@@ -1,1 +1,81 @@
-# model rules: filled in by the stage that owns them (see docs/architecture.md).
+# Model stages, one job each per entry of `models:`: train -> evaluate, generate (results/models/{model}/).
+# Training also keeps results/models/{model}/checkpoint.npz. It is deliberately not a declared output:
+# Snakemake deletes the outputs of a failed or killed job, and the checkpoint must survive to be resumed.
+
+MODEL_DIR = f"{RESULTS}/models/{{model}}"
+DATA_SPLIT_FILES = {split: f"{RESULTS}/data/{split}.npz" for split in ("train", "valid", "test")}
+
+ALL_TARGETS.extend(
+    expand(f"{RESULTS}/models/{{model}}/{{artifact}}", model=model_names(),
+           artifact=["params.npz", "train_log.csv", "metrics.json", "samples.txt"])
+)
+
+
+rule train:
+    input:
+        train=DATA_SPLIT_FILES["train"],
+        valid=DATA_SPLIT_FILES["valid"],
+        vocab=f"{RESULTS}/vocab/vocab.tsv",
+    output:
+        params=f"{MODEL_DIR}/params.npz",
+        train_log=f"{MODEL_DIR}/train_log.csv",
+    params:
+        hyperparameters=lambda wildcards: model_config(wildcards.model),
+        device=config["device"],
+        dtype=config["dtype"],
+        # Recorded in the parameters file so that scoring and priming tokenize like the training text.
+        lowercase=config["lowercase"],
+    log:
+        f"{RESULTS}/logs/train/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=lambda wildcards: train_runtime(wildcards.model),
+        **device_resources(),
+    script:
+        "../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        params=rules.train.output.params,
+        vocab=f"{RESULTS}/vocab/vocab.tsv",
+        **DATA_SPLIT_FILES,
+    output:
+        metrics=f"{MODEL_DIR}/metrics.json",
+    params:
+        device=config["device"],
+    log:
+        f"{RESULTS}/logs/evaluate/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{model}}.tsv"
+    threads: 4
+    resources:
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=30,
+        **device_resources(),
+    script:
+        "../scripts/evaluate.py"
+
+
+rule generate:
+    input:
+        params=rules.train.output.params,
+    output:
+        samples=f"{MODEL_DIR}/samples.txt",
+    params:
+        settings=config["generate"],
+        device=config["device"],
+    log:
+        f"{RESULTS}/logs/generate/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/generate/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=30,
+        **device_resources(),
+    script:
+        "../scripts/generate.py"

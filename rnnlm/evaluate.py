@@ -1,0 +1,131 @@
+"""Loss and perplexity of a trained model per split, next to a unigram baseline for scale.
+
+The loss is the mean cross-entropy (natural log) per predicted token, SENTENCE_END included and
+SENTENCE_START never predicted, exactly what training minimises; perplexity is exp(loss).
+
+The unigram baseline is estimated on the train split's predicted tokens with add-one (Laplace)
+smoothing over every id that can be predicted (all ids but SENTENCE_START), so an id never seen in
+training still gets a finite probability and the baseline is defined on every split.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+
+from rnnlm.backend import get_backend
+from rnnlm.data import Split
+from rnnlm.io import RnnlmError, write_json
+from rnnlm.model import RNNLM
+from rnnlm.vocab import SENTENCE_START_ID, Vocabulary
+
+# Sentences per forward pass; the model bounds the logits memory itself, this only bounds the
+# padded index matrices and the hidden states.
+EVAL_BATCH_SIZE = 256
+
+
+def split_loss(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int]:
+    """Summed cross-entropy over every predicted token of `split` and the number of those tokens."""
+    backend = model.backend
+    total, tokens = 0.0, 0
+    # Length-sorted batches waste little work on padding; the order does not change the sum's terms.
+    for x, y, mask in split.batches(batch_size, sort_by_length=True):
+        loss_sum, count = model.loss(backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+        total += float(loss_sum)
+        tokens += int(count)
+    return total, tokens
+
+
+def mean_loss(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> float:
+    """Mean cross-entropy per predicted token; RnnlmError for an empty split or a non-finite loss."""
+    total, tokens = split_loss(model, split, batch_size)
+    if tokens == 0:
+        raise RnnlmError("cannot compute a loss on an empty split; give the split a non-zero fraction in config.yaml")
+    loss = total / tokens
+    if not math.isfinite(loss):
+        raise RnnlmError(
+            f"the model's loss is {loss}: its parameters hold NaN or infinite values; "
+            "retrain with a lower learning_rate or a clip_norm"
+        )
+    return loss
+
+
+def unigram_log_probs(train: Split, vocab_size: int) -> np.ndarray:
+    """Add-one smoothed log-probabilities of every id from the train split's predicted tokens.
+
+    SENTENCE_START is never a target, so it gets probability zero (log -inf) and no pseudo-count.
+    """
+    counts = np.bincount(train.y, minlength=vocab_size).astype(np.float64)
+    if counts.size > vocab_size:
+        raise RnnlmError(f"the train split holds ids up to {counts.size - 1} but the vocabulary has {vocab_size}; rebuild the index matrices")
+    counts += 1.0
+    counts[SENTENCE_START_ID] = 0.0
+    with np.errstate(divide="ignore"):
+        return np.log(counts / counts.sum())
+
+
+def unigram_loss(log_probs: np.ndarray, split: Split) -> float:
+    """Mean negative log-probability of `split`'s predicted tokens under a unigram model."""
+    return float(-log_probs[split.y].mean())
+
+
+def check_split_ids(split: Split, vocab_size: int, name: str) -> None:
+    """Refuse index matrices that refer to ids outside the model's vocabulary."""
+    if split.num_tokens and max(int(split.x.max()), int(split.y.max())) >= vocab_size:
+        raise RnnlmError(
+            f"the {name} split uses ids up to {max(int(split.x.max()), int(split.y.max()))} but the model's "
+            f"vocabulary has {vocab_size} words: the data and the parameters come from different "
+            "vocabularies; retrain the model on this data"
+        )
+
+
+def check_vocabulary(model_words: list[str], data_words: list[str]) -> None:
+    """The parameters must have been trained on the vocabulary that indexed the data."""
+    if list(model_words) == list(data_words):
+        return
+    if len(model_words) != len(data_words):
+        detail = f"{len(model_words)} words in the parameters file, {len(data_words)} in the data's vocabulary"
+    else:
+        first = next(i for i, (a, b) in enumerate(zip(model_words, data_words)) if a != b)
+        detail = f"id {first} is {model_words[first]!r} in the parameters file but {data_words[first]!r} in the data's vocabulary"
+    raise RnnlmError(f"vocabulary mismatch ({detail}); retrain the model on this data or evaluate it on the data it was trained on")
+
+
+def evaluate(model, splits: Mapping[str, Split], train: Split) -> dict:
+    """metrics.json content: per split loss, perplexity, token and sentence counts, unigram baseline."""
+    vocab_size = model.config.vocab_size
+    unigram = unigram_log_probs(train, vocab_size)
+    result: dict = {"vocab_size": vocab_size, "unigram_smoothing": "add-one over all predictable ids, estimated on train", "splits": {}}
+    for name, split in splits.items():
+        check_split_ids(split, vocab_size, name)
+        entry = {"sentences": len(split), "tokens": split.num_tokens,
+                 "loss": None, "perplexity": None, "unigram_loss": None, "unigram_perplexity": None}
+        if split.num_tokens:
+            loss = mean_loss(model, split)
+            base = unigram_loss(unigram, split)
+            entry.update(loss=loss, perplexity=math.exp(loss), unigram_loss=base, unigram_perplexity=math.exp(base))
+        result["splits"][name] = entry
+    return result
+
+
+def load_trained(params_path, device: str = "auto"):
+    """(model, vocabulary words, metadata) from a parameters file on `device`; RnnlmError if the file
+    is unusable (RNNLM.load refuses corrupt, pickled, inconsistent and non-finite files)."""
+    return RNNLM.load(params_path, get_backend(device))
+
+
+def run_evaluation(params_path, split_paths: Mapping[str, str], vocab_path, metrics_path, device: str = "auto") -> dict:
+    """The evaluate stage from files: metrics.json (unless `metrics_path` is None); returns the metrics.
+
+    `split_paths` must include "train": the unigram baseline is fitted on it."""
+    model, words, _ = load_trained(params_path, device)
+    check_vocabulary(words, Vocabulary.load(vocab_path).words)
+    splits = {name: Split.load(path) for name, path in split_paths.items()}
+    if "train" not in splits:
+        raise RnnlmError("evaluation needs the train split to fit the unigram baseline; pass it too")
+    metrics = evaluate(model, splits, splits["train"])
+    if metrics_path is not None:
+        write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,239 @@
+"""Text from a trained model: random sampling, beam search, and scoring of given sentences.
+
+Sentence length counts words only (prime words included, SENTENCE_START/END excluded).
+Sampling never emits UNKNOWN_TOKEN or SENTENCE_START: they get probability zero and the rest is
+renormalised. A sampled sentence that ends before `min_length` words, or has not ended after
+`max_length`, is rejected and drawn again (the tutorial keeps only sentences of at least 7 words).
+Log-probabilities are natural logarithms of the model's own probabilities, SENTENCE_END included,
+so a beam-search sentence and the same sentence passed to `score_sentences` get the same figure.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from rnnlm.data import Split
+from rnnlm.evaluate import load_trained
+from rnnlm.io import RnnlmError, write_text
+from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary
+
+# Sentences drawn per wanted sentence before giving up on the length limits.
+MAX_ATTEMPTS_PER_SENTENCE = 100
+SCORE_BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    words: list[str]
+    log_prob: float          # ln p(words + SENTENCE_END | SENTENCE_START)
+    tokens: int              # predicted tokens: words + SENTENCE_END
+    unknown: int             # words outside the vocabulary, scored as UNKNOWN_TOKEN
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.log_prob / self.tokens)
+
+
+def prime_ids(vocab_words: Sequence[str], prime: Iterable[str]) -> list[int]:
+    """Ids of the prime words; every one must be in the vocabulary (UNKNOWN_TOKEN is never generated)."""
+    words = list(prime)
+    ids = _vocabulary(vocab_words).encode(words)
+    missing = [word for word, i in zip(words, ids) if i == UNKNOWN_ID]
+    if missing:
+        raise RnnlmError(f"prime words {missing} are not in the model's vocabulary; choose words it knows")
+    return ids.tolist()
+
+
+def _vocabulary(vocab_words: Sequence[str]) -> Vocabulary:
+    # Counts do not matter for encoding words.
+    return Vocabulary(list(vocab_words), np.zeros(len(vocab_words), dtype=np.int64))
+
+
+def _primed(model, batch_size: int, start: list[int]):
+    """State after reading SENTENCE_START and the prime words, and the next-token log-probabilities."""
+    backend = model.backend
+    state = model.initial_state(batch_size)
+    for token in start:
+        log_probs, state = model.step(backend.asarray(np.full(batch_size, token, dtype=np.int32)), state)
+    return log_probs, state
+
+
+def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_length: int = 7,
+                     max_length: int = 40, temperature: float = 1.0, seed: int = 0,
+                     prime: Sequence[str] = ()) -> list[list[str]]:
+    """`num_sentences` sentences drawn from the model, each of min_length..max_length words."""
+    if temperature <= 0:
+        raise RnnlmError(f"temperature must be positive, got {temperature}")
+    if not 1 <= min_length <= max_length:
+        raise RnnlmError(f"need 1 <= min_length <= max_length, got {min_length} and {max_length}")
+    start = [SENTENCE_START_ID, *prime_ids(vocab_words, prime)]
+    if len(start) - 1 > max_length:
+        raise RnnlmError(f"the prime has {len(start) - 1} words, more than max_length={max_length}")
+    backend = model.backend
+    rng = np.random.default_rng(seed)
+    accepted: list[list[int]] = []
+    attempts = 0
+    while len(accepted) < num_sentences:
+        if attempts >= MAX_ATTEMPTS_PER_SENTENCE * num_sentences:
+            raise RnnlmError(
+                f"only {len(accepted)} of {num_sentences} sampled sentences had {min_length} to {max_length} "
+                f"words after {attempts} attempts; widen the length limits or train the model longer"
+            )
+        # Draw twice what is missing at once: rejections are common for an untrained model.
+        batch = 2 * (num_sentences - len(accepted))
+        attempts += batch
+        log_probs, state = _primed(model, batch, start)
+        tokens = np.empty((batch, max_length - len(start) + 2), dtype=np.int64)
+        finished = np.zeros(batch, dtype=bool)
+        for step in range(tokens.shape[1]):
+            logits = backend.to_host(log_probs).astype(np.float64) / temperature
+            logits[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            cumulative = np.cumsum(probs, axis=1)
+            draws = rng.random(batch)[:, None] * cumulative[:, -1:]
+            choice = np.minimum((cumulative <= draws).sum(axis=1), len(vocab_words) - 1)
+            choice[finished] = SENTENCE_END_ID
+            tokens[:, step] = choice
+            finished |= choice == SENTENCE_END_ID
+            if finished.all():
+                break
+            log_probs, state = model.step(backend.asarray(choice.astype(np.int32)), state)
+        for row in tokens[finished]:
+            words = [*start[1:], *row[: int(np.argmax(row == SENTENCE_END_ID))].tolist()]
+            if min_length <= len(words) <= max_length and len(accepted) < num_sentences:
+                accepted.append(words)
+    return [[vocab_words[i] for i in words] for words in accepted]
+
+
+def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
+                max_length: int = 40, prime: Sequence[str] = ()) -> list[ScoredSentence]:
+    """The `beam_width` most probable sentences of min_length..max_length words found by beam search.
+
+    Hypotheses never contain UNKNOWN_TOKEN or SENTENCE_START, and SENTENCE_END is not allowed before
+    `min_length` words. The search stops once no open hypothesis can beat the finished ones (log
+    probabilities only fall as a sentence grows) or at `max_length`; fewer than `beam_width`
+    sentences come back only if fewer ended within `max_length` words.
+    """
+    if beam_width < 1 or not 1 <= min_length <= max_length:
+        raise RnnlmError(f"need beam_width >= 1 and 1 <= min_length <= max_length, got {beam_width}, {min_length}, {max_length}")
+    prime_part = prime_ids(vocab_words, prime)
+    backend = model.backend
+    vocab_size = len(vocab_words)
+    log_probs, state = _primed(model, 1, [SENTENCE_START_ID, *prime_part])
+    words = np.zeros((1, 0), dtype=np.int64)
+    scores = np.zeros(1)
+    finished: list[ScoredSentence] = []
+    for length in range(len(prime_part), max_length + 1):
+        candidates = scores[:, None] + backend.to_host(log_probs).astype(np.float64)
+        candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
+        if length < min_length:
+            candidates[:, SENTENCE_END_ID] = -np.inf
+        else:
+            for row in range(len(scores)):
+                finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[row])],
+                                               float(candidates[row, SENTENCE_END_ID]), length + 1, 0))
+            candidates[:, SENTENCE_END_ID] = -np.inf
+        finished.sort(key=lambda s: -s.log_prob)
+        del finished[beam_width:]
+        flat = candidates.ravel()
+        keep = min(beam_width, int(np.isfinite(flat).sum()))
+        if length == max_length or keep == 0:
+            break
+        best = np.argpartition(-flat, keep - 1)[:keep]
+        best = best[np.argsort(-flat[best], kind="stable")]
+        if len(finished) == beam_width and flat[best[0]] <= finished[-1].log_prob:
+            break
+        parents, next_words = np.divmod(best, vocab_size)
+        words = np.concatenate([words[parents], next_words[:, None]], axis=1)
+        scores = flat[best]
+        log_probs, state = model.step(backend.asarray(next_words.astype(np.int32)),
+                                      state[backend.asarray(parents)])
+    return finished
+
+
+def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Sequence[str]]) -> list[ScoredSentence]:
+    """Log-probability and perplexity of each tokenized sentence (SENTENCE_END predicted and counted)."""
+    if not sentences:
+        return []
+    vocabulary = _vocabulary(vocab_words)
+    # Words outside the vocabulary (and spellings of special tokens) are scored as UNKNOWN_TOKEN.
+    ids = [vocabulary.encode(sentence) for sentence in sentences]
+    unknown = [int((row == UNKNOWN_ID).sum()) for row in ids]
+    split = Split.from_ids(np.concatenate(ids), np.array([len(row) for row in ids], dtype=np.int64))
+    backend = model.backend
+    log_probs = np.empty(len(ids))
+    for first in range(0, len(ids), SCORE_BATCH_SIZE):
+        rows = np.arange(first, min(first + SCORE_BATCH_SIZE, len(ids)))
+        x, y, mask = split.batch(rows)
+        per_token = model.token_log_probs(backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+        log_probs[rows] = np.asarray(per_token, dtype=np.float64).sum(axis=0)
+    if not np.isfinite(log_probs).all():
+        raise RnnlmError("the model gave a NaN or infinite log-probability: its parameters are corrupt; retrain it")
+    return [ScoredSentence(list(s), float(lp), int(n), u) for s, lp, n, u in zip(sentences, log_probs, split.lengths, unknown)]
+
+
+def format_samples(sampled: list[list[str]], beam: list[ScoredSentence], settings: str) -> str:
+    """samples.txt: a '#' header per section, sampled sentences one a line, then the beam-search ones
+    as `log_prob<TAB>sentence`, most probable first."""
+    lines = [f"# sampled sentences ({settings})", *(" ".join(s) for s in sampled),
+             f"# beam search: the {len(beam)} most probable sentences, natural-log probability first"]
+    lines += [f"{s.log_prob:.4f}\t{' '.join(s.words)}" for s in beam]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """The `generate:` block of config.yaml."""
+
+    num_sentences: int = 20
+    min_length: int = 7
+    max_length: int = 40
+    temperature: float = 1.0
+    seed: int = 0
+    beam_width: int = 5
+    prime: str = ""
+
+
+def run_generation(params_path, samples_path, config: GenerateConfig, device: str = "auto") -> str:
+    """The generate stage from files: parameters -> samples.txt (see `format_samples`), unless
+    `samples_path` is None; returns the text."""
+    model, words, metadata = load_trained(params_path, device)
+    c = config
+    # The prime must be spelled like the training text.
+    prime_words = (c.prime.lower() if metadata.get("lowercase") else c.prime).split()
+    sampled = sample_sentences(model, words, c.num_sentences, c.min_length, c.max_length, c.temperature, c.seed, prime_words)
+    beam = beam_search(model, words, c.beam_width, c.min_length, c.max_length, prime_words)
+    settings = f"temperature {c.temperature:g}, seed {c.seed}, {c.min_length} to {c.max_length} words"
+    if prime_words:
+        settings += f", prime {c.prime!r}"
+    text = format_samples(sampled, beam, settings)
+    if samples_path is not None:
+        write_text(samples_path, text)
+    return text
+
+
+def tokenize_lines(lines: Iterable[str], lowercase: bool, pretokenized: bool = False) -> list[list[str]]:
+    """Sentences to score, one per line, split into words as the training text was (NLTK word
+    tokenizer, lowercased when the model's text was); `pretokenized` splits on whitespace only."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    tokenizer = NLTKWordTokenizer()
+    sentences = []
+    for line in lines:
+        text = line.strip()
+        if lowercase:
+            text = text.lower()
+        sentences.append(text.split() if pretokenized else tokenizer.tokenize(text))
+    return sentences
+
+
+def format_scores(scored: list[ScoredSentence], rank: bool = False) -> str:
+    """TSV, one row per sentence: log_prob, perplexity, tokens, unknown, sentence (most probable first if `rank`)."""
+    rows = sorted(scored, key=lambda s: -s.log_prob) if rank else scored
+    lines = ["log_prob\tperplexity\ttokens\tunknown\tsentence"]
+    lines += [f"{s.log_prob:.4f}\t{s.perplexity:.4f}\t{s.tokens}\t{s.unknown}\t{' '.join(s.words)}" for s in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,306 @@
+"""Minibatch SGD for the RNN language model: the tutorial's schedule, clipping, early stopping, resume.
+
+Schedule (the tutorial's `train_with_sgd`, evaluated on the validation split instead of the training
+set): the loss is measured before training and every `evaluate_every` epochs; when it rises above the
+previous measurement the learning rate is halved. The parameters with the lowest measured loss are
+kept, and training stops once `patience` measurements in a row failed to improve on it.
+
+Each update uses the gradient of the mean cross-entropy per predicted token of the batch, rescaled so
+that its global L2 norm is at most `clip_norm` (0 disables clipping).
+
+Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
+learning rate, counters, log rows) is written atomically to the checkpoint file, which is deleted
+once the parameters file is written. The batch order of
+epoch e depends only on (seed, e), so a run restarted from a checkpoint performs exactly the updates
+the uninterrupted run would have, and ends with byte-identical parameters on the same device.
+A checkpoint is only resumed when its fingerprint (model and schedule hyper-parameters, data,
+vocabulary) matches the current run; `epochs` is left out, so a run killed on its way to 10 epochs
+can be resumed with epochs: 12.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from tqdm import tqdm
+
+from rnnlm.backend import get_backend
+from rnnlm.data import Split
+from rnnlm.evaluate import check_split_ids, mean_loss
+from rnnlm.io import RnnlmError, load_npz, save_npz, write_text
+from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 1
+LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss", "learning_rate", "tokens_per_s", "seconds")
+# A batch whose mean loss exceeds this multiple of ln(vocabulary size), the loss of uniform guessing,
+# is diverging rather than learning.
+EXPLODING_LOSS_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    learning_rate: float = 0.5
+    batch_size: int = 32
+    epochs: int = 8
+    seed: int = 1
+    clip_norm: float = 5.0
+    evaluate_every: int = 1
+    patience: int = 3
+    checkpoint_every: int = 1
+
+    def __post_init__(self):
+        positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
+                    "evaluate_every": self.evaluate_every, "patience": self.patience,
+                    "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if not value > 0:
+                raise RnnlmError(f"{name} must be positive, got {value}; fix it in the model's entry of config.yaml")
+        if self.clip_norm < 0 or self.seed < 0:
+            raise RnnlmError("clip_norm and seed must be >= 0; fix them in the model's entry of config.yaml")
+
+
+def split_hyperparameters(hyper: Mapping, vocab_size: int, dtype: str) -> tuple[ModelConfig, TrainConfig]:
+    """One `models:` entry of config.yaml -> the model's architecture and its training schedule."""
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size", "dtype"}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(hyper) - model_keys - train_keys)
+    if unknown:
+        raise RnnlmError(f"unknown model settings {unknown}; allowed: {sorted(model_keys | train_keys)}")
+    model_config = ModelConfig(vocab_size=vocab_size, dtype=dtype, **{k: v for k, v in hyper.items() if k in model_keys})
+    train_config = TrainConfig(**{k: v for k, v in hyper.items() if k in train_keys})
+    return model_config, train_config
+
+
+@dataclass
+class TrainState:
+    """Everything besides the parameters that a resumed run needs to continue exactly."""
+
+    epoch: int = 0                       # epochs completed
+    examples_seen: int = 0
+    learning_rate: float = 0.0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    last_measured_loss: float | None = None
+    measurements_without_improvement: int = 0
+    stopped_early: bool = False
+    rows: list[dict] = field(default_factory=list)
+
+
+def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Split, valid: Split,
+                vocab_words: list[str]) -> str:
+    """Hash of everything that determines the parameters after a given epoch."""
+    digest = hashlib.sha256()
+    schedule = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("epochs", "checkpoint_every")}
+    digest.update(json.dumps([dataclasses.asdict(model_config), schedule], sort_keys=True).encode())
+    for split in (train, valid):
+        for array in (split.x, split.y, split.offsets):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update("\n".join(vocab_words).encode())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, run_id: str) -> None:
+    host = model.backend.to_host
+    arrays = {f"param.{k}": host(v) for k, v in model.params.items()}
+    arrays.update({f"best.{k}": host(v) for k, v in best_params.items()})
+    save_npz(path, **arrays,
+             state_json=np.array(json.dumps(dataclasses.asdict(state))),
+             fingerprint=np.array(run_id),
+             format_version=np.array(CHECKPOINT_FORMAT_VERSION))
+
+
+def load_checkpoint(path, model: RNNLM, run_id: str) -> tuple[dict, TrainState] | None:
+    """Restore the model's parameters from `path`; None (start afresh) if absent or from another run."""
+    if not Path(path).exists():
+        return None
+    try:
+        arrays = load_npz(path, required=("state_json", "fingerprint", "format_version"))
+    except RnnlmError as exc:
+        log.warning("ignoring unreadable checkpoint, starting afresh: %s", exc)
+        return None
+    if int(arrays["format_version"]) != CHECKPOINT_FORMAT_VERSION or str(arrays["fingerprint"]) != run_id:
+        log.info("checkpoint %s belongs to other settings or data; starting afresh", path)
+        return None
+    if not all(np.isfinite(arrays[f"{kind}.{name}"]).all() for kind in ("param", "best") for name in model.params):
+        log.warning("checkpoint %s holds non-finite parameters; starting afresh", path)
+        return None
+    for name, value in model.params.items():
+        value[...] = model.backend.asarray(arrays[f"param.{name}"])
+    best = {name: model.backend.asarray(arrays[f"best.{name}"]) for name in model.params}
+    return best, TrainState(**json.loads(str(arrays["state_json"])))
+
+
+def render_log(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in LOG_COLUMNS})
+    return buffer.getvalue()
+
+
+class Divergence(RnnlmError):
+    """Training produced a NaN, infinite or exploding loss."""
+
+
+def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
+    """Global L2 norm of the mean-per-token gradient (`grads` are gradients of the summed loss)."""
+    xp = model.backend.xp
+    return math.sqrt(sum(float(xp.vdot(g.ravel(), g.ravel())) for g in grads.values())) / tokens
+
+
+def _clipped_update(model: RNNLM, grads: dict, tokens: int, norm: float, learning_rate: float, clip_norm: float) -> None:
+    """SGD step on the mean-per-token gradient, rescaled to norm `clip_norm` when it is longer."""
+    scale = learning_rate / tokens
+    if clip_norm and norm > clip_norm:
+        scale *= clip_norm / norm
+    for name, grad in grads.items():
+        model.params[name] -= grad * model.params[name].dtype.type(scale)
+
+
+def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, vocab_words: list[str],
+          params_path, checkpoint_path, log_path, metadata: Mapping | None = None,
+          progress: bool = True) -> TrainState:
+    """Train `model` in place (it ends holding the best parameters), resuming from `checkpoint_path` when it matches; write params and log.
+
+    The parameters file holds the best parameters (lowest measured loss), `vocab_words` and
+    `metadata` plus a summary of the run, so nothing else is needed to evaluate, sample or score.
+    """
+    cfg = train_config
+    vocab_size = model.config.vocab_size
+    if len(vocab_words) != vocab_size:
+        raise RnnlmError(f"the vocabulary has {len(vocab_words)} words but the model expects {vocab_size}; rebuild the vocabulary")
+    if len(train) == 0:
+        raise RnnlmError("the train split is empty; use a larger corpus or smaller valid/test fractions")
+    check_split_ids(train, vocab_size, "train")
+    check_split_ids(valid, vocab_size, "valid")
+    # Without a validation split the schedule falls back to the tutorial's: the training loss.
+    monitored = valid if len(valid) else train
+    run_id = fingerprint(model.config, cfg, train, valid, vocab_words)
+    backend = model.backend
+
+    restored = load_checkpoint(checkpoint_path, model, run_id)
+    if restored is None:
+        state = TrainState(learning_rate=cfg.learning_rate)
+        best = {k: v.copy() for k, v in model.params.items()}
+        _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=None, seconds=0.0, tokens=0)
+    else:
+        best, state = restored
+        log.info("resuming from %s after epoch %d (learning rate %g)", checkpoint_path, state.epoch, state.learning_rate)
+
+    explode_at = EXPLODING_LOSS_FACTOR * math.log(vocab_size)
+    bar = tqdm(total=cfg.epochs * len(train), initial=min(state.epoch, cfg.epochs) * len(train), unit="sent",
+               file=sys.stderr, disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0,
+               dynamic_ncols=True, desc="train")
+    try:
+        while state.epoch < cfg.epochs and not state.stopped_early:
+            epoch = state.epoch + 1
+            rng = np.random.default_rng([cfg.seed, epoch])
+            started = time.perf_counter()
+            loss_sum, tokens = 0.0, 0
+            for x, y, mask in train.batches(cfg.batch_size, rng=rng):
+                batch_loss, count, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+                batch_loss = float(batch_loss)
+                norm = _gradient_norm(model, grads, count)
+                if not (math.isfinite(batch_loss) and math.isfinite(norm)) or batch_loss / count > explode_at:
+                    raise Divergence(
+                        f"training diverged in epoch {epoch}: batch loss {batch_loss / count:.4g} per token, "
+                        f"gradient norm {norm:.4g} (uniform guessing scores {math.log(vocab_size):.4g}); lower "
+                        f"learning_rate (now {state.learning_rate:g}) or set clip_norm > 0. The last good "
+                        f"checkpoint, {checkpoint_path}, is kept"
+                    )
+                _clipped_update(model, grads, count, norm, state.learning_rate, cfg.clip_norm)
+                loss_sum += batch_loss
+                tokens += int(count)
+                state.examples_seen += x.shape[1]
+                bar.update(x.shape[1])
+                bar.set_postfix(loss=f"{batch_loss / count:.3f}", lr=f"{state.learning_rate:g}", refresh=False)
+            state.epoch = epoch
+            seconds = time.perf_counter() - started
+            if epoch % cfg.evaluate_every == 0 or epoch == cfg.epochs:
+                _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=loss_sum / tokens, seconds=seconds, tokens=tokens)
+            else:
+                state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens))
+            write_text(log_path, render_log(state.rows))
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early:
+                save_checkpoint(checkpoint_path, model, best, state, run_id)
+    finally:
+        bar.close()
+
+    write_text(log_path, render_log(state.rows))
+    summary = {"best_epoch": state.best_epoch, "best_loss": state.best_loss, "epochs_completed": state.epoch,
+               "examples_seen": state.examples_seen, "stopped_early": state.stopped_early,
+               "monitored_split": "valid" if monitored is valid else "train", "train": dataclasses.asdict(cfg)}
+    for name, value in best.items():
+        model.params[name][...] = value
+    model.save(params_path, vocab_words, {**dict(metadata or {}), "training": summary})
+    # A finished run needs no resume point, and the checkpoint records wall times, which would make
+    # the results differ from run to run.
+    Path(checkpoint_path).unlink(missing_ok=True)
+    log.info("best %s loss %.4f after epoch %d; parameters written to %s",
+             summary["monitored_split"], state.best_loss, state.best_epoch, params_path)
+    return state
+
+
+def _row(state: TrainState, train_loss, valid_loss, seconds: float, tokens: int) -> dict:
+    return {"epoch": state.epoch, "examples_seen": state.examples_seen,
+            "train_loss": None if train_loss is None else round(train_loss, 6),
+            "valid_loss": None if valid_loss is None else round(valid_loss, 6),
+            "learning_rate": state.learning_rate,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+            "seconds": round(seconds, 3)}
+
+
+def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: TrainState, best: dict,
+             cfg: TrainConfig, train_loss, seconds: float, tokens: int) -> None:
+    """Measure the monitored loss, log it, then apply the schedule and early stopping."""
+    try:
+        loss = mean_loss(model, monitored)
+    except RnnlmError as exc:
+        raise Divergence(f"training diverged after epoch {state.epoch}: {exc}") from None
+    state.rows.append(_row(state, train_loss, loss if monitored_is_valid else None, seconds, tokens))
+    log.info("epoch %d: train loss %s, monitored loss %.4f, learning rate %g", state.epoch,
+             "-" if train_loss is None else f"{train_loss:.4f}", loss, state.learning_rate)
+    if state.last_measured_loss is not None and loss > state.last_measured_loss:
+        state.learning_rate *= 0.5
+        log.info("loss rose: learning rate halved to %g", state.learning_rate)
+    state.last_measured_loss = loss
+    if loss < state.best_loss:
+        state.best_loss, state.best_epoch = loss, state.epoch
+        state.measurements_without_improvement = 0
+        for name, value in model.params.items():
+            best[name][...] = value
+    else:
+        state.measurements_without_improvement += 1
+        if state.measurements_without_improvement >= cfg.patience:
+            state.stopped_early = True
+            log.info("no improvement in %d measurements: stopping early", cfg.patience)
+
+
+def run_training(train_path, valid_path, vocab_path, params_path, checkpoint_path, log_path,
+                 hyperparameters: Mapping, device: str = "auto", dtype: str = "float32",
+                 metadata: Mapping | None = None, progress: bool = True) -> TrainState:
+    """The train stage from files: index matrices + vocabulary -> params, checkpoint, training log."""
+    vocabulary = Vocabulary.load(vocab_path)
+    train_split, valid_split = Split.load(train_path), Split.load(valid_path)
+    model_config, train_config = split_hyperparameters(hyperparameters, len(vocabulary), dtype)
+    # The counts shape the word classes of `output: class`.
+    model = RNNLM(model_config, get_backend(device), seed=train_config.seed, word_counts=vocabulary.counts)
+    return train(model, train_config, train_split, valid_split, vocabulary.words, params_path, checkpoint_path,
+                 log_path, metadata=metadata, progress=progress)

@@ -1,0 +1,13 @@
+"""Snakemake glue for rule evaluate: see rnnlm.evaluate.run_evaluation."""
+
+from rnnlm.evaluate import run_evaluation
+from rnnlm.report import log_to
+
+log_to(snakemake.log[0])
+run_evaluation(
+    snakemake.input.params,
+    {split: snakemake.input[split] for split in ("train", "valid", "test")},
+    snakemake.input.vocab,
+    snakemake.output.metrics,
+    device=snakemake.params.device,
+)

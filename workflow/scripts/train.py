@@ -1,0 +1,21 @@
+"""Snakemake glue for rule train: see rnnlm.train.run_training."""
+
+from pathlib import Path
+
+from rnnlm.report import log_to
+from rnnlm.train import run_training
+
+log_to(snakemake.log[0])
+run_training(
+    snakemake.input.train,
+    snakemake.input.valid,
+    snakemake.input.vocab,
+    snakemake.output.params,
+    # Beside the params file but not a declared output: it must outlive a killed job (see model.smk).
+    Path(snakemake.output.params).with_name("checkpoint.npz"),
+    snakemake.output.train_log,
+    snakemake.params.hyperparameters,
+    device=snakemake.params.device,
+    dtype=snakemake.params.dtype,
+    metadata={"lowercase": snakemake.params.lowercase},
+)
