@@ -91,14 +91,14 @@ def interpolate_model(params_path, vocab_path, split_paths: dict, ngram_path, ou
     """Interpolation stage for one model: tune the weight on valid, report valid and test (JSON)."""
     model, model_words, _ = RNNLM.load(params_path, get_backend(device))
     check_vocabulary(model_words, Vocabulary.load(vocab_path).words)
-    ngram_arrays = load_npz(ngram_path)
+    ngram_arrays = load_npz(ngram_path, required=("order",))
     scores = {}
     for name in ("valid", "test"):
         split = Split.load(split_paths[name])
         check_split_ids(split, model.config.vocab_size, name)
         scores[name] = (rnn_token_log_probs(model, split), _ngram_scores(ngram_arrays, split, name, ngram_path))
     weight = tune_weight(*scores["valid"])
-    result = {"weight_rnn": weight, "weight_ngram": 1.0 - weight, "splits": {}}
+    result = {"ngram_order": int(ngram_arrays["order"]), "weight_rnn": weight, "weight_ngram": 1.0 - weight, "splits": {}}
     for name, (rnn, ngram) in scores.items():
         entry = {"tokens": int(rnn.size), "rnn_perplexity": None, "ngram_perplexity": None, "interpolated_perplexity": None}
         if rnn.size:

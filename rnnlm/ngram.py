@@ -242,7 +242,7 @@ def _arrays(split, vocab_size: int, name: str):
 
 def build_baseline(split_paths: dict, vocab_path, order: int, json_path, log_probs_path) -> dict:
     """Baseline stage: fit on the train split, write perplexities per split (JSON) and the valid/test
-    per-token log-probabilities (.npz: `<split>` float64 and `<split>_y` int32 targets, for interpolation)."""
+    per-token log-probabilities (.npz: `<split>` float64, `<split>_y` int32 targets, `order`; for interpolation)."""
     vocab_size = len(Vocabulary.load(vocab_path))
     splits = {name: Split.load(path) for name, path in split_paths.items()}
     start = time.perf_counter()
@@ -256,7 +256,7 @@ def build_baseline(split_paths: dict, vocab_path, order: int, json_path, log_pro
         "fit_seconds": fit_seconds,
         "splits": {},
     }
-    scores = {}
+    scores = {"order": np.array(order)}
     for name, split in splits.items():
         log_probs = model.token_log_probs(split, name)
         entry = {"sentences": len(split), "tokens": split.num_tokens, "loss": None, "perplexity": None}

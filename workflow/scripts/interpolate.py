@@ -1,0 +1,14 @@
+"""Snakemake glue for rule interpolate: see rnnlm.interpolate.interpolate_model."""
+
+from rnnlm.interpolate import interpolate_model
+from rnnlm.report import log_to
+
+log_to(snakemake.log[0])
+interpolate_model(
+    snakemake.input.params,
+    snakemake.input.vocab,
+    {split: snakemake.input[split] for split in ("valid", "test")},
+    snakemake.input.ngram,
+    snakemake.output.interpolation,
+    device=snakemake.params.device,
+)
