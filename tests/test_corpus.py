@@ -1,0 +1,283 @@
+"""Download stage: sources, parsing, decoding, checksums, HTTP with retries, manifest."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import json
+import socket
+import threading
+
+import pytest
+
+from rnnlm import corpus
+from rnnlm.corpus import prepare_corpus, read_documents
+from rnnlm.io import RnnlmError
+
+CSV_BYTES = b'id,body\n1,"First comment. It has two sentences."\n2,"A second one,\nover two lines."\n3,""\n'
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class CorpusServer:
+    """A local HTTP server: serves `files` by path, answers `failures_before_success[path]` times with 503 first."""
+
+    def __init__(self, files: dict[str, bytes], failures_before_success: dict[str, int] | None = None):
+        self.files = files
+        self.failures = dict(failures_before_success or {})
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                if server.failures.get(self.path, 0) > 0:
+                    server.failures[self.path] -= 1
+                    self.send_error(503, "try again")
+                elif self.path in server.files:
+                    body = server.files[self.path]
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                else:
+                    self.send_error(404, "no such file")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+def outputs(tmp_path):
+    return tmp_path / "out" / "documents.jsonl", tmp_path / "out" / "manifest.json"
+
+
+def assert_nothing_written(tmp_path):
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+# --- built-in corpus -------------------------------------------------------------------------
+
+
+def test_builtin_corpus_is_prose_without_code_grammar_or_markup(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    manifest = prepare_corpus("builtin", documents_path, manifest_path)
+    documents = read_documents(documents_path)
+    assert len(documents) > 500
+    assert sum(len(d.split()) for d in documents) > 20_000
+    joined = "\n".join(documents)
+    for marker in ("::=", ">>>", "****", "====", "+---", "def __init__(self"):
+        assert marker not in joined
+    assert '"if"' not in joined and "The if statement" in joined
+    assert len(set(documents)) == len(documents)
+    assert manifest["documents"] == len(documents)
+    assert manifest["python_version"].count(".") == 2
+    assert manifest["sha256"] == hashlib.sha256("\n\n".join(documents).encode()).hexdigest()
+    assert json.loads(manifest_path.read_text()) == manifest
+
+
+def test_builtin_checksum_is_verified(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="checksum mismatch"):
+        prepare_corpus("builtin", documents_path, manifest_path, checksum="sha256:" + "0" * 64)
+    assert_nothing_written(tmp_path)
+
+
+def test_prose_paragraphs_drop_literal_blocks_headings_and_tables():
+    topic = (
+        'The "while" statement\n*********************\n\n'
+        "The loop repeats a suite while a condition holds, as shown here:\n\n"
+        "   while_stmt ::= \"while\" expression\n\n"
+        "   while x:\n       pass\n\n"
+        "+-----+-----+\n| a   | b   |\n+-----+-----+\n\n"
+        "* A list item that is a full sentence of plain words. [1]\n\n"
+        "Another paragraph with *emphasis* and a user-\ndefined word spans lines.\n"
+    )
+    assert corpus.prose_paragraphs(topic) == [
+        "The loop repeats a suite while a condition holds, as shown here:",
+        "A list item that is a full sentence of plain words.",
+        "Another paragraph with emphasis and a user-defined word spans lines.",
+    ]
+
+
+# --- local files -----------------------------------------------------------------------------
+
+
+def test_text_file_documents_are_blank_line_separated(tmp_path):
+    source = tmp_path / "corpus.txt"
+    source.write_bytes(b"First doc line one.\r\nline two.\r\n\r\n\r\nSecond doc.\n  \nThird.\n")
+    documents_path, manifest_path = outputs(tmp_path)
+    manifest = prepare_corpus(str(source), documents_path, manifest_path)
+    assert read_documents(documents_path) == ["First doc line one.\nline two.", "Second doc.", "Third."]
+    assert manifest["format"] == "text" and manifest["bytes"] == source.stat().st_size
+    assert manifest["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+def test_csv_column_and_gzip(tmp_path):
+    source = tmp_path / "comments.csv.gz"
+    source.write_bytes(gzip.compress(CSV_BYTES))
+    documents_path, manifest_path = outputs(tmp_path)
+    manifest = prepare_corpus(str(source), documents_path, manifest_path, checksum=sha256(source.read_bytes()))
+    assert read_documents(documents_path) == ["First comment. It has two sentences.", "A second one,\nover two lines."]
+    assert manifest["format"] == "csv" and manifest["text_column"] == "body"
+    assert manifest["checksum_verified"] == sha256(source.read_bytes())
+
+
+def test_csv_without_the_column_names_the_columns(tmp_path):
+    source = tmp_path / "comments.csv"
+    source.write_bytes(CSV_BYTES)
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match=r"no column 'text'.*\['id', 'body'\].*text_column"):
+        prepare_corpus(str(source), documents_path, manifest_path, text_column="text")
+    assert_nothing_written(tmp_path)
+
+
+def test_corpus_format_overrides_the_file_name(tmp_path):
+    source = tmp_path / "comments.dat"
+    source.write_bytes(CSV_BYTES)
+    documents_path, manifest_path = outputs(tmp_path)
+    prepare_corpus(str(source), documents_path, manifest_path, corpus_format="csv")
+    assert len(read_documents(documents_path)) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\n \n\t\n", b"body\n"])
+def test_empty_corpus_is_refused(tmp_path, content):
+    source = tmp_path / ("empty.csv" if content.startswith(b"body") else "empty.txt")
+    source.write_bytes(content)
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="contains no text"):
+        prepare_corpus(str(source), documents_path, manifest_path)
+    assert_nothing_written(tmp_path)
+
+
+def test_missing_local_file(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="does not exist"):
+        prepare_corpus(str(tmp_path / "nope.txt"), documents_path, manifest_path)
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+def test_invalid_utf8_is_replaced_and_counted_but_genuine_replacement_characters_are_not():
+    raw = "caf\u00e9 \ufffd ok".encode() + b" \xff\xfe bad \xc3"
+    text, replaced = corpus.decode_utf8(raw, "x", "replace")
+    assert replaced == 3  # \xff, \xfe and the truncated \xc3 each become one U+FFFD
+    assert text.startswith("caf\u00e9 \ufffd ok")
+
+
+def test_invalid_utf8_with_strict_fails_and_says_how_to_fix(tmp_path):
+    source = tmp_path / "latin1.txt"
+    source.write_bytes("Un caf\u00e9 tr\u00e8s fort.".encode("latin-1"))
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="not valid UTF-8.*encoding_errors: replace"):
+        prepare_corpus(str(source), documents_path, manifest_path, encoding_errors="strict")
+    assert_nothing_written(tmp_path)
+    manifest = prepare_corpus(str(source), documents_path, manifest_path, encoding_errors="replace")
+    assert manifest["replaced_invalid_sequences"] == 2
+    assert read_documents(documents_path) == ["Un caf\ufffd tr\ufffds fort."]
+
+
+def test_byte_order_mark_is_dropped():
+    assert corpus.decode_utf8(b"\xef\xbb\xbfHello.", "x", "strict") == ("Hello.", 0)
+
+
+# --- checksums -------------------------------------------------------------------------------
+
+
+def test_digests_match_sha256_and_git(tmp_path):
+    path = tmp_path / "hello"
+    path.write_bytes(b"hello\n")
+    digests = corpus.file_digests(path)
+    assert digests["gitblob"] == "ce013625030ba8dba906f756967f9e9ca394464a"  # `git hash-object` of "hello\n"
+    assert digests["sha256"] == hashlib.sha256(b"hello\n").hexdigest()
+    corpus.verify_checksum("hello", digests, "gitblob:ce013625030ba8dba906f756967f9e9ca394464a")
+    corpus.verify_checksum("hello", digests, "")
+    with pytest.raises(RnnlmError, match="expected gitblob:0+, got gitblob:ce0136"):
+        corpus.verify_checksum("hello", digests, "gitblob:" + "0" * 40)
+    with pytest.raises(RnnlmError, match="not understood"):
+        corpus.verify_checksum("hello", digests, "md5:abc")
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def test_http_download_with_checksum(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    with CorpusServer({"/data/comments.csv": CSV_BYTES}) as server:
+        manifest = prepare_corpus(server.url("/data/comments.csv"), documents_path, manifest_path, checksum=sha256(CSV_BYTES))
+    assert len(read_documents(documents_path)) == 2
+    assert manifest["url"] == server.url("/data/comments.csv")
+    assert manifest["bytes"] == len(CSV_BYTES) and manifest["format"] == "csv"
+    assert sorted(p.name for p in documents_path.parent.iterdir()) == ["documents.jsonl", "manifest.json"]
+
+
+def test_http_checksum_mismatch_leaves_nothing(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    with CorpusServer({"/c.txt": b"Some text here."}) as server:
+        with pytest.raises(RnnlmError, match="checksum mismatch.*set checksum"):
+            prepare_corpus(server.url("/c.txt"), documents_path, manifest_path, checksum="sha256:" + "1" * 64)
+    assert_nothing_written(tmp_path)
+
+
+def test_http_404_fails_without_retrying(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    with CorpusServer({}) as server:
+        with pytest.raises(RnnlmError, match="HTTP 404.*check the address"):
+            prepare_corpus(server.url("/missing.txt"), documents_path, manifest_path, backoff_seconds=0.01)
+    assert server.requests == ["/missing.txt"]
+    assert_nothing_written(tmp_path)
+
+
+def test_http_transient_errors_are_retried(tmp_path):
+    documents_path, manifest_path = outputs(tmp_path)
+    with CorpusServer({"/c.txt": b"Retried text."}, failures_before_success={"/c.txt": 2}) as server:
+        prepare_corpus(server.url("/c.txt"), documents_path, manifest_path, attempts=3, backoff_seconds=0.01)
+    assert server.requests == ["/c.txt"] * 3
+    assert read_documents(documents_path) == ["Retried text."]
+
+
+def test_unreachable_url_fails_after_retries(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="could not download .* after 2 attempts.*local path"):
+        prepare_corpus(f"http://127.0.0.1:{port}/c.txt", documents_path, manifest_path, attempts=2, backoff_seconds=0.01)
+    assert_nothing_written(tmp_path)
+
+
+def test_named_dataset_uses_its_url_format_and_checksum(tmp_path, monkeypatch):
+    blob = b"body\nA named data set comment.\n"
+    gitblob = hashlib.sha1(b"blob %d\0" % len(blob) + blob).hexdigest()
+    documents_path, manifest_path = outputs(tmp_path)
+    with CorpusServer({"/reddit": blob}) as server:
+        monkeypatch.setitem(corpus.NAMED_DATASETS, "reddit-2015-08",
+                            corpus.NamedDataset(server.url("/reddit"), f"gitblob:{gitblob}", "csv"))
+        manifest = prepare_corpus("reddit-2015-08", documents_path, manifest_path)
+    assert manifest["checksum_verified"] == f"gitblob:{gitblob}" and manifest["format"] == "csv"
+    assert read_documents(documents_path) == ["A named data set comment."]
+
+
+def test_the_seed_dataset_is_pinned():
+    dataset = corpus.NAMED_DATASETS["reddit-2015-08"]
+    assert dataset.url.endswith("dennybritz/rnn-tutorial-rnnlm/master/data/reddit-comments-2015-08.csv")
+    assert dataset.checksum == "gitblob:5c116635bce430ed464bcfadc8cc202c26f0b8a5"

@@ -1,0 +1,123 @@
+"""Tokenize stage: Punkt without nltk_data, word tokens, parallel determinism, stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnlm import tokenize
+from rnnlm.corpus import write_documents
+from rnnlm.io import RnnlmError
+from rnnlm.tokenize import DocumentTokenizer, read_sentences, tokenize_corpus, train_sentence_splitter
+
+SUBJECTS = ["The cat", "A dog", "Dr. Brown", "My neighbour", "The old sailor", "Every child"]
+VERBS = ["sees", "likes", "follows", "paints", "remembers"]
+OBJECTS = ["the river", "a red house", "the market in town", "her friend", "two birds"]
+
+
+def make_documents(count: int) -> list[str]:
+    """Deterministic little documents of two or three sentences each."""
+    documents = []
+    for index in range(count):
+        sentences = [
+            f"{SUBJECTS[(index + k) % len(SUBJECTS)]} {VERBS[(index * 3 + k) % len(VERBS)]} "
+            f"{OBJECTS[(index * 7 + k) % len(OBJECTS)]}{'!' if (index + k) % 5 == 0 else '.'}"
+            for k in range(2 + index % 2)
+        ]
+        documents.append(" ".join(sentences))
+    return documents
+
+
+def test_sentences_are_split_lowercased_and_word_tokenized():
+    splitter, _ = train_sentence_splitter(make_documents(60))
+    tokenizer = DocumentTokenizer(splitter, lowercase=True)
+    assert tokenizer.sentences("The cat sees the river. It isn't wet!") == [
+        ["the", "cat", "sees", "the", "river", "."],
+        ["it", "is", "n't", "wet", "!"],
+    ]
+    cased = DocumentTokenizer(splitter, lowercase=False)
+    assert cased.sentences("Hello World.") == [["Hello", "World", "."]]
+
+
+def test_tokens_never_contain_whitespace():
+    splitter, _ = train_sentence_splitter(make_documents(10))
+    tokenizer = DocumentTokenizer(splitter, lowercase=True)
+    lines = tokenizer.lines(["Tabs\tand\u00a0no-break\u2003spaces\u2028and lines.\nNext line here."])
+    for line in lines:
+        assert all(token and not any(ch.isspace() for ch in token) for token in line.split(" "))
+
+
+def test_training_is_deterministic_across_hash_seeds(tmp_path):
+    """Punkt's trainer iterates over sets; its result must not depend on string hashing."""
+    documents_path = tmp_path / "documents.jsonl"
+    write_documents(documents_path, make_documents(120))
+    script = (
+        "import sys; from rnnlm.tokenize import tokenize_corpus; "
+        "tokenize_corpus(sys.argv[1], sys.argv[2], sys.argv[3])"
+    )
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"sentences{seed}.txt"
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(Path(tokenize.__file__).parents[1]))
+        subprocess.run([sys.executable, "-c", script, str(documents_path), str(out), str(tmp_path / "stats.json")],
+                       check=True, env=env, timeout=120)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_parallel_output_equals_serial_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenize, "DOCUMENTS_PER_TASK", 7)
+    documents_path = tmp_path / "documents.jsonl"
+    write_documents(documents_path, make_documents(50))
+    serial = tokenize_corpus(documents_path, tmp_path / "serial.txt", tmp_path / "serial.json", processes=1)
+    parallel = tokenize_corpus(documents_path, tmp_path / "parallel.txt", tmp_path / "parallel.json", processes=2)
+    assert (tmp_path / "serial.txt").read_bytes() == (tmp_path / "parallel.txt").read_bytes()
+    assert serial == parallel
+
+
+def test_stats_count_documents_sentences_tokens_and_words(tmp_path, monkeypatch):
+    monkeypatch.setattr(tokenize, "installed_sentence_splitter", lambda: None)
+    documents_path = tmp_path / "documents.jsonl"
+    documents = make_documents(40)
+    write_documents(documents_path, documents)
+    stats = tokenize_corpus(documents_path, tmp_path / "sentences.txt", tmp_path / "stats.json")
+    sentences = list(read_sentences(tmp_path / "sentences.txt"))
+    assert stats["documents"] == 40
+    assert stats["sentences"] == len(sentences) > 40
+    assert stats["tokens"] == sum(len(s) for s in sentences)
+    assert stats["distinct_words"] == len({t for s in sentences for t in s})
+    assert stats["punkt"].startswith("trained on the corpus")
+    assert json.loads((tmp_path / "stats.json").read_text()) == stats
+
+
+def test_installed_punkt_parameters_are_preferred(tmp_path, monkeypatch):
+    installed, _ = train_sentence_splitter(make_documents(5))
+    monkeypatch.setattr(tokenize, "installed_sentence_splitter", lambda: installed)
+    splitter, source = tokenize.sentence_splitter_for(make_documents(5))
+    assert splitter is installed and source.startswith("installed")
+
+
+def test_training_sample_is_capped_at_whole_documents():
+    documents = make_documents(20)
+    _, used = train_sentence_splitter(documents, max_characters=len(documents[0]) + len(documents[1]) + 5)
+    assert used == 2
+
+
+def test_a_corpus_without_words_fails_and_leaves_no_output(tmp_path):
+    documents_path = tmp_path / "documents.jsonl"
+    documents_path.write_text("")
+    with pytest.raises(RnnlmError, match="no documents"):
+        tokenize_corpus(documents_path, tmp_path / "out" / "sentences.txt", tmp_path / "out" / "stats.json")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_bad_documents_file_is_reported(tmp_path):
+    documents_path = tmp_path / "documents.jsonl"
+    documents_path.write_text('"fine"\n{"not": "a string"}\n')
+    with pytest.raises(RnnlmError, match="line 2 is not a JSON string"):
+        tokenize_corpus(documents_path, tmp_path / "sentences.txt", tmp_path / "stats.json")
