@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from rnnlm import report
 from rnnlm.data import Split
@@ -142,3 +149,80 @@ def test_gradient_plot_and_summary(tmp_path):
     assert list(summary["gradient decay per step (trained)"]) == [0.8, 0.9]
     assert list(summary["spectral radius of W (initial)"]) == [0.55, 0.55]
     assert "spectral radius" in page.read_text()
+
+
+# --- end to end: a tiny pipeline run, then `snakemake --report` ----------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher"]
+VERBS = ["sees", "likes", "follows", "calls", "finds", "hears"]
+OBJECTS = ["the ball", "a tree", "the river", "a red house", "the moon", "her brother"]
+
+TINY_CONFIG = {
+    "corpus": "corpus.txt",
+    "vocabulary_size": 30,
+    "valid_fraction": 0.2,
+    "test_fraction": 0.2,
+    "device": "cpu",
+    "models": {"tiny": {"hidden_size": 8, "epochs": 2, "batch_size": 16, "learning_rate": 0.5}},
+    "generate": {"num_sentences": 3, "min_length": 2, "max_length": 10, "beam_width": 2},
+    "diagnostics": {"max_distance": 6, "max_sentences": 20, "batch_size": 10},
+}
+
+
+def tiny_corpus(sentences=240, seed=0) -> str:
+    rng = np.random.default_rng(seed)
+    lines = [
+        f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJECTS)} "
+        f"and {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}."
+        for _ in range(sentences)
+    ]
+    return " ".join(lines) + "\n"
+
+
+def run_snakemake(workdir, *args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole workflow on a 240-sentence corpus with an 8-unit model: seconds, not minutes."""
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    shutil.copy(REPO / "Snakefile", workdir)
+    shutil.copytree(REPO / "workflow", workdir / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
+    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
+    (workdir / "corpus.txt").write_text(tiny_corpus())
+    run_snakemake(workdir)
+    return workdir
+
+
+@pytest.mark.slow
+def test_snakemake_report_is_self_contained(tiny_run):
+    run_snakemake(tiny_run, "--report", "report.html")
+    page = (tiny_run / "report.html").read_text(encoding="utf-8")
+    for category in ("1. Corpus and vocabulary", "2. Training", "3. Perplexity", "4. Generated sentences",
+                     "5. Vanishing gradient"):
+        assert category in page
+    for artifact in ("gradient_norms.png", "zipf.png", "tiny.png", "perplexity.html", "samples.html"):
+        assert artifact in page
+    # Self-contained: every figure is embedded as a data URI and nothing is loaded from elsewhere.
+    for figure in ("gradient_norms.png", "zipf.png", "tiny.png"):
+        assert f"data:image/png;charset=utf8;filename={figure};base64," in page
+    assert not re.search(r"<(script|img|link)\b[^>]*\b(src|href)=\"(?!data:)", page)
+
+
+@pytest.mark.slow
+def test_tiny_run_diagnostics_and_tables(tiny_run):
+    result = json.loads((tiny_run / "results/diagnostics/tiny/gradient_norms.json").read_text())
+    assert result["distance"] == list(range(7)) and result["sentences"] <= 20
+    for state in ("initial", "trained"):
+        assert result[state]["mean_norm"][0] > 0 and result[state]["spectral_radius"] > 0
+    table = pd.read_csv(tiny_run / "results/report/perplexity.csv")
+    assert {"tiny", "unigram (add-one)"} <= set(table["model"])
+    assert (table[["train", "valid", "test"]].dropna() > 1).all().all()
