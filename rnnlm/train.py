@@ -204,6 +204,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
         best, state = restored
         log.info("resuming from %s after epoch %d (learning rate %g)", checkpoint_path, state.epoch, state.learning_rate)
 
+    kept = (f"the checkpoint after epoch {state.epoch}, {checkpoint_path}, is kept" if restored
+            else "no checkpoint had been written yet")
     explode_at = EXPLODING_LOSS_FACTOR * math.log(vocab_size)
     bar = tqdm(total=cfg.epochs * len(train), initial=min(state.epoch, cfg.epochs) * len(train), unit="sent",
                file=sys.stderr, disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0,
@@ -214,7 +216,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
             rng = np.random.default_rng([cfg.seed, epoch])
             started = time.perf_counter()
             loss_sum, tokens = 0.0, 0
-            for x, y, mask in train.batches(cfg.batch_size, rng=rng):
+            # Batches of similar lengths waste little work on padding; their order is random.
+            for x, y, mask in train.batches(cfg.batch_size, rng=rng, sort_by_length=True):
                 batch_loss, count, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y), backend.asarray(mask))
                 batch_loss = float(batch_loss)
                 norm = _gradient_norm(model, grads, count)
@@ -222,8 +225,7 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                     raise Divergence(
                         f"training diverged in epoch {epoch}: batch loss {batch_loss / count:.4g} per token, "
                         f"gradient norm {norm:.4g} (uniform guessing scores {math.log(vocab_size):.4g}); lower "
-                        f"learning_rate (now {state.learning_rate:g}) or set clip_norm > 0. The last good "
-                        f"checkpoint, {checkpoint_path}, is kept"
+                        f"learning_rate (now {state.learning_rate:g}) or set clip_norm > 0"
                     )
                 _clipped_update(model, grads, count, norm, state.learning_rate, cfg.clip_norm)
                 loss_sum += batch_loss
@@ -237,12 +239,16 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                 _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=loss_sum / tokens, seconds=seconds, tokens=tokens)
             else:
                 state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens))
-            write_text(log_path, render_log(state.rows))
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early:
                 save_checkpoint(checkpoint_path, model, best, state, run_id)
+                kept = f"the checkpoint after epoch {epoch}, {checkpoint_path}, is kept"
+    except Divergence as exc:
+        raise Divergence(f"{exc}; {kept}") from None
     finally:
         bar.close()
 
+    # Written only now: a declared output left by a killed job would make Snakemake refuse to rerun
+    # it without --rerun-incomplete, while the checkpoint (not an output) carries the rows meanwhile.
     write_text(log_path, render_log(state.rows))
     summary = {"best_epoch": state.best_epoch, "best_loss": state.best_loss, "epochs_completed": state.epoch,
                "examples_seen": state.examples_seen, "stopped_early": state.stopped_early,

@@ -1,0 +1,227 @@
+"""Training: artifacts, determinism, resume after SIGKILL, schedule, early stopping, divergence."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import rnnlm.train as train_module
+from rnnlm.backend import get_backend
+from rnnlm.data import Split
+from rnnlm.io import RnnlmError, load_npz
+from rnnlm.model import RNNLM
+from rnnlm.train import LOG_COLUMNS, TrainConfig, split_hyperparameters, train
+from tiny_language import VOCAB_WORDS, tiny_splits, write_tiny_data
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"hidden_size": 12, "learning_rate": 0.5, "batch_size": 8, "epochs": 4, "seed": 3}
+
+
+def run(tmp_path: Path, hyper: dict | None = None, splits: dict | None = None, name: str = "m", **kwargs):
+    """Train on the tiny language into tmp_path/name; returns (state, model, directory)."""
+    splits = splits or tiny_splits()
+    model_config, train_config = split_hyperparameters({**FAST, **(hyper or {})}, len(VOCAB_WORDS), "float32")
+    model = RNNLM(model_config, get_backend("cpu"), seed=train_config.seed)
+    out = tmp_path / name
+    state = train(model, train_config, splits["train"], splits["valid"], VOCAB_WORDS, out / "params.npz",
+                  out / "checkpoint.npz", out / "train_log.csv", progress=False, **kwargs)
+    return state, model, out
+
+
+def read_log(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "seconds")} for row in rows]
+
+
+def test_training_learns_and_writes_a_self_contained_params_file(tmp_path):
+    state, _, out = run(tmp_path, {"epochs": 6})
+    rows = read_log(out / "train_log.csv")
+    assert tuple(rows[0]) == LOG_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == list(range(7))
+    assert rows[0]["train_loss"] == "" and int(rows[-1]["examples_seen"]) == 6 * 120
+    valid = [float(r["valid_loss"]) for r in rows]
+    assert valid[0] == pytest.approx(math.log(len(VOCAB_WORDS)), abs=0.2)
+    assert valid[-1] < valid[0] - 0.5
+    assert not (out / "checkpoint.npz").exists()  # deleted once the run is complete
+
+    model, words, metadata = RNNLM.load(out / "params.npz", get_backend("cpu"))
+    assert words == VOCAB_WORDS
+    assert metadata["training"]["best_epoch"] == state.best_epoch
+    assert metadata["training"]["best_loss"] == pytest.approx(min(valid))
+
+
+def test_same_seed_gives_byte_identical_params_and_another_seed_does_not(tmp_path):
+    first = run(tmp_path, name="a")[2] / "params.npz"
+    second = run(tmp_path, name="b")[2] / "params.npz"
+    other = run(tmp_path, {"seed": 4}, name="c")[2] / "params.npz"
+    assert first.read_bytes() == second.read_bytes()
+    assert first.read_bytes() != other.read_bytes()
+
+
+def test_loss_rise_halves_the_learning_rate_and_patience_stops_early(tmp_path, monkeypatch):
+    after_one_epoch = load_npz(run(tmp_path, {"epochs": 1}, name="one")[2] / "params.npz")
+    # Measured losses: before training, then after epochs 1, 2, ...
+    scripted = iter([3.0, 2.5, 2.7, 2.6, 2.8, 2.9, 2.0])
+    monkeypatch.setattr(train_module, "mean_loss", lambda model, split: next(scripted))
+    state, _, out = run(tmp_path, {"epochs": 10, "patience": 3})
+    rows = read_log(out / "train_log.csv")
+    assert [float(r["learning_rate"]) for r in rows] == [0.5, 0.5, 0.5, 0.25, 0.25]
+    assert state.stopped_early and state.epoch == 4 and state.best_epoch == 1
+    kept = load_npz(out / "params.npz")
+    for name in ("U", "W", "V", "b_h", "b_y"):
+        np.testing.assert_array_equal(kept[name], after_one_epoch[name])
+
+
+def test_evaluate_every_leaves_unmeasured_epochs_blank(tmp_path):
+    _, _, out = run(tmp_path, {"epochs": 5, "evaluate_every": 2})
+    measured = [r["valid_loss"] != "" for r in read_log(out / "train_log.csv")]
+    assert measured == [True, False, True, False, True, True]  # epoch 0, 2, 4 and the last one
+
+
+def test_without_validation_split_the_training_loss_drives_the_schedule(tmp_path):
+    splits = tiny_splits()
+    empty = Split(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(1, np.int64))
+    state, _, out = run(tmp_path, splits={**splits, "valid": empty})
+    assert all(r["valid_loss"] == "" for r in read_log(out / "train_log.csv"))
+    assert math.isfinite(state.best_loss)
+
+
+def test_gradient_is_clipped_to_clip_norm():
+    splits = tiny_splits()
+    model_config, _ = split_hyperparameters(FAST, len(VOCAB_WORDS), "float64")
+    model = RNNLM(model_config, get_backend("cpu"), seed=0)
+    x, y, mask = splits["train"].batch(np.arange(16))
+    _, count, grads = model.loss_and_grads(x, y, mask)
+    norm = train_module._gradient_norm(model, grads, count)
+    before = {k: v.copy() for k, v in model.params.items()}
+    train_module._clipped_update(model, grads, count, norm, learning_rate=2.0, clip_norm=norm / 10)
+    step = math.sqrt(sum(float(((model.params[k] - before[k]) ** 2).sum()) for k in before))
+    assert step == pytest.approx(2.0 * norm / 10, rel=1e-9)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    original = RNNLM.loss_and_grads
+    calls = {"n": 0}
+
+    def poisoned(self, x, y, mask):
+        calls["n"] += 1
+        loss, count, grads = original(self, x, y, mask)
+        return (float("nan") if calls["n"] > 2 * 15 else loss), count, grads  # 15 batches an epoch
+
+    monkeypatch.setattr(RNNLM, "loss_and_grads", poisoned)
+    with pytest.raises(RnnlmError, match=r"diverged in epoch 3.*lower learning_rate.*checkpoint after epoch 2"):
+        run(tmp_path, {"epochs": 5})
+    out = tmp_path / "m"
+    assert not (out / "params.npz").exists() and not (out / "train_log.csv").exists()
+    checkpoint = load_npz(out / "checkpoint.npz")
+    assert json.loads(str(checkpoint["state_json"]))["epoch"] == 2
+    assert all(np.isfinite(v).all() for k, v in checkpoint.items() if k.startswith(("param.", "best.")))
+
+
+def test_exploding_loss_is_caught(tmp_path):
+    with pytest.raises(RnnlmError, match="diverged in epoch 1.*no checkpoint had been written yet"):
+        run(tmp_path, {"learning_rate": 200.0, "clip_norm": 0.0})
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
+    def interrupt_after_first_checkpoint(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    real_save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", interrupt_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, {"learning_rate": 0.3}, name="shared")
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    assert (tmp_path / "shared" / "checkpoint.npz").exists()
+    run(tmp_path, name="shared")  # learning rate 0.5: must start afresh
+    run(tmp_path, name="fresh")
+    assert (tmp_path / "shared" / "params.npz").read_bytes() == (tmp_path / "fresh" / "params.npz").read_bytes()
+
+
+DRIVER = textwrap.dedent("""
+    import sys, time
+    from rnnlm.model import RNNLM
+    from rnnlm.cli import main
+
+    if sys.argv[1] == "slow":
+        # Slow each update down so the parent's SIGKILL lands in the middle of training.
+        original = RNNLM.loss_and_grads
+        def slowed(self, *args):
+            time.sleep(0.02)
+            return original(self, *args)
+        RNNLM.loss_and_grads = slowed
+    sys.exit(main(["train", *sys.argv[2:]]))
+""")
+
+
+def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path):
+    data, vocab = write_tiny_data(tmp_path)
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def arguments(out: str) -> list[str]:
+        return ["--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path / out), "--device", "cpu",
+                "--epochs", "6", "--hidden-size", "12", "--batch-size", "8", "--seed", "3", "--no-progress"]
+
+    reference = subprocess.run([sys.executable, str(driver), "fast", *arguments("reference")], env=env,
+                               capture_output=True, text=True, timeout=120)
+    assert reference.returncode == 0, reference.stderr
+
+    victim = subprocess.Popen([sys.executable, str(driver), "slow", *arguments("resumed")], env=env,
+                              stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "resumed" / "checkpoint.npz"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.1)  # into the next epoch
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=10) == -signal.SIGKILL
+    assert checkpoint.exists() and not (tmp_path / "resumed" / "params.npz").exists()
+    epochs_done = json.loads(str(load_npz(checkpoint)["state_json"]))["epoch"]
+    assert 1 <= epochs_done < 6
+
+    resumed = subprocess.run([sys.executable, str(driver), "fast", *arguments("resumed")], env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming from {checkpoint} after epoch {epochs_done}" in resumed.stderr
+    assert (tmp_path / "resumed" / "params.npz").read_bytes() == (tmp_path / "reference" / "params.npz").read_bytes()
+    assert without_timing(read_log(tmp_path / "resumed" / "train_log.csv")) == \
+        without_timing(read_log(tmp_path / "reference" / "train_log.csv"))
+
+
+def test_unknown_and_invalid_settings_are_refused():
+    with pytest.raises(RnnlmError, match="unknown model settings.*'hiden_size'"):
+        split_hyperparameters({"hiden_size": 3}, 10, "float32")
+    with pytest.raises(RnnlmError, match="batch_size must be positive"):
+        TrainConfig(batch_size=0)
+
+
+def test_defaults_match_the_config_schema():
+    from rnnlm.generate import GenerateConfig
+    from rnnlm.model import ModelConfig
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    model_defaults = {k: v["default"] for k, v in schema["$defs"]["model"]["properties"].items()}
+    code_defaults = {f: getattr(TrainConfig(), f) for f in TrainConfig.__dataclass_fields__}
+    code_defaults |= {f: getattr(ModelConfig(vocab_size=10), f) for f in model_defaults if f not in code_defaults}
+    assert model_defaults == code_defaults
+    generate_defaults = {k: v["default"] for k, v in schema["properties"]["generate"]["properties"].items()}
+    assert generate_defaults == {f: getattr(GenerateConfig(), f) for f in GenerateConfig.__dataclass_fields__}
