@@ -149,7 +149,9 @@ def write_perplexity_table(frame: pd.DataFrame, csv_path: str | os.PathLike, htm
     note = (
         "<p class=\"note\">Perplexity is exp(mean cross-entropy per predicted token, SENTENCE_END included); "
         "lower is better. The unigram row predicts every word by its training frequency alone and sets the "
-        "scale: a model that learned nothing from context scores about that.</p>"
+        "scale: a model that learned nothing from context scores about that. Kneser-Ney rows are the n-gram "
+        "baseline; 'interpolated' rows mix an RNN with it per token, the weight tuned on the validation split "
+        "(so their test column is the fair comparison).</p>"
     )
     write_text(html_path, html_page("Perplexity per model and split", html_table(shown) + note))
 
@@ -347,9 +349,36 @@ def metrics_rows(metrics_by_model: Mapping[str, Mapping]) -> list[dict]:
     return rows
 
 
-def build_perplexity_table(metrics_paths: Mapping[str, str], csv_path, html_path, extra_rows: Iterable[Mapping] = ()) -> pd.DataFrame:
-    metrics = {name: read_json(path) for name, path in metrics_paths.items()}
-    frame = perplexity_table([*metrics_rows(metrics), *extra_rows])
+def ngram_rows(ngram_results: Iterable[Mapping]) -> list[dict]:
+    """Rows of the n-gram baselines (`results/baseline/kn{order}.json`)."""
+    rows = []
+    for result in ngram_results:
+        splits = result.get("splits", {})
+        rows.append({"model": f"Kneser-Ney {result['order']}-gram", "kind": "baseline",
+                     **{s: splits.get(s, {}).get("perplexity") for s in SPLITS}})
+    return rows
+
+
+def interpolation_rows(interpolations: Mapping[str, Mapping]) -> list[dict]:
+    """Rows of each model mixed with the n-gram (`models/{model}/interpolation.json`): valid and test only."""
+    rows = []
+    for name, result in interpolations.items():
+        splits = result.get("splits", {})
+        rows.append({
+            "model": f"{name} + {result['ngram_order']}-gram (RNN weight {result['weight_rnn']:.2f})",
+            "kind": "interpolated",
+            **{s: splits.get(s, {}).get("interpolated_perplexity") for s in ("valid", "test")},
+        })
+    return rows
+
+
+def build_perplexity_table(metrics_paths: Mapping[str, str], csv_path, html_path, ngram_paths: Iterable[str] = (),
+                           interpolation_paths: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """The perplexity table of the RNN models, the unigram and n-gram baselines and the interpolations."""
+    rows = metrics_rows({name: read_json(path) for name, path in metrics_paths.items()})
+    rows += ngram_rows(read_json(path) for path in ngram_paths)
+    rows += interpolation_rows({name: read_json(path) for name, path in (interpolation_paths or {}).items()})
+    frame = perplexity_table(rows)
     write_perplexity_table(frame, csv_path, html_path)
     return frame
 

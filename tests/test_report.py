@@ -86,18 +86,23 @@ def test_perplexity_table_orders_models_and_adds_unigram(tmp_path):
     for name, loss in (("worse", 5.0), ("better", 4.0)):
         paths[name] = tmp_path / f"{name}.json"
         paths[name].write_text(json.dumps(metrics(loss)))
+    ngram_path, mixed_path = tmp_path / "kn3.json", tmp_path / "interpolation.json"
+    ngram_path.write_text(json.dumps({"order": 3, "splits": {s: {"perplexity": 300.0 + i} for i, s in enumerate(report.SPLITS)}}))
+    mixed_path.write_text(json.dumps({"ngram_order": 3, "weight_rnn": 0.625, "splits": {
+        "valid": {"interpolated_perplexity": 120.0}, "test": {"interpolated_perplexity": 130.0}}}))
     csv_path, html_path = tmp_path / "ppl.csv", tmp_path / "ppl.html"
-    frame = report.build_perplexity_table(
-        paths, csv_path, html_path, extra_rows=[{"model": "kn-3gram", "kind": "baseline", "valid": 300.0}]
-    )
-    # Ordered by validation perplexity: e^5, 300, e^6, 901.
-    assert list(frame["model"]) == ["better", "kn-3gram", "worse", "unigram (add-one)"]
+    frame = report.build_perplexity_table(paths, csv_path, html_path, ngram_paths=[ngram_path],
+                                          interpolation_paths={"better": mixed_path})
+    # Ordered by validation perplexity: 120, e^5, 301, e^6, 901.
+    assert list(frame["model"]) == ["better + 3-gram (RNN weight 0.62)", "better", "Kneser-Ney 3-gram", "worse",
+                                    "unigram (add-one)"]
     table = pd.read_csv(csv_path)
-    assert table.loc[0, "valid"] == pytest.approx(np.exp(5.0), rel=1e-5)
-    assert table.loc[3, "test"] == pytest.approx(902.0)
-    assert np.isnan(table.loc[1, "train"])  # a baseline without a train perplexity stays empty
+    assert list(table["kind"]) == ["interpolated", "RNN", "baseline", "RNN", "baseline"]
+    assert table.loc[1, "valid"] == pytest.approx(np.exp(5.0), rel=1e-5)
+    assert table.loc[4, "test"] == pytest.approx(902.0)
+    assert np.isnan(table.loc[0, "train"])  # the mixture has no train perplexity: the cell stays empty
     page = html_path.read_text()
-    assert "valid perplexity" in page and "kn-3gram" in page
+    assert "valid perplexity" in page and "Kneser-Ney 3-gram" in page
 
 
 def test_metrics_without_splits_are_refused():

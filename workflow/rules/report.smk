@@ -1,6 +1,6 @@
 # Figures and tables for `snakemake --report report.html`, all under results/report/.
 # Every output is flagged with report(): category, caption (workflow/report/*.rst) and labels.
-# DATA_SPLITS comes from data.smk.
+# DATA_SPLITS comes from data.smk, NGRAM_ORDER from baseline.smk.
 
 REPORT = f"{RESULTS}/report"
 
@@ -32,6 +32,8 @@ rule report_loss_curves:
 rule report_perplexity:
     input:
         metrics=expand(f"{RESULTS}/models/{{model}}/metrics.json", model=model_names()),
+        ngram=f"{RESULTS}/baseline/kn{NGRAM_ORDER}.json",
+        interpolations=expand(f"{RESULTS}/models/{{model}}/interpolation.json", model=model_names()),
     output:
         csv=report(
             f"{REPORT}/perplexity.csv",

@@ -7,4 +7,6 @@ build_perplexity_table(
     dict(zip(snakemake.params.models, snakemake.input.metrics)),
     snakemake.output.csv,
     snakemake.output.html,
+    ngram_paths=[snakemake.input.ngram],
+    interpolation_paths=dict(zip(snakemake.params.models, snakemake.input.interpolations)),
 )
