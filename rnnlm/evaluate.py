@@ -57,9 +57,8 @@ def unigram_log_probs(train: Split, vocab_size: int) -> np.ndarray:
 
     SENTENCE_START is never a target, so it gets probability zero (log -inf) and no pseudo-count.
     """
+    check_split_ids(train, vocab_size, "train")
     counts = np.bincount(train.y, minlength=vocab_size).astype(np.float64)
-    if counts.size > vocab_size:
-        raise RnnlmError(f"the train split holds ids up to {counts.size - 1} but the vocabulary has {vocab_size}; rebuild the index matrices")
     counts += 1.0
     counts[SENTENCE_START_ID] = 0.0
     with np.errstate(divide="ignore"):
@@ -73,9 +72,10 @@ def unigram_loss(log_probs: np.ndarray, split: Split) -> float:
 
 def check_split_ids(split: Split, vocab_size: int, name: str) -> None:
     """Refuse index matrices that refer to ids outside the model's vocabulary."""
-    if split.num_tokens and max(int(split.x.max()), int(split.y.max())) >= vocab_size:
+    largest = max(int(split.x.max()), int(split.y.max())) if split.num_tokens else -1
+    if largest >= vocab_size:
         raise RnnlmError(
-            f"the {name} split uses ids up to {max(int(split.x.max()), int(split.y.max()))} but the model's "
+            f"the {name} split uses ids up to {largest} but the model's "
             f"vocabulary has {vocab_size} words: the data and the parameters come from different "
             "vocabularies; retrain the model on this data"
         )

@@ -23,23 +23,9 @@ from rnnlm.data import Split
 from rnnlm.io import RnnlmError, load_npz
 from rnnlm.model import RNNLM
 from rnnlm.train import LOG_COLUMNS, TrainConfig, split_hyperparameters, train
-from tiny_language import VOCAB_WORDS, tiny_splits, write_tiny_data
+from tiny_language import FAST, VOCAB_WORDS, run, tiny_splits, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = {"hidden_size": 12, "learning_rate": 0.5, "batch_size": 8, "epochs": 4, "seed": 3}
-
-
-def run(tmp_path: Path, hyper: dict | None = None, splits: dict | None = None, name: str = "m", **kwargs):
-    """Train on the tiny language into tmp_path/name; returns (state, model, directory)."""
-    splits = splits or tiny_splits()
-    model_config, train_config = split_hyperparameters({**FAST, **(hyper or {})}, len(VOCAB_WORDS), "float32")
-    model = RNNLM(model_config, get_backend("cpu"), seed=train_config.seed)
-    out = tmp_path / name
-    state = train(model, train_config, splits["train"], splits["valid"], VOCAB_WORDS, out / "params.npz",
-                  out / "checkpoint.npz", out / "train_log.csv", progress=False, **kwargs)
-    return state, model, out
-
-
 def read_log(path: Path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlm.backend import get_backend
 from rnnlm.data import Split
+from rnnlm.model import RNNLM
+from rnnlm.train import split_hyperparameters, train
 from rnnlm.vocab import SPECIAL_TOKENS, Vocabulary
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "her sister"]
@@ -47,3 +50,17 @@ def write_tiny_data(directory: Path, **sizes) -> tuple[Path, Path]:
     vocab = directory / "vocab.tsv"
     vocabulary_of().save(vocab)
     return data, vocab
+
+
+FAST = {"hidden_size": 12, "learning_rate": 0.5, "batch_size": 8, "epochs": 4, "seed": 3}
+
+
+def run(tmp_path: Path, hyper: dict | None = None, splits: dict | None = None, name: str = "m", **kwargs):
+    """Train on the tiny language into tmp_path/name; returns (state, model, directory)."""
+    splits = splits or tiny_splits()
+    model_config, train_config = split_hyperparameters({**FAST, **(hyper or {})}, len(VOCAB_WORDS), "float32")
+    model = RNNLM(model_config, get_backend("cpu"), seed=train_config.seed)
+    out = tmp_path / name
+    state = train(model, train_config, splits["train"], splits["valid"], VOCAB_WORDS, out / "params.npz",
+                  out / "checkpoint.npz", out / "train_log.csv", progress=False, **kwargs)
+    return state, model, out

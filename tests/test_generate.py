@@ -1,0 +1,119 @@
+"""Generation: sampling rules, beam search (checked against exhaustive search), scoring."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from rnnlm.backend import get_backend
+from rnnlm.generate import (GenerateConfig, beam_search, format_scores, run_generation, sample_sentences,
+                            score_sentences, tokenize_lines)
+from rnnlm.io import RnnlmError
+from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.vocab import SPECIAL_TOKENS, UNKNOWN_ID
+from tiny_language import VOCAB_WORDS, WORDS, run, sentences
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    _, model, out = run(tmp_path_factory.mktemp("generate"), {"epochs": 30}, metadata={"lowercase": True})
+    return model, out / "params.npz"
+
+
+def test_samples_respect_lengths_and_never_emit_special_tokens(trained):
+    model = trained[0]
+    # Make UNKNOWN_TOKEN the most likely next word everywhere: sampling must still never emit it.
+    model.params["b_y"][UNKNOWN_ID] += 10.0
+    try:
+        sampled = sample_sentences(model, VOCAB_WORDS, 30, min_length=5, max_length=8, seed=1)
+    finally:
+        model.params["b_y"][UNKNOWN_ID] -= 10.0
+    assert len(sampled) == 30
+    assert all(5 <= len(s) <= 8 for s in sampled)
+    assert not {w for s in sampled for w in s} - set(WORDS)
+
+
+def test_sampling_is_seeded_and_low_temperature_is_deterministic(trained):
+    model = trained[0]
+    first = sample_sentences(model, VOCAB_WORDS, 10, min_length=3, max_length=10, seed=5)
+    assert first == sample_sentences(model, VOCAB_WORDS, 10, min_length=3, max_length=10, seed=5)
+    assert first != sample_sentences(model, VOCAB_WORDS, 10, min_length=3, max_length=10, seed=6)
+    cold = sample_sentences(model, VOCAB_WORDS, 5, min_length=3, max_length=10, temperature=1e-3, seed=0)
+    assert len({tuple(s) for s in cold}) == 1
+    assert tuple(cold[0]) in {tuple(s) for s in sentences(5000, 9)}
+
+
+def test_trained_model_samples_mostly_grammatical_sentences(trained):
+    grammatical = {tuple(s) for s in sentences(5000, 9)}
+    sampled = sample_sentences(trained[0], VOCAB_WORDS, 40, min_length=4, max_length=10, temperature=0.7, seed=0)
+    assert sum(tuple(s) in grammatical for s in sampled) >= 20
+
+
+def test_impossible_length_limits_fail_after_bounded_attempts(trained):
+    with pytest.raises(RnnlmError, match=r"only \d+ of 2 sampled sentences had 25 to 25 words"):
+        sample_sentences(trained[0], VOCAB_WORDS, 2, min_length=25, max_length=25)
+    with pytest.raises(RnnlmError, match="min_length <= max_length"):
+        sample_sentences(trained[0], VOCAB_WORDS, 2, min_length=9, max_length=3)
+
+
+def test_prime_words_start_every_sentence(trained):
+    model = trained[0]
+    sampled = sample_sentences(model, VOCAB_WORDS, 5, min_length=3, max_length=10, prime=["her", "sister"])
+    beam = beam_search(model, VOCAB_WORDS, 3, min_length=3, max_length=10, prime=["her", "sister"])
+    assert all(s[:2] == ["her", "sister"] for s in sampled + [b.words for b in beam])
+    with pytest.raises(RnnlmError, match=r"prime words \['zebra'\] are not in the model's vocabulary"):
+        sample_sentences(model, VOCAB_WORDS, 1, prime=["zebra"])
+    with pytest.raises(RnnlmError, match="prime words"):
+        beam_search(model, VOCAB_WORDS, 1, prime=["UNKNOWN_TOKEN"])
+
+
+def test_beam_search_matches_exhaustive_search_and_scoring():
+    words = [*SPECIAL_TOKENS, "a", "b", "c"]
+    model = RNNLM(ModelConfig(vocab_size=len(words), hidden_size=5), get_backend("cpu"), seed=2)
+    model.params["W"] *= 4  # a peaked, history-dependent distribution
+    model.params["V"] *= 4
+    candidates = [list(c) for n in (2, 3) for c in itertools.product(["a", "b", "c"], repeat=n)]
+    exact = sorted(score_sentences(model, words, candidates), key=lambda s: -s.log_prob)[:4]
+    found = beam_search(model, words, beam_width=len(candidates), min_length=2, max_length=3)[:4]
+    assert [s.words for s in found] == [s.words for s in exact]
+    np.testing.assert_allclose([s.log_prob for s in found], [s.log_prob for s in exact], rtol=1e-5)
+    narrow = beam_search(model, words, beam_width=3, min_length=2, max_length=3)
+    assert len(narrow) == 3
+    assert [s.log_prob for s in narrow] == sorted((s.log_prob for s in narrow), reverse=True)
+
+
+def test_scores_rank_grammatical_above_scrambled_and_count_unknown_words(trained):
+    model = trained[0]
+    good = "the cat sees the ball today".split()
+    scrambled = "ball the today sees cat the".split()
+    with_unknown = "the cat sees the zebra".split()
+    scored = score_sentences(model, VOCAB_WORDS, [good, scrambled, with_unknown])
+    assert scored[0].log_prob > scored[1].log_prob + 5
+    assert [s.tokens for s in scored] == [7, 7, 6]
+    assert [s.unknown for s in scored] == [0, 0, 1]
+    assert scored[0].perplexity == pytest.approx(math.exp(-scored[0].log_prob / 7))
+    table = format_scores(scored, rank=True).splitlines()
+    assert table[0] == "log_prob\tperplexity\ttokens\tunknown\tsentence"
+    assert table[1].endswith("\tthe cat sees the ball today")
+
+
+def test_score_input_is_tokenized_like_the_training_text():
+    assert tokenize_lines(["The Cat sees the ball, today.\n"], lowercase=True) == [
+        ["the", "cat", "sees", "the", "ball", ",", "today", "."]]
+    assert tokenize_lines(["The cat,x"], lowercase=False, pretokenized=True) == [["The", "cat,x"]]
+
+
+def test_run_generation_writes_samples_and_beam_sections(trained, tmp_path):
+    out = tmp_path / "samples.txt"
+    config = GenerateConfig(num_sentences=4, min_length=3, max_length=10, beam_width=2, prime="The")
+    text = run_generation(trained[1], out, config, device="cpu")
+    assert out.read_text() == text
+    lines = text.splitlines()
+    assert lines[0] == "# sampled sentences (temperature 1, seed 0, 3 to 10 words, prime 'The')"
+    assert lines[5].startswith("# beam search: the 2 most probable")
+    assert all(line.startswith("the ") for line in lines[1:5])
+    log_prob, sentence = lines[6].split("\t")
+    assert float(log_prob) < 0 and sentence.startswith("the ")
