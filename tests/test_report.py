@@ -185,8 +185,8 @@ def tiny_corpus(sentences=240, seed=0) -> str:
     return " ".join(lines) + "\n"
 
 
-def run_snakemake(workdir, *args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+def run_snakemake(workdir, env, *args, timeout=300):
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
@@ -196,20 +196,20 @@ def run_snakemake(workdir, *args, timeout=300):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, snakemake_env):
     """The whole workflow on a 240-sentence corpus with an 8-unit model: seconds, not minutes."""
     workdir = tmp_path_factory.mktemp("tiny_run")
     shutil.copy(REPO / "Snakefile", workdir)
     shutil.copytree(REPO / "workflow", workdir / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
     (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
     (workdir / "corpus.txt").write_text(tiny_corpus())
-    run_snakemake(workdir)
+    run_snakemake(workdir, snakemake_env)
     return workdir
 
 
 @pytest.mark.slow
-def test_snakemake_report_is_self_contained(tiny_run):
-    run_snakemake(tiny_run, "--report", "report.html")
+def test_snakemake_report_is_self_contained(tiny_run, snakemake_env):
+    run_snakemake(tiny_run, snakemake_env, "--report", "report.html")
     page = (tiny_run / "report.html").read_text(encoding="utf-8")
     for category in ("1. Corpus and vocabulary", "2. Training", "3. Perplexity", "4. Generated sentences",
                      "5. Vanishing gradient"):
