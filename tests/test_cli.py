@@ -1,0 +1,122 @@
+"""The `rnnlm` console script: every subcommand end to end on the tiny language, and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnlm.cli import main
+from rnnlm.io import load_npz, save_npz
+from tiny_language import VOCAB_WORDS, write_tiny_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Tiny data plus a model trained on it through `rnnlm train`."""
+    directory = tmp_path_factory.mktemp("cli")
+    data, vocab = write_tiny_data(directory)
+    status = main(["-q", "train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(directory / "model"),
+                   "--device", "cpu", "--hidden-size", "16", "--epochs", "25", "--batch-size", "8", "--no-progress"])
+    assert status == 0
+    return directory, data, vocab, directory / "model" / "params.npz"
+
+
+def test_train_writes_params_and_log(workspace):
+    directory = workspace[0]
+    assert sorted(p.name for p in (directory / "model").iterdir()) == ["params.npz", "train_log.csv"]
+    arrays = load_npz(directory / "model" / "params.npz")
+    assert json.loads(str(arrays["config_json"]))["hidden_size"] == 16
+    assert json.loads(str(arrays["metadata_json"]))["lowercase"] is True
+
+
+def test_evaluate_prints_metrics(workspace, capsys):
+    _, data, vocab, params = workspace
+    assert main(["evaluate", "--params", str(params), "--data-dir", str(data), "--vocab", str(vocab),
+                 "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    test = metrics["splits"]["test"]
+    assert test["perplexity"] < test["unigram_perplexity"] / 2
+
+
+def test_generate_writes_samples(workspace, tmp_path):
+    out = tmp_path / "samples.txt"
+    assert main(["generate", "--params", str(workspace[3]), "--out", str(out), "--num-sentences", "3",
+                 "--min-length", "4", "--beam-width", "2", "--prime", "A", "--device", "cpu"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 1 + 3 + 1 + 2
+    assert all(line.startswith("a ") for line in lines[1:4])
+
+
+def test_score_ranks_sentences_from_files(workspace, tmp_path, capsys):
+    candidates = tmp_path / "candidates.txt"
+    candidates.write_text("Ball the today sees cat the\n\nThe cat sees the ball today\n", encoding="utf-8")
+    assert main(["score", "--params", str(workspace[3]), "--rank", "--device", "cpu", str(candidates)]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["log_prob", "perplexity", "tokens", "unknown", "sentence"]
+    assert [row[4] for row in rows[1:]] == ["the cat sees the ball today", "ball the today sees cat the"]
+    assert float(rows[1][0]) > float(rows[2][0])
+
+
+def test_score_reads_standard_input_through_the_console_script(workspace):
+    result = subprocess.run([sys.executable, "-m", "rnnlm.cli", "score", "--params", str(workspace[3]), "--device",
+                             "cpu", "--pretokenized"], input="the zebra sees a tree\n", capture_output=True, text=True,
+                            cwd=REPO, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].endswith("\t6\t1\tthe zebra sees a tree")  # zebra is unknown
+
+
+@pytest.mark.parametrize("damage", ["truncated", "pickled", "nan", "not-there"])
+def test_bad_params_files_exit_2_with_a_clear_message(workspace, tmp_path, capsys, damage):
+    params = tmp_path / "params.npz"
+    arrays = load_npz(workspace[3])
+    if damage == "truncated":
+        params.write_bytes(workspace[3].read_bytes()[:1000])
+    elif damage == "pickled":
+        with open(params, "wb") as handle:
+            np.savez(handle, **arrays, vocab_objects=np.array(VOCAB_WORDS, dtype=object))
+    elif damage == "nan":
+        arrays["V"] = np.full_like(arrays["V"], np.nan)
+        save_npz(params, **arrays)
+    expected = {"truncated": "not a readable .npz archive", "pickled": "contains pickled objects",
+                "nan": "parameter V holds NaN", "not-there": "file not found"}[damage]
+    for command in (["score"], ["generate"]):
+        assert main([*command, "--params", str(params), "--device", "cpu"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"rnnlm {command[0]}: error: ") and expected in error
+
+
+def test_mismatched_vocabulary_exits_2(workspace, tmp_path, capsys):
+    _, data, _, params = workspace
+    other = tmp_path / "vocab.tsv"
+    other.write_text("id\tword\tcount\n" + "".join(f"{i}\t{w}\t1\n" for i, w in enumerate(VOCAB_WORDS[:-1])))
+    assert main(["evaluate", "--params", str(params), "--data-dir", str(data), "--vocab", str(other),
+                 "--device", "cpu"]) == 2
+    assert "vocabulary mismatch" in capsys.readouterr().err
+
+
+def test_train_refuses_invalid_settings(workspace, tmp_path, capsys):
+    _, data, vocab, _ = workspace
+    assert main(["train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path),
+                 "--device", "cpu", "--activation", "sigmoid"]) == 2
+    assert "activation must be tanh or relu" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_gradcheck_is_delegated(capsys):
+    assert main(["gradcheck", "--hidden-size", "3", "--vocab-size", "7", "--lengths", "3", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["passed"] is True
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    for command in ("train", "evaluate", "generate", "score", "gradcheck", "bench"):
+        assert command in listing
