@@ -8,17 +8,13 @@ from rnnlm.corpus import BUILTIN, local_corpus_path
 DATA_SPLITS = ["train", "valid", "test"]
 DATA_TARGETS = expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS) + [f"{RESULTS}/data/stats.json"]
 ALL_TARGETS.extend(DATA_TARGETS)
-
-
-def corpus_file(wildcards):
-    """A local corpus file is an input, so editing it re-runs the download stage."""
-    path = local_corpus_path(config["corpus"])
-    return [path] if path else []
+# A local corpus file is an input, so editing it re-runs the download stage.
+LOCAL_CORPUS = local_corpus_path(config["corpus"])
 
 
 rule download:
     input:
-        corpus_file,
+        [LOCAL_CORPUS] if LOCAL_CORPUS else [],
     output:
         documents=f"{RESULTS}/corpus/documents.jsonl",
         manifest=f"{RESULTS}/corpus/manifest.json",

@@ -1,0 +1,144 @@
+"""The data stages run by Snakemake: build, re-run only what changed, and fail cleanly on bad input.
+
+Only the data targets are requested, so these tests do not depend on the model stages.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rnnlm.data import Split
+
+pytestmark = pytest.mark.slow
+
+DATA_TARGETS = ["results/data/train.npz", "results/data/valid.npz", "results/data/test.npz", "results/data/stats.json"]
+STAGE_OUTPUTS = {
+    "download": ["results/corpus/documents.jsonl", "results/corpus/manifest.json"],
+    "tokenize": ["results/tokens/sentences.txt", "results/tokens/stats.json"],
+    "vocab": ["results/vocab/vocab.tsv", "results/vocab/stats.json"],
+    "index": DATA_TARGETS,
+}
+STAGES = list(STAGE_OUTPUTS)
+WORDS = ("river house market garden window letter morning evening story friend teacher sailor city road "
+         "old small quiet bright green walks sees finds writes remembers paints carries follows").split()
+
+
+def tiny_corpus(documents: int = 60, seed: int = 0) -> str:
+    """Plain text: blank-line separated documents of a few capitalised sentences."""
+    rng = random.Random(seed)
+    paragraphs = []
+    for _ in range(documents):
+        sentences = []
+        for _ in range(rng.randint(1, 4)):
+            words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+            sentences.append(" ".join(words).capitalize() + rng.choice(".!?"))
+        paragraphs.append(" ".join(sentences))
+    return "\n\n".join(paragraphs) + "\n"
+
+
+def mtimes(workdir: Path) -> dict[str, int]:
+    return {path: (workdir / path).stat().st_mtime_ns for stage in STAGES for path in STAGE_OUTPUTS[stage]}
+
+
+def changed_stages(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    return [stage for stage in STAGES if any(before[p] != after[p] for p in STAGE_OUTPUTS[stage])]
+
+
+def test_build_then_only_changed_stages_rerun(workflow_copy, run_snakemake):
+    (workflow_copy / "corpus.txt").write_text(tiny_corpus())
+    base = ["corpus=corpus.txt", "vocabulary_size=20"]
+
+    built = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", *base)
+    assert built.returncode == 0, built.stderr
+    manifest = json.loads((workflow_copy / "results/corpus/manifest.json").read_text())
+    assert manifest["documents"] == 60 and manifest["format"] == "text"
+    train = Split.load(workflow_copy / "results/data/train.npz")
+    assert len(train) > 0 and int(train.y.max()) < 20
+    stats = json.loads((workflow_copy / "results/data/stats.json").read_text())
+    assert stats["vocabulary_size"] == 20 and stats["valid"]["sentences"] >= 1
+    for stage in STAGES:
+        assert (workflow_copy / f"results/logs/data/{stage}.log").exists()
+        assert (workflow_copy / f"results/benchmarks/data/{stage}.tsv").exists()
+    first = mtimes(workflow_copy)
+
+    # (a) nothing changed: nothing to do.
+    again = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", *base)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert changed_stages(first, mtimes(workflow_copy)) == []
+
+    # (b) vocabulary_size: vocab and index re-run, tokenize and download do not.
+    base = ["corpus=corpus.txt", "vocabulary_size=25"]
+    resized = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", *base)
+    assert resized.returncode == 0, resized.stderr
+    second = mtimes(workflow_copy)
+    assert changed_stages(first, second) == ["vocab", "index"]
+    assert json.loads((workflow_copy / "results/vocab/stats.json").read_text())["size"] == 25
+
+    # (c) a tokenization option: tokenize and everything after it re-run, download does not.
+    recased = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", *base, "lowercase=False")
+    assert recased.returncode == 0, recased.stderr
+    assert changed_stages(second, mtimes(workflow_copy)) == ["tokenize", "vocab", "index"]
+    assert json.loads((workflow_copy / "results/tokens/stats.json").read_text())["lowercase"] is False
+
+
+def test_csv_shaped_like_the_tutorials(workflow_copy, run_snakemake):
+    rows = [json.dumps(paragraph) for paragraph in tiny_corpus(40, seed=1).strip().split("\n\n")]
+    (workflow_copy / "comments.csv").write_text("body\n" + "\n".join(rows) + "\n")
+    result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", "corpus=comments.csv", "vocabulary_size=30")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((workflow_copy / "results/corpus/manifest.json").read_text())
+    assert manifest["format"] == "csv" and manifest["documents"] == 40
+
+
+def all_output(workdir: Path, result) -> str:
+    logs = sorted((workdir / "results/logs").rglob("*.log")) if (workdir / "results/logs").exists() else []
+    return result.stdout + result.stderr + "".join(log.read_text() for log in logs)
+
+
+BAD_INPUTS = {
+    "empty corpus": (b"", [], "download", "contains no text"),
+    "too few distinct words": (b"Yes yes.\n\nYes yes yes.\n", [], "vocab", "only 2 distinct words"),
+    "csv without the column": (b"text\nSome words here.\n", ["corpus_format=csv"], "download", "no column 'body'"),
+    "non-utf-8 with strict": ("Caf\u00e9 au lait.".encode("latin-1"), ["encoding_errors=strict"], "download", "not valid UTF-8"),
+    "checksum mismatch": (b"Fine text.\n", ["checksum=sha256:" + "0" * 64], "download", "checksum mismatch"),
+    "sentences outside the length limits": (b"Short one.\n", ["min_sentence_length=10"], "index", "no sentence has between 10"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+def test_bad_input_fails_cleanly(workflow_copy, run_snakemake, case):
+    content, extra_config, failing_stage, message = BAD_INPUTS[case]
+    (workflow_copy / "corpus.txt").write_bytes(content)
+    result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", "corpus=corpus.txt", *extra_config)
+    assert result.returncode != 0
+    assert message in all_output(workflow_copy, result)
+    for stage in STAGES[STAGES.index(failing_stage):]:
+        for path in STAGE_OUTPUTS[stage] + [f"results/benchmarks/data/{stage}.tsv"]:
+            assert not (workflow_copy / path).exists(), path
+    leftovers = [p for p in (workflow_copy / "results").rglob(".*")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize(
+    "setting, key",
+    [("vocabulary_size=many", "vocabulary_size"), ("valid_fraction=0.9", "valid_fraction"),
+     ("lowercase=perhaps", "lowercase"), ("checksum=md5:abc", "checksum")],
+)
+def test_wrong_config_is_reported_by_the_schema(workflow_copy, run_snakemake, setting, key):
+    result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", setting)
+    assert result.returncode != 0
+    assert f"['{key}']" in result.stdout + result.stderr
+    assert not (workflow_copy / "results").exists()
+
+
+def test_lint_is_clean_for_the_data_rules(workflow_copy, run_snakemake):
+    """No lint for data.smk or its rules, except the project-wide request for a conda env or container."""
+    result = run_snakemake(workflow_copy, "--lint")
+    sections = (result.stdout + result.stderr).split("Lints for ")
+    data_sections = [s for s in sections if "data.smk" in s.partition("\n")[0]]
+    complaints = [line.strip() for s in data_sections for line in s.splitlines() if line.strip().startswith("* ")]
+    assert [c for c in complaints if "conda environment or container" not in c] == []
