@@ -1,0 +1,102 @@
+"""Everything device-specific: the array module (NumPy or CuPy), scatter-add, RNG, host<->device.
+
+The model code is written once against `backend.xp` and the few helpers here, so the same code runs
+on the CPU and on a CUDA GPU. CuPy is imported lazily, so this module (and all of `rnnlm`) imports
+fine on machines without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from rnnlm.io import RnnlmError
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class Backend:
+    """One array library plus the operations whose best implementation differs per device."""
+
+    def __init__(self, xp: Any, name: str):
+        self.xp = xp
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name})"
+
+    def asarray(self, array: Any, dtype: Any = None):
+        """Host (or device) data -> device array."""
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Device array -> NumPy array (a no-op on the CPU)."""
+        if self.name == "cupy":
+            return self.xp.asnumpy(array)
+        return np.asarray(array)
+
+    def scatter_add(self, target, indices, values) -> None:
+        """`target[indices] += values` along axis 0, with repeated indices accumulated."""
+        if self.name == "cupy":
+            import cupyx
+
+            cupyx.scatter_add(target, indices, values)
+            return
+        _numpy_scatter_add(target, indices, values)
+
+    def rng(self, seed: int):
+        """A random generator living on the device, deterministic per seed."""
+        return self.xp.random.default_rng(seed)
+
+
+def _numpy_scatter_add(target: np.ndarray, indices: np.ndarray, values: np.ndarray) -> None:
+    # np.add.at is an unbuffered element loop (slow); summing runs of equal indices after a sort
+    # turns it into one gather, one reduceat and one fancy-indexed add of unique rows.
+    indices = np.asarray(indices).ravel()
+    if indices.size == 0:
+        return
+    values = np.asarray(values).reshape((indices.size,) + target.shape[1:])
+    order = np.argsort(indices, kind="stable")
+    sorted_indices = indices[order]
+    run_starts = np.flatnonzero(np.r_[True, sorted_indices[1:] != sorted_indices[:-1]])
+    sums = np.add.reduceat(values[order], run_starts, axis=0)
+    target[sorted_indices[run_starts]] += sums
+
+
+def _usable_cupy() -> tuple[Any, str]:
+    """(cupy module, "") when CuPy imports and a CUDA device answers; (None, reason) otherwise."""
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a CuPy built for another CUDA failing at import
+        return None, f"CuPy is not importable ({exc})"
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            return None, "no CUDA device is visible"
+        cupy.zeros(1).sum().item()  # touch the device so a broken driver fails here, not mid-training
+    except Exception as exc:
+        return None, f"no usable CUDA device ({exc})"
+    return cupy, ""
+
+
+def get_backend(device: str = "auto") -> Backend:
+    """`auto`: CuPy when a CUDA device is usable, else NumPy; `cpu`: NumPy; `gpu`: CuPy or RnnlmError."""
+    if device not in DEVICES:
+        raise RnnlmError(f"device {device!r} is not one of {', '.join(DEVICES)}; fix `device` in the config")
+    if device == "cpu":
+        log.info("backend: numpy (device=cpu)")
+        return Backend(np, "numpy")
+    cupy, reason = _usable_cupy()
+    if cupy is not None:
+        log.info("backend: cupy on CUDA device %d (device=%s)", cupy.cuda.Device().id, device)
+        return Backend(cupy, "cupy")
+    if device == "gpu":
+        raise RnnlmError(
+            f"device=gpu but {reason}; install CuPy for your CUDA version (pip install 'rnnlm-workflow[gpu]') "
+            "or set device: cpu / auto"
+        )
+    log.info("backend: numpy (device=auto: %s)", reason)
+    return Backend(np, "numpy")

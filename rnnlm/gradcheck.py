@@ -1,0 +1,157 @@
+"""Numerical gradient check: central differences in float64 against `RNNLM.loss_and_grads`.
+
+API: `gradient_check(model, x, y, mask)` -> {parameter: max relative error}.
+CLI: `rnnlm gradcheck` (`main(argv)`) builds a small random float64 model and a padded random batch
+for the chosen cell / activation / output layer / truncation and exits non-zero above the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from rnnlm.backend import get_backend
+from rnnlm.io import RnnlmError
+from rnnlm.model import RNNLM, ModelConfig
+
+DEFAULT_TOLERANCE = 1e-6
+# Entries whose analytic and numeric gradients are both this small are compared absolutely: their
+# finite-difference estimate is dominated by float64 round-off of the loss, not by the gradient.
+NEGLIGIBLE_GRADIENT = 1e-5
+# Fourth-order central differences, f'(p) ~ (f(p-2e) - f(p+2e) + 8 (f(p+e) - f(p-e))) / 12e: the
+# O(e^4) error lets e be large, so round-off in the loss (~1e-14) stays far below the differences.
+# relu is not differentiable at 0: a small step keeps perturbations from crossing its kink.
+SMOOTH_EPSILON = 1e-3
+RELU_EPSILON = 1e-4
+
+
+def _central_difference(loss_at, epsilon: float) -> float:
+    """loss_at(offset) evaluates the objective at p + offset; differences first, so equal losses give 0."""
+    far = loss_at(-2 * epsilon) - loss_at(2 * epsilon)
+    near = loss_at(epsilon) - loss_at(-epsilon)
+    return (far + 8 * near) / (12 * epsilon)
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    """|a - n| / (|a| + |n|), the tutorial's measure, with a floor for vanishing gradients."""
+    return np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), NEGLIGIBLE_GRADIENT)
+
+
+def truncated_loss(model: RNNLM, frozen_states, x, y, mask) -> float:
+    """The objective truncated BPTT differentiates: step t's loss sees the parameters only through
+    the recurrence steps t-k..t, starting from the state before t-k held at `frozen_states`."""
+    backend, xp = model.backend, model.backend.xp
+    truncate = model.config.bptt_truncate
+    x, mask = model._check_batch(x, mask)
+    y = model._check_targets(y, x)
+    inputs = model._input_projection(x)
+    total = 0.0
+    for t in range(x.shape[0]):
+        start = max(0, t - truncate)
+        state = frozen_states[start]
+        for step in range(start, t + 1):
+            state = model.cell.step(xp, model.params, inputs[step], state)
+        log_probs = model.output.target_log_probs(backend, model.params, model.cell.hidden(state), y[t])
+        total -= float((log_probs * mask[t]).sum())
+    return total
+
+
+def gradient_check(
+    model: RNNLM,
+    x: Any,
+    y: Any,
+    mask: Any,
+    epsilon: float | None = None,
+    max_entries: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Max relative error per parameter between backprop and central differences of the summed loss.
+
+    With truncated BPTT the reference is `truncated_loss` (the full loss has another gradient).
+    Every entry is checked unless `max_entries` caps it (a random sample per parameter then).
+    The model must be float64: float32 round-off would swamp the differences.
+    """
+    if model.dtype != np.float64:
+        raise RnnlmError("gradient checks need a float64 model (dtype: float64); float32 is too coarse")
+    if epsilon is None:
+        relu = model.config.cell == "rnn" and model.config.activation == "relu"
+        epsilon = RELU_EPSILON if relu else SMOOTH_EPSILON
+    backend = model.backend
+    _, _, grads = model.loss_and_grads(x, y, mask)
+    if model.config.bptt_truncate:
+        frozen_states = model.forward_cache(x, mask).states
+
+        def objective() -> float:
+            return truncated_loss(model, frozen_states, x, y, mask)
+
+    else:
+
+        def objective() -> float:
+            return model.loss(x, y, mask)[0]
+
+    rng = np.random.default_rng(seed)
+    errors = {}
+    for name, param in model.params.items():
+        analytic = backend.to_host(grads[name]).ravel()
+        entries = np.arange(param.size)
+        if max_entries is not None and param.size > max_entries:
+            entries = np.sort(rng.choice(param.size, size=max_entries, replace=False))
+        flat = param.reshape(-1)  # a view: perturbations reach the model
+        numeric = np.empty(entries.size)
+        for k, index in enumerate(entries):
+            original = float(flat[index])
+
+            def loss_at(offset: float) -> float:
+                flat[index] = original + offset
+                return objective()
+
+            numeric[k] = _central_difference(loss_at, epsilon)
+            flat[index] = original
+        errors[name] = float(relative_error(analytic[entries], numeric).max(initial=0.0))
+    return errors
+
+
+def random_batch(rng: np.random.Generator, vocab_size: int, lengths: Sequence[int]):
+    """A time-major padded batch of random sentences with the given lengths (padding at the end)."""
+    steps, batch = max(lengths), len(lengths)
+    x = rng.integers(0, vocab_size, (steps, batch))
+    y = rng.integers(0, vocab_size, (steps, batch))
+    mask = (np.arange(steps)[:, None] < np.asarray(lengths)[None, :]).astype(np.float64)
+    return x, y, mask
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rnnlm gradcheck", description=__doc__.splitlines()[0])
+    parser.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="rnn")
+    parser.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
+    parser.add_argument("--output", choices=["full", "class"], default="full")
+    parser.add_argument("--bptt-truncate", type=int, default=0, help="0 = full BPTT")
+    parser.add_argument("--vocab-size", type=int, default=20)
+    parser.add_argument("--hidden-size", type=int, default=6)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[7, 4, 6], help="sentence lengths of the batch")
+    parser.add_argument("--max-entries", type=int, default=None, help="check a random sample per parameter")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = ModelConfig(
+        vocab_size=args.vocab_size,
+        hidden_size=args.hidden_size,
+        activation=args.activation,
+        bptt_truncate=args.bptt_truncate,
+        cell=args.cell,
+        output=args.output,
+        dtype="float64",
+    )
+    model = RNNLM(config, get_backend(args.device), seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    x, y, mask = random_batch(rng, args.vocab_size, args.lengths)
+    errors = gradient_check(model, x, y, mask, max_entries=args.max_entries, seed=args.seed)
+    worst = max(errors.values())
+    passed = worst < args.tolerance
+    report = {"config": vars(args), "max_relative_error": errors, "worst": worst, "passed": passed}
+    print(json.dumps(report, indent=2))
+    return 0 if passed else 1

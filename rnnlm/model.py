@@ -1,0 +1,318 @@
+"""The RNN language model: parameters, minibatch forward/backward (BPTT), scoring, stepping, params file.
+
+Batches are time-major and padded at the end: `x`, `y` int (T, B), `mask` (T, B) with 1 for real
+tokens and 0 for padding. Padding never reaches the loss or a gradient: only the rows with mask 1 go
+through the output layer, and since padding only follows a sentence, nothing flows back from it.
+
+The recurrence lives in `rnnlm.cells` (rnn | gru | lstm), the output layer in `rnnlm.softmax`;
+this module ties them together and owns backpropagation through time:
+
+* full BPTT (`bptt_truncate` 0, or at least T-1): one backward sweep, dL/ds_t summed as it goes;
+* truncated BPTT (k > 0): the loss at step t reaches the steps t, t-1, ..., t-k only, as the
+  tutorial's `bptt` loop. Every step's gradient "wavefront" is moved back one step at a time for
+  all t at once (k vectorized steps over all T*B rows instead of T*k small ones), the wavefronts
+  that sit on the same step are summed, and the parameter gradients come out of one final pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rnnlm.backend import Backend
+from rnnlm.cells import make_cell
+from rnnlm.io import RnnlmError, load_npz, save_npz
+from rnnlm.softmax import make_output
+
+FORMAT_VERSION = 1
+_FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    hidden_size: int = 64
+    activation: str = "tanh"  # rnn cell only; gated cells use their own sigmoid/tanh
+    bptt_truncate: int = 0  # 0 = full BPTT
+    cell: str = "rnn"  # rnn | gru | lstm
+    output: str = "full"  # full | class
+    dtype: str = "float32"  # float32 | float64
+    num_classes: int = 0  # class output only; 0 = round(sqrt(vocab_size))
+
+    def __post_init__(self) -> None:
+        checks = [
+            (isinstance(self.vocab_size, int) and self.vocab_size >= 2, "vocab_size must be an integer >= 2"),
+            (isinstance(self.hidden_size, int) and self.hidden_size >= 1, "hidden_size must be an integer >= 1"),
+            (self.activation in ("tanh", "relu"), "activation must be tanh or relu"),
+            (isinstance(self.bptt_truncate, int) and self.bptt_truncate >= 0, "bptt_truncate must be an integer >= 0"),
+            (self.cell in ("rnn", "gru", "lstm"), "cell must be rnn, gru or lstm"),
+            (self.output in ("full", "class"), "output must be full or class"),
+            (self.dtype in ("float32", "float64"), "dtype must be float32 or float64"),
+            (
+                isinstance(self.num_classes, int) and 0 <= self.num_classes <= self.vocab_size,
+                "num_classes must be an integer between 0 and vocab_size",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise RnnlmError(f"bad model config {dataclasses.asdict(self)}: {message}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RnnlmError(f"unknown model config keys {unknown}; known keys are {sorted(known)}")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise RnnlmError(f"bad model config {values}: {exc}") from None
+
+
+@dataclass
+class ForwardCache:
+    """What backward needs: inputs, mask, all states (states[0] is the initial state), cell extras."""
+
+    x: Any
+    mask: Any
+    states: Any
+    extras: Any
+
+
+class RNNLM:
+    def __init__(
+        self,
+        config: ModelConfig,
+        backend: Backend,
+        seed: int = 0,
+        word_counts: Any = None,
+        class_of_word: Any = None,
+    ):
+        """`word_counts` (C,) or `class_of_word` (C,) shape the word classes of `output: class`."""
+        self.config = config
+        self.backend = backend
+        self.dtype = np.dtype(config.dtype)
+        self.cell = make_cell(config.cell, config.hidden_size, config.activation)
+        self.output = make_output(config, backend, word_counts=word_counts, class_of_word=class_of_word)
+        # Initialise on the host so a seed gives the same parameters on every device.
+        rng = np.random.default_rng(seed)
+        host = self.cell.init_params(rng, config.vocab_size, self.dtype)
+        host.update(self.output.init_params(rng, self.dtype))
+        self.params = {name: backend.asarray(value) for name, value in host.items()}
+
+    # ------------------------------------------------------------------ batches
+    def _check_ids(self, ids, what: str):
+        xp = self.backend.xp
+        ids = self.backend.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise RnnlmError(f"{what} must hold integer word ids, got dtype {ids.dtype}")
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise RnnlmError(
+                f"{what} holds word ids outside 0..{self.config.vocab_size - 1}; the data was indexed with another "
+                "vocabulary than this model's: rebuild the index or the model with the same vocabulary"
+            )
+        return ids.astype(xp.int64, copy=False)
+
+    def _check_batch(self, x, mask):
+        x = self._check_ids(x, "x")
+        mask = self.backend.asarray(mask, dtype=self.dtype)
+        if x.ndim != 2 or mask.shape != x.shape:
+            raise RnnlmError(f"x {x.shape} and mask {mask.shape} must both be time-major (T, B) arrays")
+        if bool((mask[1:] > mask[:-1]).any()):
+            raise RnnlmError("mask has padding before real tokens; pad sentences at the end (time-major, mask 1 then 0)")
+        return x, mask
+
+    def _check_targets(self, y, x):
+        y = self._check_ids(y, "y")
+        if y.shape != x.shape:
+            raise RnnlmError(f"y {y.shape} must have the shape of x {x.shape}")
+        return y
+
+    def _input_projection(self, x):
+        """U[:, x].T + b_h for every token: the one-hot input as a column gather, (..., G*H)."""
+        inputs = self.params["U"].T[x.reshape(-1)]
+        inputs += self.params["b_h"]
+        return inputs.reshape(x.shape + (inputs.shape[-1],))
+
+    def initial_state(self, batch_size: int):
+        return self.backend.xp.zeros((batch_size, self.cell.state_size), dtype=self.dtype)
+
+    def forward_cache(self, x, mask, state=None) -> ForwardCache:
+        """Run the recurrence over a batch and keep every state (diagnostics and backward use it)."""
+        x, mask = self._check_batch(x, mask)
+        state0 = self.initial_state(x.shape[1]) if state is None else state
+        states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x), state0)
+        return ForwardCache(x, mask, states, extras)
+
+    def _valid_rows(self, cache: ForwardCache, y):
+        """Hidden rows, targets and row numbers (in the flattened T*B order) of the real tokens."""
+        xp = self.backend.xp
+        hidden = self.cell.hidden(cache.states[1:]).reshape(-1, self.config.hidden_size)
+        y = y.reshape(-1)
+        flat_mask = cache.mask.reshape(-1)
+        if bool((flat_mask > 0).all()):
+            return hidden, y, None
+        rows = xp.flatnonzero(flat_mask > 0)
+        return hidden[rows], y[rows], rows
+
+    # ------------------------------------------------------------------ training
+    def loss_and_grads(self, x, y, mask) -> tuple[float, int, dict[str, Any]]:
+        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum."""
+        xp = self.backend.xp
+        cache = self.forward_cache(x, mask)
+        y = self._check_targets(y, cache.x)
+        steps, batch = cache.x.shape
+        hidden_rows, targets, rows = self._valid_rows(cache, y)
+        loss, d_hidden, grads = self.output.loss_and_grads(self.backend, self.params, hidden_rows, targets)
+        d_state = xp.zeros((steps * batch, self.cell.state_size), dtype=self.dtype)
+        if rows is None:
+            d_state[:, : self.config.hidden_size] = d_hidden
+        else:
+            d_state[rows, : self.config.hidden_size] = d_hidden
+        dz = self._backprop(cache, d_state.reshape(steps, batch, -1))
+        grads.update(self._cell_grads(cache, dz, rows))
+        return float(loss), int(hidden_rows.shape[0]), grads
+
+    def _backprop(self, cache: ForwardCache, d_state):
+        """Pre-activation gradients (T, B, G*H) from dL_t/ds_t of every step, full or truncated."""
+        xp, cell, params = self.backend.xp, self.cell, self.params
+        steps = d_state.shape[0]
+        truncate = self.config.bptt_truncate
+        if truncate == 0 or truncate >= steps - 1:
+            dz = None
+            carry = None
+            for t in range(steps - 1, -1, -1):
+                grad = d_state[t : t + 1] if carry is None else d_state[t : t + 1] + carry
+                dz_t, carry = cell.backward(xp, params, cache.states, cache.extras, slice(t, t + 1), grad)
+                if dz is None:
+                    dz = xp.empty((steps,) + dz_t.shape[1:], dtype=dz_t.dtype)
+                dz[t] = dz_t[0]
+            return dz
+        total = d_state.copy()
+        front = d_state
+        for k in range(1, truncate + 1):
+            # wavefronts on steps 1..T-k move to steps 0..T-k-1; the one on step 0 has nowhere to go
+            _, front = cell.backward(xp, params, cache.states, cache.extras, slice(1, steps - k + 1), front[1:])
+            total[: steps - k] += front
+        dz, _ = cell.backward(xp, params, cache.states, cache.extras, slice(0, steps), total)
+        return dz
+
+    def _cell_grads(self, cache: ForwardCache, dz, rows) -> dict[str, Any]:
+        """U, W, b_h gradients; dU is a scatter-add of the real tokens' rows (padding has dz = 0)."""
+        xp = self.backend.xp
+        dz_rows = dz.reshape(-1, dz.shape[-1])
+        tokens = cache.x.reshape(-1)
+        if rows is not None:
+            dz_rows, tokens = dz_rows[rows], tokens[rows]
+        d_input = xp.zeros((self.config.vocab_size, dz.shape[-1]), dtype=self.dtype)  # dU transposed
+        self.backend.scatter_add(d_input, tokens, dz_rows)
+        return {
+            "U": d_input.T,
+            "W": self.cell.weight_grad(xp, self.params, cache.states, cache.extras, dz),
+            "b_h": dz_rows.sum(axis=0),
+        }
+
+    # ------------------------------------------------------------------ diagnostics primitives
+    def loss_grad_state(self, cache: ForwardCache, y, t: int):
+        """dL_t/ds_t (B, state size): the gradient of step t's summed loss w.r.t. its state."""
+        xp = self.backend.xp
+        y = self._check_targets(y, cache.x)
+        valid = xp.flatnonzero(cache.mask[t] > 0)
+        grad = xp.zeros((cache.x.shape[1], self.cell.state_size), dtype=self.dtype)
+        if valid.size:
+            hidden = self.cell.hidden(cache.states[t + 1])[valid]
+            _, d_hidden, _ = self.output.loss_and_grads(self.backend, self.params, hidden, y[t][valid])
+            grad[valid, : self.config.hidden_size] = d_hidden
+        return grad
+
+    def state_vjp(self, cache: ForwardCache, t: int, grad_state):
+        """dL/ds_{t-1} from dL/ds_t (B, state size), through step t alone."""
+        _, grad_prev = self.cell.backward(
+            self.backend.xp, self.params, cache.states, cache.extras, slice(t, t + 1), grad_state[None]
+        )
+        return grad_prev[0]
+
+    # ------------------------------------------------------------------ scoring and generation
+    def token_log_probs(self, x, y, mask) -> np.ndarray:
+        """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding."""
+        xp = self.backend.xp
+        cache = self.forward_cache(x, mask)
+        y = self._check_targets(y, cache.x)
+        hidden_rows, targets, rows = self._valid_rows(cache, y)
+        log_probs = self.output.target_log_probs(self.backend, self.params, hidden_rows, targets)
+        if rows is not None:
+            scattered = xp.zeros(cache.x.size, dtype=self.dtype)
+            scattered[rows] = log_probs
+            log_probs = scattered
+        return self.backend.to_host(log_probs.reshape(cache.x.shape))
+
+    def loss(self, x, y, mask) -> tuple[float, int]:
+        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients)."""
+        log_probs = self.token_log_probs(x, y, mask)
+        return float(-log_probs.sum(dtype=np.float64)), int((np.asarray(self.backend.to_host(mask)) > 0).sum())
+
+    def step(self, tokens, state):
+        """Feed one token per sequence: (log-probabilities of the next word (B, C), new state)."""
+        tokens = self._check_ids(tokens, "tokens").reshape(-1)
+        new_state = self.cell.step(self.backend.xp, self.params, self._input_projection(tokens), state)
+        return self.output.log_probs(self.backend, self.params, self.cell.hidden(new_state)), new_state
+
+    # ------------------------------------------------------------------ params file
+    def save(self, path, vocab_words: list[str], metadata: dict) -> None:
+        """Parameters, vocabulary, config and metadata in one .npz (no pickles), written atomically."""
+        if len(vocab_words) != self.config.vocab_size:
+            raise RnnlmError(
+                f"the vocabulary has {len(vocab_words)} words but the model has vocab_size {self.config.vocab_size}"
+            )
+        arrays = {name: self.backend.to_host(value) for name, value in self.params.items()}
+        arrays.update(self.output.file_arrays(self.backend))
+        arrays["vocab"] = np.array(list(vocab_words), dtype=np.str_)
+        arrays["config_json"] = np.array(json.dumps(dataclasses.asdict(self.config), sort_keys=True))
+        arrays["metadata_json"] = np.array(json.dumps(metadata, sort_keys=True))
+        arrays["format_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
+        save_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path, backend: Backend) -> tuple["RNNLM", list[str], dict]:
+        """Read a params file written by `save`; RnnlmError on anything corrupt, pickled or inconsistent."""
+        arrays = load_npz(path, required=_FILE_KEYS)
+        fix = "re-create it with `rnnlm train` (or snakemake)"
+        try:
+            version = int(arrays["format_version"])
+            config_values = json.loads(str(arrays["config_json"]))
+            metadata = json.loads(str(arrays["metadata_json"]))
+        except (TypeError, ValueError) as exc:
+            raise RnnlmError(f"{path}: unreadable header arrays ({exc}); {fix}") from None
+        if version != FORMAT_VERSION:
+            raise RnnlmError(f"{path}: params format version {version}, this tool reads {FORMAT_VERSION}; {fix}")
+        if not isinstance(config_values, dict) or not isinstance(metadata, dict):
+            raise RnnlmError(f"{path}: config_json and metadata_json must be JSON objects; {fix}")
+        config = ModelConfig.from_dict(config_values)
+        vocab = arrays["vocab"]
+        if vocab.dtype.kind != "U" or vocab.ndim != 1 or vocab.size != config.vocab_size:
+            raise RnnlmError(
+                f"{path}: vocab must be {config.vocab_size} strings (the config's vocab_size), "
+                f"found {vocab.dtype} {vocab.shape}; {fix}"
+            )
+        model = cls(config, backend, **cls._output_arrays(arrays))
+        for name, initial in model.params.items():
+            if name not in arrays:
+                raise RnnlmError(f"{path}: parameter {name} is missing; {fix}")
+            value = arrays[name]
+            if value.shape != tuple(initial.shape) or value.dtype.kind != "f":
+                raise RnnlmError(
+                    f"{path}: parameter {name} is {value.dtype} {value.shape}, the config needs float "
+                    f"{tuple(initial.shape)}; {fix}"
+                )
+            if not np.isfinite(value).all():
+                raise RnnlmError(f"{path}: parameter {name} holds NaN or infinite values; retrain the model")
+            model.params[name] = backend.asarray(value, dtype=model.dtype)
+        return model, [str(word) for word in vocab], metadata
+
+    @staticmethod
+    def _output_arrays(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {"class_of_word": arrays["class_of_word"]} if "class_of_word" in arrays else {}

@@ -1,0 +1,78 @@
+"""Backprop against central differences in float64 for every cell, activation and truncation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnlm import gradcheck
+from rnnlm.backend import get_backend
+from rnnlm.io import RnnlmError
+from rnnlm.model import RNNLM, ModelConfig
+
+CASES = [
+    ("rnn", "tanh", 0),
+    ("rnn", "relu", 0),
+    ("rnn", "tanh", 2),
+    ("rnn", "relu", 1),
+    ("gru", "tanh", 0),
+    ("gru", "tanh", 2),
+    ("lstm", "tanh", 0),
+    ("lstm", "tanh", 3),
+]
+
+
+@pytest.mark.parametrize("output", ["full"])
+@pytest.mark.parametrize("cell, activation, truncate", CASES)
+def test_every_parameter_matches_central_differences(cell, activation, truncate, output):
+    config = ModelConfig(
+        vocab_size=15, hidden_size=5, activation=activation, bptt_truncate=truncate, cell=cell, output=output,
+        dtype="float64",
+    )
+    model = RNNLM(config, get_backend("cpu"), seed=3)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(3), 15, [6, 3, 5])
+    errors = gradcheck.gradient_check(model, x, y, mask)
+    assert set(errors) == set(model.params)
+    assert max(errors.values()) < gradcheck.DEFAULT_TOLERANCE, errors
+
+
+def test_a_wrong_gradient_is_caught():
+    model = RNNLM(ModelConfig(vocab_size=10, hidden_size=4, dtype="float64"), get_backend("cpu"), seed=0)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(0), 10, [4, 3])
+    original = model.loss_and_grads
+
+    def broken(*args):
+        loss, count, grads = original(*args)
+        grads["W"] = grads["W"] * 1.001
+        return loss, count, grads
+
+    model.loss_and_grads = broken
+    errors = gradcheck.gradient_check(model, x, y, mask)
+    assert errors["W"] > 1e-4
+    assert errors["V"] < gradcheck.DEFAULT_TOLERANCE
+
+
+def test_truncated_gradient_is_not_the_full_gradient():
+    # The truncated check compares against the truncated objective; the full loss must disagree.
+    config = ModelConfig(vocab_size=10, hidden_size=4, bptt_truncate=1, dtype="float64")
+    model = RNNLM(config, get_backend("cpu"), seed=0)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(0), 10, [6])
+    _, _, truncated = model.loss_and_grads(x, y, mask)
+    full = RNNLM(ModelConfig(vocab_size=10, hidden_size=4, dtype="float64"), get_backend("cpu"), seed=0)
+    _, _, exact = full.loss_and_grads(x, y, mask)
+    assert not np.allclose(truncated["W"], exact["W"])
+    np.testing.assert_allclose(truncated["V"], exact["V"])
+
+
+def test_float32_models_are_refused():
+    model = RNNLM(ModelConfig(vocab_size=10, hidden_size=4), get_backend("cpu"), seed=0)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(0), 10, [3])
+    with pytest.raises(RnnlmError, match="float64"):
+        gradcheck.gradient_check(model, x, y, mask)
+
+
+def test_cli_reports_json_and_exit_code(capsys):
+    assert gradcheck.main(["--cell", "gru", "--bptt-truncate", "2", "--max-entries", "5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and set(report["max_relative_error"]) == {"U", "W", "b_h", "V", "b_y"}
+    assert gradcheck.main(["--tolerance", "0"]) == 1

@@ -1,0 +1,253 @@
+"""The model against a straightforward per-sentence implementation of the tutorial, plus its API."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from rnnlm.backend import get_backend
+from rnnlm.gradcheck import random_batch
+from rnnlm.io import RnnlmError, load_npz, save_npz
+from rnnlm.model import RNNLM, ModelConfig
+
+CPU = get_backend("cpu")
+
+
+def tutorial_sentence(params, x, y, truncate):
+    """The tutorial's forward_propagation + bptt for one sentence (tanh, with biases), float64."""
+    U, W, V, b_h, b_y = (params[name] for name in ("U", "W", "V", "b_h", "b_y"))
+    steps, hidden = len(x), W.shape[0]
+    s = np.zeros((steps + 1, hidden))  # s[-1] is the zero initial state
+    o = np.zeros((steps, V.shape[0]))
+    for t in range(steps):
+        s[t] = np.tanh(U[:, x[t]] + W.dot(s[t - 1]) + b_h)
+        logits = V.dot(s[t]) + b_y
+        o[t] = np.exp(logits - logits.max())
+        o[t] /= o[t].sum()
+    loss = -np.log(o[np.arange(steps), y]).sum()
+    grads = {name: np.zeros_like(value) for name, value in params.items()}
+    delta_o = o.copy()
+    delta_o[np.arange(steps), y] -= 1
+    for t in range(steps - 1, -1, -1):
+        grads["V"] += np.outer(delta_o[t], s[t])
+        grads["b_y"] += delta_o[t]
+        delta_t = V.T.dot(delta_o[t]) * (1 - s[t] ** 2)
+        for bptt_step in range(t, max(0, t - truncate) - 1, -1):
+            grads["W"] += np.outer(delta_t, s[bptt_step - 1])
+            grads["U"][:, x[bptt_step]] += delta_t
+            grads["b_h"] += delta_t
+            delta_t = W.T.dot(delta_t) * (1 - s[bptt_step - 1] ** 2)
+    return loss, grads
+
+
+def make_model(vocab=12, hidden=5, **overrides):
+    config = ModelConfig(vocab_size=vocab, hidden_size=hidden, dtype="float64", **overrides)
+    return RNNLM(config, CPU, seed=7)
+
+
+def host_params(model):
+    return {name: np.array(value) for name, value in model.params.items()}
+
+
+def test_untrained_loss_is_log_vocabulary_size():
+    model = RNNLM(ModelConfig(vocab_size=8000, hidden_size=100), CPU, seed=0)
+    x, y, mask = random_batch(np.random.default_rng(0), 8000, [20, 15, 9, 30])
+    loss, count = model.loss(x, y, mask)
+    assert count == 74
+    assert abs(loss / count - np.log(8000)) < 0.01
+    assert abs(np.log(8000) - 8.987) < 1e-3
+
+
+def test_batch_of_one_with_truncation_4_is_the_tutorials_gradient():
+    model = make_model(bptt_truncate=4)
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 12, 9), rng.integers(0, 12, 9)
+    loss, count, grads = model.loss_and_grads(x[:, None], y[:, None], np.ones((9, 1)))
+    ref_loss, ref_grads = tutorial_sentence(host_params(model), x, y, truncate=4)
+    assert count == 9
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    for name, ref in ref_grads.items():
+        np.testing.assert_allclose(grads[name], ref, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("truncate", [0, 1, 3])
+def test_padded_batch_is_the_sum_of_its_sentences(truncate):
+    model = make_model(bptt_truncate=truncate)
+    lengths = [7, 2, 5, 7, 1]
+    x, y, mask = random_batch(np.random.default_rng(2), 12, lengths)
+    loss, count, grads = model.loss_and_grads(x, y, mask)
+    assert count == sum(lengths)
+    params = host_params(model)
+    total_loss, total = 0.0, {name: np.zeros_like(value) for name, value in params.items()}
+    for b, length in enumerate(lengths):
+        sentence_loss, sentence_grads = tutorial_sentence(params, x[:length, b], y[:length, b], truncate or 1000)
+        total_loss += sentence_loss
+        for name in total:
+            total[name] += sentence_grads[name]
+    np.testing.assert_allclose(loss, total_loss, rtol=1e-12)
+    for name in total:
+        np.testing.assert_allclose(grads[name], total[name], rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_padding_contents_change_nothing(cell):
+    model = make_model(cell=cell, bptt_truncate=2)
+    x, y, mask = random_batch(np.random.default_rng(3), 12, [6, 3, 4])
+    loss, count, grads = model.loss_and_grads(x, y, mask)
+    pad = mask == 0
+    x2, y2 = x.copy(), y.copy()
+    x2[pad], y2[pad] = 11, 0
+    loss2, count2, grads2 = model.loss_and_grads(x2, y2, mask)
+    assert (loss, count) == (loss2, count2)
+    for name in grads:
+        np.testing.assert_array_equal(grads[name], grads2[name])
+    np.testing.assert_array_equal(model.token_log_probs(x, y, mask)[pad], 0)
+
+
+def test_chunking_the_softmax_changes_nothing():
+    model = make_model(vocab=30)
+    x, y, mask = random_batch(np.random.default_rng(4), 30, [8, 5, 7])
+    loss, _, grads = model.loss_and_grads(x, y, mask)
+    log_probs = model.token_log_probs(x, y, mask)
+    model.output.chunk_rows = 3
+    loss_chunked, _, grads_chunked = model.loss_and_grads(x, y, mask)
+    np.testing.assert_allclose(loss_chunked, loss, rtol=1e-12)
+    np.testing.assert_allclose(model.token_log_probs(x, y, mask), log_probs, rtol=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(grads_chunked[name], grads[name], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_rows_with_a_loose_shift_bound_are_recomputed_exactly(dtype):
+    # A huge but nearly orthogonal output row makes the Cauchy-Schwarz shift far too large, so the
+    # fused pass underflows and must fall back to the exact maximum.
+    config = ModelConfig(vocab_size=12, hidden_size=4, dtype=dtype)
+    model = RNNLM(config, CPU, seed=0)
+    model.params["U"][:] = 0.5
+    model.params["V"][0] = np.array([1e4, -1e4, 1e4, -1e4], dtype=dtype)
+    x, y, mask = random_batch(np.random.default_rng(5), 12, [5, 4])
+    loss, _, grads = model.loss_and_grads(x, y, mask)
+    cache = model.forward_cache(x, mask)
+    hidden = np.asarray(cache.states[1:], dtype=np.float64).reshape(-1, 4)[mask.ravel() > 0]
+    logits = hidden @ np.asarray(model.params["V"], np.float64).T + np.asarray(model.params["b_y"], np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    expected = -log_softmax[np.arange(hidden.shape[0]), y.ravel()[mask.ravel() > 0]].sum()
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4 if dtype == "float32" else 1e-10)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads.values())
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_step_by_step_scoring_matches_batch_scoring(cell):
+    model = make_model(cell=cell)
+    x, y, mask = random_batch(np.random.default_rng(6), 12, [5, 3])
+    log_probs = model.token_log_probs(x, y, mask)
+    state = model.initial_state(2)
+    for t in range(x.shape[0]):
+        step_log_probs, state = model.step(x[t], state)
+        np.testing.assert_allclose(np.exp(step_log_probs).sum(axis=1), 1.0, rtol=1e-12)
+        expected = step_log_probs[np.arange(2), y[t]] * mask[t]
+        np.testing.assert_allclose(log_probs[t], expected, rtol=1e-10, atol=1e-12)
+    loss, count = model.loss(x, y, mask)
+    assert count == 8
+    np.testing.assert_allclose(loss, -log_probs.sum(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_diagnostics_primitives_chain_to_the_initial_state_gradient(cell):
+    model = make_model(cell=cell)
+    x, y, mask = random_batch(np.random.default_rng(7), 12, [6, 4])
+    state0 = np.random.default_rng(8).uniform(-0.5, 0.5, (2, model.cell.state_size))
+    cache = model.forward_cache(x, mask, state=state0)
+    grad = np.zeros_like(state0)
+    for t in range(x.shape[0] - 1, -1, -1):
+        grad = model.state_vjp(cache, t, grad + model.loss_grad_state(cache, y, t))
+        assert grad.shape == state0.shape
+
+    def loss_from(state):
+        states = model.forward_cache(x, mask, state=state).states[1:]
+        hidden = model.cell.hidden(states).reshape(-1, model.config.hidden_size)
+        log_probs = model.output.target_log_probs(CPU, model.params, hidden, y.reshape(-1))
+        return -(log_probs * mask.reshape(-1)).sum()
+
+    numeric = np.zeros_like(state0)
+    for index in np.ndindex(state0.shape):
+        bumped = state0.copy()
+        bumped[index] += 1e-6
+        plus = loss_from(bumped)
+        bumped[index] -= 2e-6
+        numeric[index] = (plus - loss_from(bumped)) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+def test_bad_batches_are_refused():
+    model = make_model()
+    x, y, mask = random_batch(np.random.default_rng(9), 12, [4, 2])
+    with pytest.raises(RnnlmError, match="outside"):
+        model.loss_and_grads(x + 12, y, mask)
+    with pytest.raises(RnnlmError, match="padding before"):
+        model.loss_and_grads(x, y, mask[::-1])
+    with pytest.raises(RnnlmError, match="shape"):
+        model.loss(x, y[:-1], mask)
+    with pytest.raises(RnnlmError, match="integer"):
+        model.loss(x.astype(float), y, mask)
+
+
+def test_config_validation():
+    with pytest.raises(RnnlmError, match="activation"):
+        ModelConfig(vocab_size=10, activation="sigmoid")
+    with pytest.raises(RnnlmError, match="unknown model config keys"):
+        ModelConfig.from_dict({"vocab_size": 10, "layers": 2})
+
+
+VOCAB = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN"] + [f"w{i}" for i in range(9)]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_save_and_load_round_trip(tmp_path, cell):
+    model = make_model(cell=cell, bptt_truncate=3)
+    path = tmp_path / "params.npz"
+    model.save(path, VOCAB, {"epoch": 3})
+    loaded, vocab, metadata = RNNLM.load(path, CPU)
+    assert vocab == VOCAB and metadata == {"epoch": 3} and loaded.config == model.config
+    for name, value in model.params.items():
+        np.testing.assert_array_equal(loaded.params[name], value)
+    arrays = load_npz(path)
+    assert json.loads(str(arrays["config_json"]))["cell"] == cell and int(arrays["format_version"]) == 1
+
+
+def test_loading_bad_files_fails_clearly(tmp_path):
+    model = make_model()
+    good = tmp_path / "params.npz"
+    model.save(good, VOCAB, {})
+    arrays = load_npz(good)
+
+    def variant(name, **changes):
+        path = tmp_path / name
+        save_npz(path, **{**arrays, **changes})
+        return path
+
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(RnnlmError, match="not a readable"):
+        RNNLM.load(corrupt, CPU)
+    pickled = tmp_path / "pickled.npz"
+    with zipfile.ZipFile(pickled, "w") as archive:
+        with archive.open("U.npy", "w") as handle:
+            np.lib.format.write_array(handle, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(RnnlmError, match="pickle"):
+        RNNLM.load(pickled, CPU)
+    with pytest.raises(RnnlmError, match="vocab"):
+        RNNLM.load(variant("short_vocab.npz", vocab=np.array(VOCAB[:-1])), CPU)
+    with pytest.raises(RnnlmError, match="parameter W"):
+        RNNLM.load(variant("bad_shape.npz", W=np.zeros((3, 3))), CPU)
+    with pytest.raises(RnnlmError, match="NaN"):
+        RNNLM.load(variant("nan.npz", V=np.full_like(arrays["V"], np.nan)), CPU)
+    with pytest.raises(RnnlmError, match="format version"):
+        RNNLM.load(variant("version.npz", format_version=np.array(99)), CPU)
+    with pytest.raises(RnnlmError, match="unknown model config keys"):
+        RNNLM.load(variant("config.npz", config_json=np.array(json.dumps({"vocab_size": 12, "depth": 2}))), CPU)
+    with pytest.raises(RnnlmError, match="vocab_size"):
+        model.save(tmp_path / "x.npz", VOCAB[:-1], {})
