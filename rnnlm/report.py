@@ -32,7 +32,7 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.4em; }
 table { border-collapse: collapse; margin: 0.5em 0 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+th { background: #f2f2f2; } td.text, th:first-child { text-align: left; }
 p.note { color: #555; max-width: 60em; }
 ol li { margin: 0.25em 0; font-family: Georgia, serif; }
 span.score { color: #777; font-family: sans-serif; font-size: 0.85em; }
@@ -77,7 +77,11 @@ def html_table(frame: pd.DataFrame) -> str:
     header = "".join(f"<th>{html.escape(str(column))}</th>" for column in frame.columns)
     rows = []
     for record in frame.itertuples(index=False):
-        cells = "".join(f"<td>{html.escape(format_number(value))}</td>" for value in record)
+        cells = "".join(
+            f"<td class=\"text\">{html.escape(value)}</td>" if isinstance(value, str)
+            else f"<td>{html.escape(format_number(value))}</td>"
+            for value in record
+        )
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -226,9 +230,10 @@ def plot_zipf(vocab: Vocabulary, path: str | os.PathLike) -> None:
     ax.plot([], [], " ", label=f"UNKNOWN_TOKEN: {unknown:,} tokens ({unknown_share:.1f}% of the corpus)")
     for rank in range(1, min(3, counts.size) + 1):
         ax.annotate(
-            vocab.words[UNKNOWN_ID + rank], (rank, counts[rank - 1]), textcoords="offset points",
-            xytext=(6, 2), fontsize=8,
+            f"“{vocab.words[UNKNOWN_ID + rank]}”", (rank, counts[rank - 1]), textcoords="offset points",
+            xytext=(5, 4), fontsize=9,
         )
+    ax.set_ylim(top=counts[0] * 3)  # headroom for the word labels
     ax.set_xlabel("frequency rank of the word (1 = most frequent)")
     ax.set_ylabel("occurrences in the corpus")
     ax.set_title("Rank-frequency (Zipf) plot of the vocabulary")
