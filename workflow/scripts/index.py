@@ -1,13 +1,9 @@
 """Snakemake glue for the index stage (rnnlm.data.build_index)."""
 
-import logging
-import sys
-
 from rnnlm.data import build_index
+from rnnlm.report import log_to
 
-# Errors (tracebacks ending in the RnnlmError message) and progress both go to the rule's log.
-sys.stderr = open(snakemake.log[0], "w", encoding="utf-8")
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+log_to(snakemake.log[0])
 
 build_index(
     snakemake.input.sentences,
