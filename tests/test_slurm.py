@@ -1,0 +1,153 @@
+"""The workflow through Snakemake's SLURM executor on a real single-node cluster.
+
+The session fixture starts slurmctld, slurmd and munged with tests/cluster/start-slurm.sh (which
+apt-installs them if needed) and stops exactly the daemons it started at the end. Without root or
+apt the test is skipped with the reason, except under CI (environment variable CI set), where a
+cluster that cannot start is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from workflow_runs import REPO, artifact_digests, differing, job_counts, make_workdir, run_snakemake
+
+CLUSTER = REPO / "tests" / "cluster"
+SLURM_PROFILE = REPO / "profiles" / "slurm"
+JOB_COMPLETION_LOG = Path("/var/log/rnnlm-slurm/jobcomp.txt")
+
+pytestmark = [pytest.mark.slow, pytest.mark.slurm]
+
+# Keep the cluster run short on a small machine. Each SLURM job pays for two Snakemake start-ups,
+# and the plugin polls first after the init delay, then 10 s later each time nothing finished,
+# so fewer, bigger jobs finish much sooner: the test groups the shared data stages into one
+# sbatch job, each model's stages into one job per model (both models run side by side), and the
+# cross-model summaries into one. Rules missing from these groups still run as their own jobs.
+TEST_GROUPS = {
+    "data": ["download", "tokenize", "vocab", "index", "baseline", "report_corpus"],
+    "model": ["train", "evaluate", "generate", "interpolate", "diagnose_gradients", "report_loss_curves"],
+    "summary": ["report_perplexity", "report_samples", "report_gradients"],
+}
+FAST_SLURM_OPTIONS = [
+    "--jobs", "2",
+    # One CPU per job, so that the two model jobs share the node's CPUs instead of queueing.
+    "--max-threads", "1",
+    "--slurm-init-seconds-before-status-checks", "8",
+    "--latency-wait", "5",
+    "--groups", *(f"{rule}={group}" for group, rules in TEST_GROUPS.items() for rule in rules),
+    # The summary rules do not depend on each other: run them as one job, not three.
+    "--group-components", f"summary={len(TEST_GROUPS['summary'])}",
+]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under CI where the cluster test must really run."""
+    if in_ci():
+        pytest.fail(f"SLURM test cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
+def slurm_installable() -> str | None:
+    """Why start-slurm.sh cannot work here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (apt-get installs SLURM; slurmd runs as root)"
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        return "SLURM is not installed and there is no apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    reason = slurm_installable()
+    if reason:
+        unavailable(reason)
+    record = tmp_path_factory.mktemp("slurm") / "started-daemons"
+    stop = ["timeout", "-s", "KILL", "120", str(CLUSTER / "stop-slurm.sh"), "--record", str(record), "--cancel-jobs"]
+    started = subprocess.run(["timeout", "-s", "KILL", "300", str(CLUSTER / "start-slurm.sh"), "--record", str(record)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if started.returncode != 0:
+        subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        unavailable(f"cannot start the single-node SLURM cluster:\n{started.stdout[-3000:]}")
+    try:
+        yield
+    finally:
+        stopped = subprocess.run(stop, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert stopped.returncode == 0, stopped.stdout
+
+
+def completed_jobs(log_text: str, workdir: Path) -> dict[str, str]:
+    """SLURM job id -> final state, for the job-completion records of jobs that ran in `workdir`."""
+    jobs = {}
+    for line in log_text.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("WorkDir") == str(workdir):
+            jobs[fields["JobId"]] = fields["JobState"]
+    return jobs
+
+
+def rules_run_in_slurm(workdir: Path) -> tuple[Counter, set[str]]:
+    """Rule jobs executed inside SLURM jobs, and the SLURM job ids, from the plugin's job logs
+    (.snakemake/slurm_logs/<rule or group>/.../<SLURM id>.log, the sbatch output file): inside a
+    job, Snakemake announces each rule it runs as `localrule <name>:`."""
+    rules: Counter = Counter()
+    job_ids = set()
+    for log in (workdir / ".snakemake" / "slurm_logs").rglob("*.log"):
+        job_ids.add(log.stem)
+        rules.update(re.findall(r"^localrule (\w+):$", log.read_text(encoding="utf-8"), flags=re.MULTILINE))
+    return rules, job_ids
+
+
+def test_two_model_sweep_through_slurm_matches_local_run(slurm_cluster, tmp_path):
+    workdir = make_workdir(tmp_path / "sweep")
+    local_output = run_snakemake(workdir, "--cores", "2")
+    local_digests = artifact_digests(workdir)
+    local_jobs = job_counts(local_output)
+    assert local_jobs["train"] == 2 and local_jobs["evaluate"] == 2 and local_jobs["generate"] == 2
+
+    # Same directory, from scratch: artifacts must not differ by where they were made.
+    shutil.rmtree(workdir / "results")
+    shutil.rmtree(workdir / ".snakemake")
+    log_offset = JOB_COMPLETION_LOG.stat().st_size if JOB_COMPLETION_LOG.exists() else 0
+    slurm_output = run_snakemake(
+        workdir, "--profile", str(SLURM_PROFILE), *FAST_SLURM_OPTIONS,
+        "--slurm-keep-successful-logs",
+        timeout_s=420,
+    )
+    assert job_counts(slurm_output) == local_jobs
+
+    # Every rule job except the target `all` (which runs nothing) ran inside an sbatch job, and
+    # every one of those jobs completed.
+    rules_in_slurm, slurm_job_ids = rules_run_in_slurm(workdir)
+    assert rules_in_slurm == local_jobs - Counter({"all": 1})
+    with open(JOB_COMPLETION_LOG, encoding="utf-8") as handle:
+        handle.seek(log_offset)
+        finished = completed_jobs(handle.read(), workdir)
+    assert set(finished) == slurm_job_ids
+    assert set(finished.values()) == {"COMPLETED"}
+
+    slurm_digests = artifact_digests(workdir)
+    assert differing(local_digests, slurm_digests) == []
+
+
+def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
+    """`device: gpu` makes training ask SLURM for a GPU. This node has none, so sbatch refuses the
+    job at submission, which proves the request reached it (and needs no CuPy)."""
+    workdir = make_workdir(tmp_path / "gpu", device="gpu")
+    data = [f"results/data/{split}.npz" for split in ("train", "valid", "test")] + ["results/vocab/vocab.tsv"]
+    run_snakemake(workdir, "--cores", "2", *data)
+    output = run_snakemake(
+        workdir, "--profile", str(SLURM_PROFILE), *FAST_SLURM_OPTIONS, "results/models/tiny-tanh/params.npz",
+        timeout_s=240, expect_success=False,
+    )
+    assert "Invalid generic resource (gres) specification" in output
