@@ -280,7 +280,7 @@ def plot_gradient_norms(diagnostics: Mapping[str, Mapping], path: str | os.PathL
 
     `diagnostics` maps a model name to the JSON written by `rnnlm.diagnostics.write_diagnostics`.
     """
-    fig = Figure(figsize=(8.0, 4.8), layout="constrained")
+    fig = Figure(figsize=(10.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
     colors = [f"C{i}" for i in range(10)]
     for index, (name, result) in enumerate(diagnostics.items()):
@@ -300,19 +300,28 @@ def plot_gradient_norms(diagnostics: Mapping[str, Mapping], path: str | os.PathL
     ax.set_ylabel(r"mean $\Vert\partial L_t\,/\,\partial s_{t-k}\Vert$ (nats per unit of state)")
     ax.set_title("Vanishing gradient: how far back the loss reaches into the hidden state")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # Outside the axes: with several models the curves fill the whole plot area.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="solid: trained\ndashed: at initialisation",
+              title_fontsize=8)
     save_figure(fig, path)
 
 
 def gradient_summary(diagnostics: Mapping[str, Mapping]) -> pd.DataFrame:
     rows = []
     for name, result in diagnostics.items():
-        row = {"model": name, "cell": result.get("cell"), "activation": result.get("activation")}
-        for state in ("initial", "trained"):
-            curve = result[state]
-            row[f"spectral radius of W ({state})"] = curve.get("spectral_radius")
-            row[f"largest singular value of W ({state})"] = curve.get("spectral_norm")
-            row[f"gradient decay per step ({state})"] = curve["decay_per_step"]
+        cell = result.get("cell")
+        truncate = result.get("bptt_truncate")
+        row = {
+            "model": name,
+            "cell": cell,
+            # Gated cells use fixed sigmoid/tanh gates: the activation setting does not apply to them.
+            "activation": result.get("activation") if cell == "rnn" else None,
+            "BPTT steps": "full" if not truncate else truncate,
+        }
+        for column, key in (("spectral radius of W", "spectral_radius"), ("largest singular value of W", "spectral_norm"),
+                            ("gradient decay per step", "decay_per_step")):
+            for state in ("initial", "trained"):
+                row[f"{column} ({state})"] = result[state].get(key)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -323,7 +332,7 @@ def write_gradient_page(diagnostics: Mapping[str, Mapping], path: str | os.PathL
         "against distance: 0.5 means the signal from a word halves with every step it lies further back. "
         "Each step multiplies the gradient by W transposed and by activation derivatives of at most 1 (tanh, "
         "relu), so a largest singular value of W below 1 forces the gradient to vanish geometrically; the "
-        "spectral radius (largest |eigenvalue|) sets the long-run growth of W's powers, the eigenvalue "
+        "spectral radius (largest absolute eigenvalue) sets the long-run growth of W's powers, the eigenvalue "
         "argument for why a vanilla RNN struggles to learn long dependencies.</p>"
     )
     write_text(path, html_page("Vanishing-gradient diagnostics", html_table(gradient_summary(diagnostics)) + note))
