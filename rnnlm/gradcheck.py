@@ -28,7 +28,7 @@ SMOOTH_EPSILON = 1e-3
 RELU_EPSILON = 1e-4
 
 
-def _central_difference(loss_at, epsilon: float) -> float:
+def central_difference(loss_at, epsilon: float) -> float:
     """loss_at(offset) evaluates the objective at p + offset; differences first, so equal losses give 0."""
     far = loss_at(-2 * epsilon) - loss_at(2 * epsilon)
     near = loss_at(epsilon) - loss_at(-epsilon)
@@ -99,17 +99,17 @@ def gradient_check(
         entries = np.arange(param.size)
         if max_entries is not None and param.size > max_entries:
             entries = np.sort(rng.choice(param.size, size=max_entries, replace=False))
-        flat = param.reshape(-1)  # a view: perturbations reach the model
         numeric = np.empty(entries.size)
-        for k, index in enumerate(entries):
-            original = float(flat[index])
+        for k, flat_index in enumerate(entries):
+            index = np.unravel_index(flat_index, param.shape)  # parameters may be strided views
+            original = float(param[index])
 
             def loss_at(offset: float) -> float:
-                flat[index] = original + offset
+                param[index] = original + offset
                 return objective()
 
-            numeric[k] = _central_difference(loss_at, epsilon)
-            flat[index] = original
+            numeric[k] = central_difference(loss_at, epsilon)
+            param[index] = original
         errors[name] = float(relative_error(analytic[entries], numeric).max(initial=0.0))
     return errors
 

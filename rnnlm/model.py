@@ -269,7 +269,7 @@ class RNNLM:
                 f"the vocabulary has {len(vocab_words)} words but the model has vocab_size {self.config.vocab_size}"
             )
         arrays = {name: self.backend.to_host(value) for name, value in self.params.items()}
-        arrays.update(self.output.file_arrays(self.backend))
+        arrays.update(self.output.file_arrays())
         arrays["vocab"] = np.array(list(vocab_words), dtype=np.str_)
         arrays["config_json"] = np.array(json.dumps(dataclasses.asdict(self.config), sort_keys=True))
         arrays["metadata_json"] = np.array(json.dumps(metadata, sort_keys=True))
@@ -310,7 +310,7 @@ class RNNLM:
                 )
             if not np.isfinite(value).all():
                 raise RnnlmError(f"{path}: parameter {name} holds NaN or infinite values; retrain the model")
-            model.params[name] = backend.asarray(value, dtype=model.dtype)
+            model.params[name][...] = backend.asarray(value, dtype=model.dtype)
         return model, [str(word) for word in vocab], metadata
 
     @staticmethod

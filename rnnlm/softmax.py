@@ -1,18 +1,27 @@
-"""Output layers: the full softmax over the vocabulary, fused and chunked.
+"""Output layers: the full softmax and the class-based softmax, both fused and memory-bounded.
 
 An output layer maps hidden rows `h` (n, H) with targets `y` (n,) to the summed cross-entropy and
-its gradients, and gives log-probabilities for scoring and generation. Rows are processed in chunks
-of `chunk_elements // C` rows, so memory holds one chunk of logits however large the batch is.
+its gradients, and gives log-probabilities for scoring and generation.
 
-Fusion (full softmax). Per chunk, with E = exp(logits - shift):
-  1. logits - shift come out of one GEMM: [h, -shift, 1] @ [V, 1, b_y]^T, so neither the bias
-     nor the shift costs a pass over the chunk;
+Fusion. For a block of rows and a block of words (all words for the full softmax, one class for
+the class softmax), with E = exp(logits - shift):
+  1. logits - shift come out of one GEMM, [h, -shift, 1] @ [V, 1, b_y]^T, so neither the bias nor
+     the shift costs a pass over the block;
   2. one in-place exp;
   3. E @ [V, 1] gives both sum_i E_i V_i and the row sums: dL/dh = (E V) / sum - V[y];
-  4. E^T @ [h / sum, 1 / sum] gives dV and db_y except the one-hot part, scatter-added at the end.
-The shift is an upper bound on each row's largest logit (Cauchy-Schwarz: max_i ||V_i|| ||h|| +
+  4. E^T @ [h / sum, 1 / sum] gives dV and db_y except the one-hot part, which is scatter-added.
+The shift is an upper bound of each row's largest logit (Cauchy-Schwarz: max_i ||V_i|| ||h|| +
 max b_y), so no exp overflows and no max pass is needed; rows whose bound is so loose that their
 sum underflows are recomputed exactly with their true maximum.
+
+To make step 1 and 3 copy-free, `V` and `b_y` are kept as views into one (C, H+2) array
+[V, 1, b_y]: update them in place (as SGD does); a rebound array is copied back in on next use.
+
+The full softmax processes rows in chunks of `chunk_elements // C`, so memory holds one chunk of
+logits however large the batch. The class softmax (Mikolov et al. 2011) factors
+P(w | h) = P(class(w) | h) P(w | class(w), h) with classes that are contiguous id ranges holding
+about equal shares of the unigram mass (ids are ordered by descending count), so a token costs
+K + |class| dot products instead of C.
 """
 
 from __future__ import annotations
@@ -32,13 +41,20 @@ def _underflow_limit(dtype) -> float:
     return float(np.finfo(dtype).tiny) ** 0.8
 
 
-class FullSoftmax:
-    """o = softmax(V h + b_y) over all C words."""
+def _log_softmax_rows(xp: Any, logits):
+    """In-place log-softmax along the last axis (exact max shift)."""
+    logits -= logits.max(axis=-1, keepdims=True)
+    logits -= xp.log(xp.exp(logits).sum(axis=-1, keepdims=True))
+    return logits
 
-    def __init__(self, vocab_size: int, hidden_size: int, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
+
+class _WordWeights:
+    """The (C, H+2) array [V, 1, b_y] whose column views are the parameters V and b_y."""
+
+    def __init__(self, vocab_size: int, hidden_size: int):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
-        self.chunk_rows = max(1, chunk_elements // vocab_size)
+        self._storage = None
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         bound = 1.0 / math.sqrt(self.hidden_size)
@@ -47,113 +63,325 @@ class FullSoftmax:
             "b_y": np.zeros(self.vocab_size, dtype=dtype),
         }
 
-    def _extended_weights(self, xp: Any, params):
-        """[V, 1, b_y] (C, H+2): the forward GEMM adds bias and shift; [:, :H+1] gives row sums."""
-        V, b = params["V"], params["b_y"]
-        hidden = self.hidden_size
-        v_ext = xp.empty((V.shape[0], hidden + 2), dtype=V.dtype)
-        v_ext[:, :hidden] = V
-        v_ext[:, hidden] = 1
-        v_ext[:, hidden + 1] = b
-        row_norm_bound = float(xp.sqrt((V * V).sum(axis=1).max())) if V.size else 0.0
-        return v_ext, row_norm_bound, float(b.max())
+    def extended(self, xp: Any, params):
+        """[V, 1, b_y], re-linking params["V"], params["b_y"] as its views if they were rebound."""
+        storage, hidden = self._storage, self.hidden_size
+        if storage is None or params["V"].base is not storage or params["b_y"].base is not storage:
+            storage = xp.empty((self.vocab_size, hidden + 2), dtype=params["V"].dtype)
+            storage[:, :hidden] = params["V"]
+            storage[:, hidden] = 1
+            storage[:, hidden + 1] = params["b_y"]
+            params["V"], params["b_y"] = storage[:, :hidden], storage[:, hidden + 1]
+            self._storage = storage
+        return storage
 
-    def _exp_shifted(self, xp: Any, v_ext, norm_bound: float, bias_max: float, h, y, out):
-        """Fill `out` with exp(logits - shift) for rows h; return the shifted target logits."""
+    def shifted_inputs(self, xp: Any, params, h):
+        """[h, -shift, 1] (n, H+2) with shift >= every logit of the row (Cauchy-Schwarz)."""
+        V = params["V"]
+        row_norm = math.sqrt(float(xp.einsum("ij,ij->i", V, V).max())) if V.size else 0.0
         rows, hidden = h.shape
         h_ext = xp.empty((rows, hidden + 2), dtype=h.dtype)
         h_ext[:, :hidden] = h
-        shift = xp.sqrt((h * h).sum(axis=1))
-        shift *= norm_bound
-        shift += bias_max
-        xp.negative(shift, out=h_ext[:, hidden])
+        shift = h_ext[:, hidden]
+        xp.sqrt(xp.einsum("ij,ij->i", h, h), out=shift)
+        shift *= row_norm
+        shift += float(params["b_y"].max())
+        # Whole numbers: a tiny parameter change rarely moves the shift, so the loss's rounding does
+        # not jitter with it (central differences in the gradient check see the true change only).
+        xp.ceil(shift, out=shift)
+        xp.negative(shift, out=shift)
         h_ext[:, hidden + 1] = 1
-        xp.dot(h_ext, v_ext.T, out=out)
-        target = out[xp.arange(rows), y]
-        xp.exp(out, out=out)
-        return target
+        return h_ext
+
+    def file_arrays(self) -> dict[str, np.ndarray]:
+        return {}
+
+
+def _fused_block(xp: Any, h_ext, weights, exps, target_columns):
+    """Steps 1-3 for one block: fill `exps`, return (shifted target logits, [E V, row sums])."""
+    xp.dot(h_ext, weights.T, out=exps)
+    target = exps[xp.arange(exps.shape[0]), target_columns]
+    xp.exp(exps, out=exps)
+    return target, exps @ weights[:, :-1]
+
+
+def _repair_rows(xp: Any, h, weights, target_columns, exps, target, weighted) -> None:
+    """Rows whose sum underflowed (or is not finite): recompute them with their exact maximum."""
+    rows = xp.flatnonzero(~(weighted[:, -1] >= _underflow_limit(h.dtype)))
+    hidden = h.shape[1]
+    logits = h[rows] @ weights[:, :hidden].T + weights[:, hidden + 1]
+    logits -= logits.max(axis=1, keepdims=True)
+    target[rows] = logits[xp.arange(rows.size), target_columns[rows]]
+    exps[rows] = xp.exp(logits)
+    weighted[rows] = exps[rows] @ weights[:, :-1]
+
+
+def _needs_repair(weighted) -> bool:
+    return not bool((weighted[:, -1] >= _underflow_limit(weighted.dtype)).all())
+
+
+class FullSoftmax(_WordWeights):
+    """o = softmax(V h + b_y) over all C words."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
+        super().__init__(vocab_size, hidden_size)
+        self.chunk_rows = max(1, chunk_elements // vocab_size)
 
     def loss_and_grads(self, backend, params, h, y):
         """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients."""
         xp = backend.xp
         n, hidden = h.shape
-        v_ext, norm_bound, bias_max = self._extended_weights(xp, params)
-        v_sum_weights = v_ext[:, : hidden + 1]  # [V, 1]
-        grad_ext = xp.zeros((self.vocab_size, hidden + 1), dtype=h.dtype)  # [dV, db_y]
+        weights = self.extended(xp, params)
+        h_ext = self.shifted_inputs(xp, params, h)
+        single_chunk = n <= self.chunk_rows
+        grad_ext = (xp.empty if single_chunk else xp.zeros)((self.vocab_size, hidden + 1), dtype=h.dtype)
         dh = xp.empty_like(h)
-        loss = xp.zeros((), dtype=xp.float64)
+        loss = 0.0
         exps_buffer = xp.empty((min(n, self.chunk_rows), self.vocab_size), dtype=h.dtype)
         for start in range(0, n, self.chunk_rows):
-            h_chunk, y_chunk = h[start : start + self.chunk_rows], y[start : start + self.chunk_rows]
-            exps = exps_buffer[: h_chunk.shape[0]]
-            target = self._exp_shifted(xp, v_ext, norm_bound, bias_max, h_chunk, y_chunk, exps)
-            weighted = exps @ v_sum_weights  # [sum_i E_i V_i, sum_i E_i]
+            chunk = slice(start, start + self.chunk_rows)
+            exps = exps_buffer[: h_ext[chunk].shape[0]]
+            target, weighted = _fused_block(xp, h_ext[chunk], weights, exps, y[chunk])
+            if _needs_repair(weighted):
+                _repair_rows(xp, h[chunk], weights, y[chunk], exps, target, weighted)
             sums = weighted[:, hidden]
-            if not bool((sums >= _underflow_limit(h.dtype)).all()):
-                self._repair_exact(xp, params, v_sum_weights, h_chunk, y_chunk, exps, target, weighted)
-                sums = weighted[:, hidden]
-            loss += (xp.log(sums) - target).sum()
+            loss += float((xp.log(sums) - target).sum())
             inverse = 1 / sums
-            xp.multiply(weighted[:, :hidden], inverse[:, None], out=dh[start : start + self.chunk_rows])
-            # the weights for the dV GEMM reuse `weighted`'s storage: [h / sum, 1 / sum]
-            xp.multiply(h_chunk, inverse[:, None], out=weighted[:, :hidden])
+            xp.multiply(weighted[:, :hidden], inverse[:, None], out=dh[chunk])
+            # reuse `weighted` for the dV GEMM's right side: [h / sum, 1 / sum]
+            xp.multiply(h[chunk], inverse[:, None], out=weighted[:, :hidden])
             weighted[:, hidden] = inverse
-            if n <= self.chunk_rows:
+            if single_chunk:
                 xp.dot(exps.T, weighted, out=grad_ext)
             else:
                 grad_ext += exps.T @ weighted
         dh -= params["V"][y]
-        one_hot_part = xp.empty((n, hidden + 1), dtype=h.dtype)
-        xp.negative(h, out=one_hot_part[:, :hidden])
-        one_hot_part[:, hidden] = -1
-        backend.scatter_add(grad_ext, y, one_hot_part)
+        one_hot = h_ext[:, : hidden + 1]  # becomes -[h, 1]
+        one_hot[:, hidden] = 1
+        xp.negative(one_hot, out=one_hot)
+        backend.scatter_add(grad_ext, y, one_hot)
         return loss, dh, {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
-
-    def _repair_exact(self, xp: Any, params, v_sum_weights, h, y, exps, target, weighted):
-        """Rows whose sum underflowed (or is not finite): recompute with their exact maximum."""
-        rows = xp.flatnonzero(~(weighted[:, -1] >= _underflow_limit(h.dtype)))
-        logits = h[rows] @ params["V"].T + params["b_y"]
-        logits -= logits.max(axis=1, keepdims=True)
-        target[rows] = logits[xp.arange(rows.size), y[rows]]
-        exps[rows] = xp.exp(logits)
-        weighted[rows] = exps[rows] @ v_sum_weights
 
     def target_log_probs(self, backend, params, h, y):
         """log p(y_i | h_i) for rows h (n, H), chunked like the training pass."""
         xp = backend.xp
         n = h.shape[0]
-        v_ext, norm_bound, bias_max = self._extended_weights(xp, params)
-        v_sum_weights = v_ext[:, : self.hidden_size + 1]
+        weights = self.extended(xp, params)
+        h_ext = self.shifted_inputs(xp, params, h)
         result = xp.empty(n, dtype=h.dtype)
         exps_buffer = xp.empty((min(n, self.chunk_rows), self.vocab_size), dtype=h.dtype)
         for start in range(0, n, self.chunk_rows):
-            h_chunk, y_chunk = h[start : start + self.chunk_rows], y[start : start + self.chunk_rows]
-            exps = exps_buffer[: h_chunk.shape[0]]
-            target = self._exp_shifted(xp, v_ext, norm_bound, bias_max, h_chunk, y_chunk, exps)
+            chunk = slice(start, start + self.chunk_rows)
+            exps = exps_buffer[: h_ext[chunk].shape[0]]
+            xp.dot(h_ext[chunk], weights.T, out=exps)
+            target = exps[xp.arange(exps.shape[0]), y[chunk]]
+            xp.exp(exps, out=exps)
             sums = exps.sum(axis=1)
             if not bool((sums >= _underflow_limit(h.dtype)).all()):
-                weighted = exps @ v_sum_weights
-                self._repair_exact(xp, params, v_sum_weights, h_chunk, y_chunk, exps, target, weighted)
+                weighted = exps @ weights[:, :-1]
+                _repair_rows(xp, h[chunk], weights, y[chunk], exps, target, weighted)
                 sums = weighted[:, -1]
-            xp.subtract(target, xp.log(sums), out=result[start : start + self.chunk_rows])
+            xp.subtract(target, xp.log(sums), out=result[chunk])
         return result
 
     def log_probs(self, backend, params, h):
         """log-softmax over the whole vocabulary for each row of h (B, H) -> (B, C)."""
-        xp = backend.xp
         logits = h @ params["V"].T
         logits += params["b_y"]
-        logits -= logits.max(axis=1, keepdims=True)
-        logits -= xp.log(xp.exp(logits).sum(axis=1, keepdims=True))
-        return logits
+        return _log_softmax_rows(backend.xp, logits)
 
-    def file_arrays(self, backend) -> dict[str, np.ndarray]:
-        """Non-parameter arrays the params file must keep (none for the full softmax)."""
-        return {}
+
+def frequency_classes(counts: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class of each word (ids in descending-count order): contiguous id ranges, class k starting
+    where the cumulative unigram mass reaches k/num_classes. A word heavier than one share gets a
+    class to itself and pushes the next boundaries along, so all num_classes classes are non-empty."""
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 0)
+    vocab_size = counts.size
+    mass_before = np.concatenate([[0.0], np.cumsum(counts)[:-1]]) / max(counts.sum(), 1e-300)
+    classes = np.arange(num_classes)
+    starts = np.searchsorted(mass_before, classes / num_classes, side="left")
+    starts = classes + np.maximum.accumulate(starts - classes)  # strictly increasing
+    starts = np.minimum(starts, vocab_size - num_classes + classes)  # room for one word per later class
+    return np.searchsorted(starts, np.arange(vocab_size), side="right") - 1
+
+
+class ClassSoftmax(_WordWeights):
+    """P(w | h) = softmax(V_class h + b_class)[c(w)] * softmax over c(w)'s words of (V h + b_y)."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, class_of_word: np.ndarray):
+        super().__init__(vocab_size, hidden_size)
+        class_of_word = np.asarray(class_of_word)
+        if (
+            class_of_word.shape != (vocab_size,)
+            or class_of_word.dtype.kind not in "iu"
+            or class_of_word[0] != 0
+            or np.any(np.diff(class_of_word) != np.clip(np.diff(class_of_word), 0, 1))
+        ):
+            raise RnnlmError(
+                "class_of_word must give each of the vocab_size words a class, numbered 0, 1, ... in id order "
+                "(classes are contiguous id ranges); re-create the params file or pass word counts instead"
+            )
+        self.class_of_word = class_of_word.astype(np.int64)
+        self.num_classes = int(class_of_word[-1]) + 1
+        sizes = np.bincount(self.class_of_word, minlength=self.num_classes)
+        self.class_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # host ints for slicing
+        self._device_tables = None
+
+    def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
+        params = super().init_params(rng, dtype)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        params["V_class"] = rng.uniform(-bound, bound, (self.num_classes, self.hidden_size)).astype(dtype)
+        params["b_class"] = np.zeros(self.num_classes, dtype=dtype)
+        return params
+
+    def file_arrays(self) -> dict[str, np.ndarray]:
+        return {"class_of_word": self.class_of_word}
+
+    def _tables(self, backend):
+        """class_of_word and each word's position inside its class, on the device."""
+        if self._device_tables is None:
+            position = np.arange(self.vocab_size) - self.class_start[self.class_of_word]
+            self._device_tables = (backend.asarray(self.class_of_word), backend.asarray(position))
+        return self._device_tables
+
+    def _class_log_probs(self, xp: Any, params, h):
+        logits = h @ params["V_class"].T
+        logits += params["b_class"]
+        return _log_softmax_rows(xp, logits)
+
+    def _group_by_class(self, backend, y):
+        """Row order that groups targets by class, per-class row counts (host) and the classes."""
+        xp = backend.xp
+        class_of_word, position = self._tables(backend)
+        classes = class_of_word[y]
+        order = xp.argsort(classes, kind="stable")
+        counts = backend.to_host(xp.bincount(classes, minlength=self.num_classes))
+        return order, counts, classes, position[y[order]]
+
+    def _word_blocks(self, counts):
+        """(class, row slice, word slice, offset in the flat buffer) of every class with targets."""
+        blocks, row, offset = [], 0, 0
+        for k in np.flatnonzero(counts):
+            rows, start, stop = int(counts[k]), int(self.class_start[k]), int(self.class_start[k + 1])
+            blocks.append((k, slice(row, row + rows), slice(start, stop), offset))
+            row, offset = row + rows, offset + rows * (stop - start)
+        return blocks, offset
+
+    def _word_part(self, backend, params, h, y, want_grads: bool):
+        """Within-class log-probabilities of the targets (rows grouped by class) and, when asked,
+        dL/dh and the [dV, db_y] gradient of the summed within-class cross-entropy."""
+        xp = backend.xp
+        hidden = self.hidden_size
+        weights = self.extended(xp, params)
+        order, counts, _, positions = self._group_by_class(backend, y)
+        h_sorted = h[order]
+        h_ext = self.shifted_inputs(xp, params, h_sorted)
+        blocks, total = self._word_blocks(counts)
+        flat = xp.empty(total, dtype=h.dtype)
+        row_offsets = xp.empty(h.shape[0], dtype=xp.int64)
+        weighted = xp.empty((h.shape[0], hidden + 1), dtype=h.dtype)
+        for k, rows, words, offset in blocks:
+            size = words.stop - words.start
+            block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
+            xp.dot(h_ext[rows], weights[words].T, out=block)
+            row_offsets[rows] = xp.arange(offset, offset + block.size, size)
+        target_index = row_offsets + positions
+        target = flat[target_index]
+        xp.exp(flat, out=flat)
+        for k, rows, words, offset in blocks:
+            size = words.stop - words.start
+            block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
+            xp.dot(block, weights[words, :-1], out=weighted[rows])
+        if _needs_repair(weighted):
+            self._repair_class_rows(xp, h_sorted, weights, blocks, flat, target_index, target, weighted)
+        sums = weighted[:, hidden]
+        log_probs = target - xp.log(sums)
+        if not want_grads:
+            return order, log_probs, None, None
+        inverse = 1 / sums
+        dh_sorted = weighted[:, :hidden] * inverse[:, None]
+        xp.multiply(h_sorted, inverse[:, None], out=weighted[:, :hidden])
+        weighted[:, hidden] = inverse
+        grad_ext = xp.zeros((self.vocab_size, hidden + 1), dtype=h.dtype)
+        for k, rows, words, offset in blocks:
+            size = words.stop - words.start
+            block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
+            xp.dot(block.T, weighted[rows], out=grad_ext[words])
+        return order, log_probs, dh_sorted, grad_ext
+
+    def _repair_class_rows(self, xp: Any, h_sorted, weights, blocks, flat, target_index, target, weighted):
+        """Exact recomputation of rows whose within-class sum underflowed (or is not finite)."""
+        hidden = self.hidden_size
+        for row in xp.flatnonzero(~(weighted[:, -1] >= _underflow_limit(weighted.dtype))).tolist():
+            _, rows, words, offset = next(block for block in blocks if block[1].start <= row < block[1].stop)
+            size = words.stop - words.start
+            logits = h_sorted[row] @ weights[words, :hidden].T + weights[words, hidden + 1]
+            logits -= logits.max()
+            start = offset + (row - rows.start) * size
+            target[row] = logits[int(target_index[row]) - start]
+            flat[start : start + size] = xp.exp(logits)
+            weighted[row] = flat[start : start + size] @ weights[words, :-1]
+
+    def loss_and_grads(self, backend, params, h, y):
+        xp = backend.xp
+        hidden = self.hidden_size
+        class_of_word, _ = self._tables(backend)
+        classes = class_of_word[y]
+        # class layer: a dense K-way softmax
+        class_probs = self._class_log_probs(xp, params, h)
+        rows = xp.arange(h.shape[0])
+        loss = -float(class_probs[rows, classes].sum())
+        xp.exp(class_probs, out=class_probs)
+        class_probs[rows, classes] -= 1  # each row once: plain indexing is a correct scatter here
+        dh = class_probs @ params["V_class"]
+        grads = {"V_class": class_probs.T @ h, "b_class": class_probs.sum(axis=0)}
+        # word layer, rows grouped by class
+        order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True)
+        loss -= float(log_probs.sum())
+        dh[order] += dh_sorted
+        dh -= params["V"][y]
+        one_hot = xp.empty((h.shape[0], hidden + 1), dtype=h.dtype)
+        xp.negative(h, out=one_hot[:, :hidden])
+        one_hot[:, hidden] = -1
+        backend.scatter_add(grad_ext, y, one_hot)
+        grads["V"], grads["b_y"] = grad_ext[:, :hidden], grad_ext[:, hidden]
+        return loss, dh, grads
+
+    def target_log_probs(self, backend, params, h, y):
+        xp = backend.xp
+        class_of_word, _ = self._tables(backend)
+        result = self._class_log_probs(xp, params, h)[xp.arange(h.shape[0]), class_of_word[y]]
+        order, word_log_probs, _, _ = self._word_part(backend, params, h, y, want_grads=False)
+        result[order] += word_log_probs
+        return result
+
+    def log_probs(self, backend, params, h):
+        """Full (B, C) log-distribution: class log-probability plus within-class log-softmax."""
+        xp = backend.xp
+        class_of_word, _ = self._tables(backend)
+        logits = h @ params["V"].T
+        logits += params["b_y"]
+        for k in range(self.num_classes):
+            _log_softmax_rows(xp, logits[:, self.class_start[k] : self.class_start[k + 1]])
+        logits += self._class_log_probs(xp, params, h)[:, class_of_word]
+        return logits
 
 
 def make_output(config, backend, word_counts=None, class_of_word=None):
-    """The output layer named by `config.output`."""
+    """The output layer named by `config.output`; the class layer needs counts or classes (else
+    counts falling like 1/rank are assumed, matching the descending-count id order)."""
     if config.output == "full":
         return FullSoftmax(config.vocab_size, config.hidden_size)
-    raise RnnlmError(f"output {config.output!r} is not available yet; use output: full")
+    if class_of_word is None:
+        num_classes = config.num_classes or max(1, round(math.sqrt(config.vocab_size)))
+        if word_counts is None:
+            word_counts = 1.0 / np.arange(1, config.vocab_size + 1)
+        word_counts = np.asarray(word_counts)
+        if word_counts.shape != (config.vocab_size,):
+            raise RnnlmError(
+                f"word_counts has shape {word_counts.shape}, expected ({config.vocab_size},): one count per word id"
+            )
+        class_of_word = frequency_classes(word_counts, num_classes)
+    elif config.num_classes and int(np.max(class_of_word)) + 1 != config.num_classes:
+        raise RnnlmError(f"class_of_word has {int(np.max(class_of_word)) + 1} classes, the config says {config.num_classes}")
+    return ClassSoftmax(config.vocab_size, config.hidden_size, class_of_word)

@@ -22,7 +22,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("output", ["full"])
+@pytest.mark.parametrize("output", ["full", "class"])
 @pytest.mark.parametrize("cell, activation, truncate", CASES)
 def test_every_parameter_matches_central_differences(cell, activation, truncate, output):
     config = ModelConfig(

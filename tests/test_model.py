@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from rnnlm.backend import get_backend
-from rnnlm.gradcheck import random_batch
+from rnnlm.gradcheck import central_difference, random_batch
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.softmax import frequency_classes
 
 CPU = get_backend("cpu")
 
@@ -90,9 +91,9 @@ def test_padded_batch_is_the_sum_of_its_sentences(truncate):
         np.testing.assert_allclose(grads[name], total[name], rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_padding_contents_change_nothing(cell):
-    model = make_model(cell=cell, bptt_truncate=2)
+@pytest.mark.parametrize("cell, output", [("rnn", "full"), ("gru", "class"), ("lstm", "full"), ("rnn", "class")])
+def test_padding_contents_change_nothing(cell, output):
+    model = make_model(cell=cell, bptt_truncate=2, output=output)
     x, y, mask = random_batch(np.random.default_rng(3), 12, [6, 3, 4])
     loss, count, grads = model.loss_and_grads(x, y, mask)
     pad = mask == 0
@@ -139,9 +140,9 @@ def test_rows_with_a_loose_shift_bound_are_recomputed_exactly(dtype):
     assert all(np.isfinite(np.asarray(g)).all() for g in grads.values())
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_step_by_step_scoring_matches_batch_scoring(cell):
-    model = make_model(cell=cell)
+@pytest.mark.parametrize("cell, output", [("rnn", "full"), ("gru", "full"), ("lstm", "class"), ("rnn", "class")])
+def test_step_by_step_scoring_matches_batch_scoring(cell, output):
+    model = make_model(cell=cell, output=output)
     x, y, mask = random_batch(np.random.default_rng(6), 12, [5, 3])
     log_probs = model.token_log_probs(x, y, mask)
     state = model.initial_state(2)
@@ -155,9 +156,9 @@ def test_step_by_step_scoring_matches_batch_scoring(cell):
     np.testing.assert_allclose(loss, -log_probs.sum(), rtol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_diagnostics_primitives_chain_to_the_initial_state_gradient(cell):
-    model = make_model(cell=cell)
+@pytest.mark.parametrize("cell, output", [("rnn", "full"), ("gru", "class"), ("lstm", "full")])
+def test_diagnostics_primitives_chain_to_the_initial_state_gradient(cell, output):
+    model = make_model(cell=cell, output=output)
     x, y, mask = random_batch(np.random.default_rng(7), 12, [6, 4])
     state0 = np.random.default_rng(8).uniform(-0.5, 0.5, (2, model.cell.state_size))
     cache = model.forward_cache(x, mask, state=state0)
@@ -174,12 +175,14 @@ def test_diagnostics_primitives_chain_to_the_initial_state_gradient(cell):
 
     numeric = np.zeros_like(state0)
     for index in np.ndindex(state0.shape):
-        bumped = state0.copy()
-        bumped[index] += 1e-6
-        plus = loss_from(bumped)
-        bumped[index] -= 2e-6
-        numeric[index] = (plus - loss_from(bumped)) / 2e-6
-    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+        def loss_at(offset):
+            bumped = state0.copy()
+            bumped[index] += offset
+            return loss_from(bumped)
+
+        numeric[index] = central_difference(loss_at, 1e-3)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-10)
 
 
 def test_bad_batches_are_refused():
@@ -205,9 +208,9 @@ def test_config_validation():
 VOCAB = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN"] + [f"w{i}" for i in range(9)]
 
 
-@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
-def test_save_and_load_round_trip(tmp_path, cell):
-    model = make_model(cell=cell, bptt_truncate=3)
+@pytest.mark.parametrize("cell, output", [("rnn", "full"), ("gru", "full"), ("lstm", "class")])
+def test_save_and_load_round_trip(tmp_path, cell, output):
+    model = make_model(cell=cell, bptt_truncate=3, output=output, num_classes=4 if output == "class" else 0)
     path = tmp_path / "params.npz"
     model.save(path, VOCAB, {"epoch": 3})
     loaded, vocab, metadata = RNNLM.load(path, CPU)
@@ -251,3 +254,43 @@ def test_loading_bad_files_fails_clearly(tmp_path):
         RNNLM.load(variant("config.npz", config_json=np.array(json.dumps({"vocab_size": 12, "depth": 2}))), CPU)
     with pytest.raises(RnnlmError, match="vocab_size"):
         model.save(tmp_path / "x.npz", VOCAB[:-1], {})
+
+
+def test_frequency_classes_split_the_unigram_mass_into_contiguous_ranges():
+    counts = np.array([0, 50, 30, 10, 4, 3, 1, 1, 1, 0])
+    classes = frequency_classes(counts, 4)
+    assert classes[0] == 0 and classes[-1] == 3
+    assert set(np.diff(classes)) <= {0, 1}
+    # the heavy words get classes of their own, the light tail shares the last ones
+    assert classes[1] != classes[2] and np.bincount(classes)[-1] >= 2
+    zipf = frequency_classes(np.round(1e6 / np.arange(1, 8001)), 89)
+    assert zipf.max() == 88 and np.bincount(zipf).min() >= 1
+
+
+def test_class_output_probabilities_sum_to_one_and_classes_are_kept(tmp_path):
+    counts = np.array([5, 40, 9, 30, 20, 10, 8, 6, 5, 4, 3, 2])
+    model = RNNLM(ModelConfig(vocab_size=12, hidden_size=5, output="class", num_classes=3, dtype="float64"),
+                  CPU, seed=2, word_counts=counts)
+    log_probs, _ = model.step(np.array([0, 4]), model.initial_state(2))
+    np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-12)
+    assert set(model.params) == {"U", "W", "b_h", "V", "b_y", "V_class", "b_class"}
+    path = tmp_path / "class.npz"
+    model.save(path, VOCAB, {})
+    loaded, _, _ = RNNLM.load(path, CPU)
+    np.testing.assert_array_equal(loaded.output.class_of_word, model.output.class_of_word)
+    np.testing.assert_allclose(loaded.step(np.array([0, 4]), loaded.initial_state(2))[0], log_probs)
+    with pytest.raises(RnnlmError, match="class_of_word"):
+        RNNLM(model.config, CPU, class_of_word=np.array([0, 2] + [3] * 10))
+    with pytest.raises(RnnlmError, match="word_counts"):
+        RNNLM(model.config, CPU, word_counts=np.ones(5))
+
+
+def test_parameters_rebound_by_a_caller_are_used():
+    # V and b_y live in the fused layer's storage; assigning new arrays must still take effect.
+    model = make_model()
+    x, y, mask = random_batch(np.random.default_rng(10), 12, [4])
+    model.loss(x, y, mask)
+    model.params["V"] = np.zeros((12, 5))
+    model.params["b_y"] = np.zeros(12)
+    loss, count = model.loss(x, y, mask)
+    np.testing.assert_allclose(loss / count, np.log(12), rtol=1e-12)

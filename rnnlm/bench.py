@@ -1,0 +1,235 @@
+"""`rnnlm bench`: training throughput of the engine against PyTorch and the tutorial's own loop.
+
+Every figure is tokens per second of one full training step (forward, backward, SGD update) on
+sentences of a fixed length drawn from a Zipf-like unigram distribution (the shape of real text;
+the class-based softmax depends on it). Each measurement runs `--repeats` times and the best run is
+reported, since other processes share the machine; all runs are kept in the JSON.
+
+Measured (C = vocabulary size, H = hidden size, float32):
+  * ours, full softmax, full BPTT, at each `--batch-sizes` B;
+  * ours in tutorial mode: B = 1, bptt_truncate = 4 (the tutorial's per-sentence SGD);
+  * ours with the class-based softmax at each B (`output: class`);
+  * PyTorch (nn.Embedding -> nn.RNN tanh -> nn.Linear, summed cross-entropy, torch.optim.SGD)
+    at each B, when torch is installed (`pip install 'rnnlm-workflow[bench]'`);
+  * a re-implementation of the tutorial's per-sentence NumPy loop (forward_propagation, bptt with
+    truncation 4, sgd_step), the reference of tutorial mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from rnnlm.backend import get_backend
+from rnnlm.model import RNNLM, ModelConfig
+
+LEARNING_RATE = 0.005
+
+
+def zipf_counts(vocab_size: int) -> np.ndarray:
+    """Counts falling like 1/rank, ids ordered by descending count as in a real vocabulary."""
+    return np.round(1e7 / np.arange(1, vocab_size + 1)).astype(np.int64) + 1
+
+
+def zipf_sentences(rng: np.random.Generator, vocab_size: int, count: int, length: int) -> np.ndarray:
+    """(count, length + 1) token ids; x = [:, :-1], y = [:, 1:] of each row."""
+    weights = zipf_counts(vocab_size).astype(np.float64)
+    return rng.choice(vocab_size, size=(count, length + 1), p=weights / weights.sum())
+
+
+def _best_rate(step: Callable[[int], int], batches: int, repeats: int, warmup: int = 1) -> dict[str, Any]:
+    """Run `step(i)` (returns tokens processed) `batches` times per repeat; best tokens/s of the repeats."""
+    for i in range(warmup):
+        step(i)
+    rates = []
+    for _ in range(repeats):
+        tokens = 0
+        start = time.perf_counter()
+        for i in range(batches):
+            tokens += step(i)
+        rates.append(tokens / (time.perf_counter() - start))
+    return {"tokens_per_s": round(max(rates)), "runs": [round(rate) for rate in rates]}
+
+
+def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, output: str) -> dict[str, Any]:
+    backend = get_backend(args.device)
+    config = ModelConfig(
+        vocab_size=args.vocab_size, hidden_size=args.hidden_size, bptt_truncate=truncate, output=output
+    )
+    model = RNNLM(config, backend, seed=0, word_counts=zipf_counts(args.vocab_size))
+    batches = [
+        sentences[start : start + batch_size].T for start in range(0, len(sentences) - batch_size + 1, batch_size)
+    ]
+    device_batches = [
+        (backend.asarray(batch[:-1]), backend.asarray(batch[1:]), backend.xp.ones(batch[1:].shape, np.float32))
+        for batch in batches
+    ]
+
+    def step(i: int) -> int:
+        x, y, mask = device_batches[i % len(device_batches)]
+        _, count, grads = model.loss_and_grads(x, y, mask)
+        for name, grad in grads.items():
+            model.params[name] -= LEARNING_RATE * grad
+        return count
+
+    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args.repeats)
+
+
+def bench_torch(args, sentences: np.ndarray, batch_size: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    embedding = torch.nn.Embedding(args.vocab_size, args.hidden_size)
+    rnn = torch.nn.RNN(args.hidden_size, args.hidden_size, nonlinearity="tanh")
+    output = torch.nn.Linear(args.hidden_size, args.vocab_size)
+    parameters = [*embedding.parameters(), *rnn.parameters(), *output.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=LEARNING_RATE)
+    batches = [
+        torch.from_numpy(np.ascontiguousarray(sentences[start : start + batch_size].T))
+        for start in range(0, len(sentences) - batch_size + 1, batch_size)
+    ]
+
+    def step(i: int) -> int:
+        batch = batches[i % len(batches)]
+        x, y = batch[:-1], batch[1:]
+        optimizer.zero_grad()
+        hidden, _ = rnn(embedding(x))
+        loss = torch.nn.functional.cross_entropy(
+            output(hidden).reshape(-1, args.vocab_size), y.reshape(-1), reduction="sum"
+        )
+        loss.backward()
+        optimizer.step()
+        return y.numel()
+
+    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args.repeats)
+
+
+class TutorialLoop:
+    """The seed tutorial's RNNNumpy training step, written out: one sentence at a time, one time
+    step at a time, dense gradients, truncated BPTT in a nested Python loop."""
+
+    def __init__(self, vocab_size: int, hidden_size: int, truncate: int, rng: np.random.Generator):
+        def uniform(fan_in: int, shape: tuple[int, int]) -> np.ndarray:
+            return rng.uniform(-np.sqrt(1.0 / fan_in), np.sqrt(1.0 / fan_in), shape).astype(np.float32)
+
+        self.U = uniform(vocab_size, (hidden_size, vocab_size))
+        self.V = uniform(hidden_size, (vocab_size, hidden_size))
+        self.W = uniform(hidden_size, (hidden_size, hidden_size))
+        self.truncate = truncate
+
+    def sgd_step(self, x: np.ndarray, y: np.ndarray, learning_rate: float) -> None:
+        steps, hidden = len(x), self.W.shape[0]
+        s = np.zeros((steps + 1, hidden), dtype=np.float32)  # s[-1]: the initial state
+        o = np.zeros((steps, self.V.shape[0]), dtype=np.float32)
+        for t in range(steps):
+            s[t] = np.tanh(self.U[:, x[t]] + self.W.dot(s[t - 1]))
+            scores = self.V.dot(s[t])
+            exp_scores = np.exp(scores - scores.max())
+            o[t] = exp_scores / exp_scores.sum()
+        d_u, d_v, d_w = np.zeros_like(self.U), np.zeros_like(self.V), np.zeros_like(self.W)
+        delta_o = o
+        delta_o[np.arange(steps), y] -= 1.0
+        for t in range(steps - 1, -1, -1):
+            d_v += np.outer(delta_o[t], s[t])
+            delta_t = self.V.T.dot(delta_o[t]) * (1 - s[t] ** 2)
+            for bptt_step in range(t, max(0, t - self.truncate) - 1, -1):
+                d_w += np.outer(delta_t, s[bptt_step - 1])
+                d_u[:, x[bptt_step]] += delta_t
+                delta_t = self.W.T.dot(delta_t) * (1 - s[bptt_step - 1] ** 2)
+        self.U -= learning_rate * d_u
+        self.V -= learning_rate * d_v
+        self.W -= learning_rate * d_w
+
+
+def bench_tutorial_loop(args, sentences: np.ndarray) -> dict[str, Any]:
+    loop = TutorialLoop(args.vocab_size, args.hidden_size, 4, np.random.default_rng(0))
+
+    def step(i: int) -> int:
+        sentence = sentences[i % len(sentences)]
+        loop.sgd_step(sentence[:-1], sentence[1:], LEARNING_RATE)
+        return args.length
+
+    return _best_rate(step, args.tutorial_sentences, args.repeats)
+
+
+def _torch_version() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.__version__
+
+
+def run(args) -> dict[str, Any]:
+    rng = np.random.default_rng(args.seed)
+    largest = max(args.batch_sizes)
+    sentences = zipf_sentences(rng, args.vocab_size, max(4 * largest, 64), args.length)
+    results: dict[str, Any] = {}
+    for batch_size in args.batch_sizes:
+        results[f"ours_full_b{batch_size}"] = bench_ours(args, sentences, batch_size, 0, "full")
+    results["ours_tutorial_mode_b1_truncate4"] = bench_ours(args, sentences, 1, 4, "full")
+    if not args.skip_class:
+        for batch_size in args.batch_sizes:
+            results[f"ours_class_b{batch_size}"] = bench_ours(args, sentences, batch_size, 0, "class")
+    torch_version = None if args.skip_torch else _torch_version()
+    if torch_version is not None:
+        for batch_size in args.batch_sizes:
+            results[f"torch_b{batch_size}"] = bench_torch(args, sentences, batch_size)
+    results["tutorial_loop"] = bench_tutorial_loop(args, sentences)
+
+    def ratio(numerator: str, denominator: str) -> float | None:
+        if numerator not in results or denominator not in results:
+            return None
+        return round(results[numerator]["tokens_per_s"] / results[denominator]["tokens_per_s"], 2)
+
+    ratios = {"tutorial_mode_vs_tutorial_loop": ratio("ours_tutorial_mode_b1_truncate4", "tutorial_loop")}
+    for batch_size in args.batch_sizes:
+        ratios[f"ours_vs_torch_b{batch_size}"] = ratio(f"ours_full_b{batch_size}", f"torch_b{batch_size}")
+        ratios[f"class_vs_full_b{batch_size}"] = ratio(f"ours_class_b{batch_size}", f"ours_full_b{batch_size}")
+    return {
+        "settings": {
+            "vocab_size": args.vocab_size,
+            "hidden_size": args.hidden_size,
+            "sentence_length": args.length,
+            "dtype": "float32",
+            "repeats": args.repeats,
+            "tokens_per_run": args.tokens,
+            "torch_threads": args.threads,
+            "device": args.device,
+        },
+        "environment": {
+            "numpy": np.__version__,
+            "torch": torch_version,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        },
+        "results": {name: value for name, value in results.items()},
+        "ratios": {name: value for name, value in ratios.items() if value is not None},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rnnlm bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--hidden-size", type=int, default=100)
+    parser.add_argument("--length", type=int, default=45, help="tokens per sentence")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--tokens", type=int, default=40_000, help="tokens per timed run")
+    parser.add_argument("--tutorial-sentences", type=int, default=20, help="sentences per timed tutorial-loop run")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is reported)")
+    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
+    parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--skip-class", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args), indent=2))
+    return 0
