@@ -16,24 +16,27 @@ import os
 import numpy as np
 from tqdm import tqdm
 
+from rnnlm.backend import get_backend
+from rnnlm.data import Split
 from rnnlm.io import RnnlmError, write_json
+from rnnlm.model import RNNLM
 
 log = logging.getLogger(__name__)
 
 
-def gradient_norms_by_distance(model, split, max_distance: int, max_sentences: int, batch_size: int,
+def gradient_norms_by_distance(model: RNNLM, split: Split, max_distance: int, max_sentences: int, batch_size: int,
                                desc: str = "gradient norms") -> dict:
     """Mean ‖∂L_t/∂s_{t−k}‖ for k = 0..max_distance over the first `max_sentences` sentences of `split`.
 
     Returns `{"mean_norm": [...], "pairs": [...]}`, one entry per k; `pairs[k]` counts the
     (sentence, t) pairs with t ≥ k that the mean is taken over (0 where no sentence is long enough,
-    and then the mean is NaN).
+    and then the mean is None).
     """
-    for name, value, minimum in (("max_distance", max_distance, 1), ("max_sentences", max_sentences, 1),
-                                 ("batch_size", batch_size, 1)):
-        if int(value) < minimum:
-            raise RnnlmError(f"diagnostics {name} is {value}; set it to at least {minimum} in config.yaml")
-    count = min(len(split), int(max_sentences))
+    max_distance, max_sentences, batch_size = int(max_distance), int(max_sentences), int(batch_size)
+    for name, value in (("max_distance", max_distance), ("max_sentences", max_sentences), ("batch_size", batch_size)):
+        if value < 1:
+            raise RnnlmError(f"diagnostics {name} is {value}; set it to at least 1 in config.yaml")
+    count = min(len(split), max_sentences)
     if count == 0:
         raise RnnlmError("the validation split has no sentences; raise valid_fraction in config.yaml")
     backend = model.backend
@@ -80,7 +83,7 @@ def decay_per_step(mean_norm, pairs) -> float | None:
 def recurrent_spectrum(model) -> dict:
     """Spectral radius (largest |eigenvalue|) and largest singular value of the recurrent matrix W.
 
-    Both are None for cells without a single square `W` (gated cells split it per gate).
+    Both are None for cells without a single square `W` (gated cells stack their gate blocks in W).
     """
     weights = model.params.get("W")
     if weights is None or weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
@@ -129,10 +132,6 @@ def diagnose(trained, initial, split, max_distance: int, max_sentences: int, bat
 def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLike, output_path: str | os.PathLike,
                     seed: int, max_distance: int, max_sentences: int, batch_size: int, device: str = "auto") -> dict:
     """Load a trained model and the validation split, measure both curves, write the JSON atomically."""
-    from rnnlm.backend import get_backend
-    from rnnlm.data import Split
-    from rnnlm.model import RNNLM
-
     backend = get_backend(device)
     trained, _, _ = RNNLM.load(params_path, backend)
     initial = RNNLM(trained.config, backend, seed=seed)

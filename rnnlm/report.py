@@ -112,8 +112,8 @@ def plot_loss_curves(
     ax = fig.add_subplot()
     seen = log["examples_seen"].to_numpy(dtype=float)
     for column, label, style in (
-        ("train_loss", "training", dict(color="tab:blue", marker="o")),
-        ("valid_loss", "validation", dict(color="tab:orange", marker="s")),
+        ("train_loss", "training (mean over the epoch)", dict(color="tab:blue", marker="o")),
+        ("valid_loss", "validation (after the epoch)", dict(color="tab:orange", marker="s")),
     ):
         values = pd.to_numeric(log[column], errors="coerce").to_numpy(dtype=float)
         measured = np.isfinite(values)
