@@ -1,6 +1,8 @@
 # Model stages, one job each per entry of `models:`: train -> evaluate, generate (results/models/{model}/).
 # Training also keeps results/models/{model}/checkpoint.npz. It is deliberately not a declared output:
 # Snakemake deletes the outputs of a failed or killed job, and the checkpoint must survive to be resumed.
+# One thread per job: at these matrix sizes a second BLAS thread gains little, and OpenBLAS threads
+# that spin-wait slow down several-fold when the cores are shared; raise it with --set-threads train=N.
 
 MODEL_DIR = f"{RESULTS}/models/{{model}}"
 DATA_SPLIT_FILES = {split: f"{RESULTS}/data/{split}.npz" for split in ("train", "valid", "test")}
@@ -29,7 +31,7 @@ rule train:
         f"{RESULTS}/logs/train/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{model}}.tsv"
-    threads: 4
+    threads: 1
     resources:
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=lambda wildcards: train_runtime(wildcards.model),
@@ -51,7 +53,7 @@ rule evaluate:
         f"{RESULTS}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{model}}.tsv"
-    threads: 4
+    threads: 1
     resources:
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
