@@ -103,6 +103,9 @@ class RNNLM:
         host = self.cell.init_params(rng, config.vocab_size, self.dtype)
         host.update(self.output.init_params(rng, self.dtype))
         self.params = {name: backend.asarray(value) for name, value in host.items()}
+        # U is kept word-major, (C, G*H) in memory, exposed as its (G*H, C) transpose: the per-token
+        # gather then reads whole rows, and dU (built word-major by scatter-add) shares U's layout.
+        self.params["U"] = backend.asarray(np.ascontiguousarray(host["U"].T)).T
 
     # ------------------------------------------------------------------ batches
     def _check_ids(self, ids, what: str):

@@ -9,7 +9,8 @@ the class softmax), with E = exp(logits - shift):
      the shift costs a pass over the block;
   2. one in-place exp;
   3. E @ [V, 1] gives both sum_i E_i V_i and the row sums: dL/dh = (E V) / sum - V[y];
-  4. E^T @ [h / sum, 1 / sum] gives dV and db_y except the one-hot part, which is scatter-added.
+  4. with sum subtracted from each row's target entry, E^T @ [h / sum, 1 / sum] gives dV and db_y
+     including the one-hot part of (p - onehot): no scatter-add, no pass over the block.
 The shift is an upper bound of each row's largest logit (Cauchy-Schwarz: max_i ||V_i|| ||h|| +
 max b_y), so no exp overflows and no max pass is needed; rows whose bound is so loose that their
 sum underflows are recomputed exactly with their true maximum.
@@ -148,6 +149,7 @@ class FullSoftmax(_WordWeights):
             loss += float((xp.log(sums) - target).sum())
             inverse = 1 / sums
             xp.multiply(weighted[:, :hidden], inverse[:, None], out=dh[chunk])
+            exps[xp.arange(exps.shape[0]), y[chunk]] -= sums  # (E - sum onehot) / sum = p - onehot
             # reuse `weighted` for the dV GEMM's right side: [h / sum, 1 / sum]
             xp.multiply(h[chunk], inverse[:, None], out=weighted[:, :hidden])
             weighted[:, hidden] = inverse
@@ -156,10 +158,6 @@ class FullSoftmax(_WordWeights):
             else:
                 grad_ext += exps.T @ weighted
         dh -= params["V"][y]
-        one_hot = h_ext[:, : hidden + 1]  # becomes -[h, 1]
-        one_hot[:, hidden] = 1
-        xp.negative(one_hot, out=one_hot)
-        backend.scatter_add(grad_ext, y, one_hot)
         return loss, dh, {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
 
     def target_log_probs(self, backend, params, h, y):
@@ -300,9 +298,12 @@ class ClassSoftmax(_WordWeights):
             return order, log_probs, None, None
         inverse = 1 / sums
         dh_sorted = weighted[:, :hidden] * inverse[:, None]
+        flat[target_index] -= sums  # (E - sum onehot) / sum = p - onehot
         xp.multiply(h_sorted, inverse[:, None], out=weighted[:, :hidden])
         weighted[:, hidden] = inverse
-        grad_ext = xp.zeros((self.vocab_size, hidden + 1), dtype=h.dtype)
+        grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype)
+        for k in np.flatnonzero(counts == 0):  # classes without targets get no gradient
+            grad_ext[self.class_start[k] : self.class_start[k + 1]] = 0
         for k, rows, words, offset in blocks:
             size = words.stop - words.start
             block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
@@ -340,10 +341,6 @@ class ClassSoftmax(_WordWeights):
         loss -= float(log_probs.sum())
         dh[order] += dh_sorted
         dh -= params["V"][y]
-        one_hot = xp.empty((h.shape[0], hidden + 1), dtype=h.dtype)
-        xp.negative(h, out=one_hot[:, :hidden])
-        one_hot[:, hidden] = -1
-        backend.scatter_add(grad_ext, y, one_hot)
         grads["V"], grads["b_y"] = grad_ext[:, :hidden], grad_ext[:, hidden]
         return loss, dh, grads
 
