@@ -278,7 +278,7 @@ def write_corpus_page(
 def plot_gradient_norms(diagnostics: Mapping[str, Mapping], path: str | os.PathLike) -> None:
     """‖∂L_t/∂s_{t−k}‖ against k for every model, trained (solid) and at initialisation (dashed).
 
-    `diagnostics` maps a model name to the JSON written by `rnnlm.diagnostics.write_diagnostics`.
+    `diagnostics` maps a model name to the JSON written by `rnnlm.diagnostics.run_diagnostics`.
     """
     fig = Figure(figsize=(10.0, 5.0), layout="constrained")
     ax = fig.add_subplot()
@@ -336,7 +336,6 @@ def write_gradient_page(diagnostics: Mapping[str, Mapping], path: str | os.PathL
         "argument for why a vanilla RNN struggles to learn long dependencies.</p>"
     )
     write_text(path, html_page("Vanishing-gradient diagnostics", html_table(gradient_summary(diagnostics)) + note))
-
 
 
 # --- entry points for the workflow scripts: paths in, artifacts out ---------------------------
