@@ -12,7 +12,8 @@ Measured (C = vocabulary size, H = hidden size, float32):
   * PyTorch (nn.Embedding -> nn.RNN tanh -> nn.Linear, summed cross-entropy, torch.optim.SGD)
     at each B, when torch is installed (`pip install 'rnnlm-workflow[bench]'`);
   * a re-implementation of the tutorial's per-sentence NumPy loop (forward_propagation, bptt with
-    truncation 4, sgd_step), the reference of tutorial mode.
+    truncation 4, sgd_step), the reference of tutorial mode: in the tutorial's float64 and, for a
+    same-precision comparison, in float32.
 """
 
 from __future__ import annotations
@@ -113,11 +114,14 @@ def bench_torch(args, sentences: np.ndarray, batch_size: int) -> dict[str, Any]:
 
 class TutorialLoop:
     """The seed tutorial's RNNNumpy training step, written out: one sentence at a time, one time
-    step at a time, dense gradients, truncated BPTT in a nested Python loop."""
+    step at a time, dense gradients, truncated BPTT in a nested Python loop. The tutorial's arrays
+    are float64 (np.random.uniform's); float32 is offered for a same-precision comparison."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, truncate: int, rng: np.random.Generator):
+    def __init__(
+        self, vocab_size: int, hidden_size: int, truncate: int, rng: np.random.Generator, dtype=np.float64
+    ):
         def uniform(fan_in: int, shape: tuple[int, int]) -> np.ndarray:
-            return rng.uniform(-np.sqrt(1.0 / fan_in), np.sqrt(1.0 / fan_in), shape).astype(np.float32)
+            return rng.uniform(-np.sqrt(1.0 / fan_in), np.sqrt(1.0 / fan_in), shape).astype(dtype)
 
         self.U = uniform(vocab_size, (hidden_size, vocab_size))
         self.V = uniform(hidden_size, (vocab_size, hidden_size))
@@ -126,8 +130,8 @@ class TutorialLoop:
 
     def sgd_step(self, x: np.ndarray, y: np.ndarray, learning_rate: float) -> None:
         steps, hidden = len(x), self.W.shape[0]
-        s = np.zeros((steps + 1, hidden), dtype=np.float32)  # s[-1]: the initial state
-        o = np.zeros((steps, self.V.shape[0]), dtype=np.float32)
+        s = np.zeros((steps + 1, hidden), dtype=self.W.dtype)  # s[-1]: the initial state
+        o = np.zeros((steps, self.V.shape[0]), dtype=self.W.dtype)
         for t in range(steps):
             s[t] = np.tanh(self.U[:, x[t]] + self.W.dot(s[t - 1]))
             scores = self.V.dot(s[t])
@@ -148,8 +152,8 @@ class TutorialLoop:
         self.W -= learning_rate * d_w
 
 
-def bench_tutorial_loop(args, sentences: np.ndarray) -> dict[str, Any]:
-    loop = TutorialLoop(args.vocab_size, args.hidden_size, 4, np.random.default_rng(0))
+def bench_tutorial_loop(args, sentences: np.ndarray, dtype) -> dict[str, Any]:
+    loop = TutorialLoop(args.vocab_size, args.hidden_size, 4, np.random.default_rng(0), dtype)
 
     def step(i: int) -> int:
         sentence = sentences[i % len(sentences)]
@@ -182,14 +186,18 @@ def run(args) -> dict[str, Any]:
     if torch_version is not None:
         for batch_size in args.batch_sizes:
             results[f"torch_b{batch_size}"] = bench_torch(args, sentences, batch_size)
-    results["tutorial_loop"] = bench_tutorial_loop(args, sentences)
+    results["tutorial_loop_float64"] = bench_tutorial_loop(args, sentences, np.float64)
+    results["tutorial_loop_float32"] = bench_tutorial_loop(args, sentences, np.float32)
 
     def ratio(numerator: str, denominator: str) -> float | None:
         if numerator not in results or denominator not in results:
             return None
         return round(results[numerator]["tokens_per_s"] / results[denominator]["tokens_per_s"], 2)
 
-    ratios = {"tutorial_mode_vs_tutorial_loop": ratio("ours_tutorial_mode_b1_truncate4", "tutorial_loop")}
+    ratios = {
+        "tutorial_mode_vs_tutorial_loop": ratio("ours_tutorial_mode_b1_truncate4", "tutorial_loop_float64"),
+        "tutorial_mode_vs_tutorial_loop_float32": ratio("ours_tutorial_mode_b1_truncate4", "tutorial_loop_float32"),
+    }
     for batch_size in args.batch_sizes:
         ratios[f"ours_vs_torch_b{batch_size}"] = ratio(f"ours_full_b{batch_size}", f"torch_b{batch_size}")
         ratios[f"class_vs_full_b{batch_size}"] = ratio(f"ours_class_b{batch_size}", f"ours_full_b{batch_size}")

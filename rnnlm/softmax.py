@@ -28,7 +28,7 @@ K + |class| dot products instead of C.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -119,6 +119,17 @@ def _repair_rows(xp: Any, h, weights, target_columns, exps, target, weighted) ->
 
 def _needs_repair(weighted) -> bool:
     return not bool((weighted[:, -1] >= _underflow_limit(weighted.dtype)).all())
+
+
+class _Block(NamedTuple):
+    """One class's share of the class softmax's word layer: views into the per-call buffers."""
+
+    rows: slice  # rows (grouped by class) whose targets are in this class
+    offset: int  # start of `logits` in the flat buffer
+    logits: Any  # (rows, class size): logits, then exps, then the p - onehot numerators
+    h_ext: Any  # [h, -shift, 1] of the rows
+    weights: Any  # [V, 1, b_y] of the class's words
+    grad: Any  # [dV, db_y] of the class's words (None when no gradients are wanted)
 
 
 class FullSoftmax(_WordWeights):
@@ -224,6 +235,7 @@ class ClassSoftmax(_WordWeights):
         sizes = np.bincount(self.class_of_word, minlength=self.num_classes)
         self.class_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # host ints for slicing
         self._device_tables = None
+        self._device_sizes = None
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         params = super().init_params(rng, dtype)
@@ -248,80 +260,87 @@ class ClassSoftmax(_WordWeights):
         return _log_softmax_rows(xp, logits)
 
     def _group_by_class(self, backend, y):
-        """Row order that groups targets by class, per-class row counts (host) and the classes."""
+        """Rows whose target's class has more than one word (the others have P(w | class) = 1),
+        ordered by class; per-class counts of those rows (host) and their targets' positions."""
         xp = backend.xp
         class_of_word, position = self._tables(backend)
         classes = class_of_word[y]
-        order = xp.argsort(classes, kind="stable")
-        counts = backend.to_host(xp.bincount(classes, minlength=self.num_classes))
-        return order, counts, classes, position[y[order]]
+        rows = xp.flatnonzero(self._class_sizes(backend)[classes] > 1)
+        order = rows[xp.argsort(classes[rows], kind="stable")]
+        counts = backend.to_host(xp.bincount(classes[rows], minlength=self.num_classes))
+        return order, counts, position[y[order]]
 
-    def _word_blocks(self, counts):
-        """(class, row slice, word slice, offset in the flat buffer) of every class with targets."""
+    def _class_sizes(self, backend):
+        if self._device_sizes is None:
+            self._device_sizes = backend.asarray(np.diff(self.class_start))
+        return self._device_sizes
+
+    def _word_blocks(self, xp: Any, counts, flat, h_ext, weights, grad_ext):
+        """One _Block (views, no copies) per class with targets, in row order."""
         blocks, row, offset = [], 0, 0
         for k in np.flatnonzero(counts):
-            rows, start, stop = int(counts[k]), int(self.class_start[k]), int(self.class_start[k + 1])
-            blocks.append((k, slice(row, row + rows), slice(start, stop), offset))
-            row, offset = row + rows, offset + rows * (stop - start)
-        return blocks, offset
+            rows = slice(row, row + int(counts[k]))
+            words = slice(int(self.class_start[k]), int(self.class_start[k + 1]))
+            size = words.stop - words.start
+            logits = flat[offset : offset + int(counts[k]) * size].reshape(-1, size)
+            blocks.append(
+                _Block(rows, offset, logits, h_ext[rows], weights[words], None if grad_ext is None else grad_ext[words])
+            )
+            row, offset = rows.stop, offset + logits.size
+        return blocks
 
     def _word_part(self, backend, params, h, y, want_grads: bool):
-        """Within-class log-probabilities of the targets (rows grouped by class) and, when asked,
-        dL/dh and the [dV, db_y] gradient of the summed within-class cross-entropy."""
+        """Within-class log-probabilities of the targets of the rows `order` (grouped by class) and,
+        when asked, their dL/dh and the [dV, db_y] gradient of the summed within-class loss."""
         xp = backend.xp
         hidden = self.hidden_size
         weights = self.extended(xp, params)
-        order, counts, _, positions = self._group_by_class(backend, y)
+        order, counts, positions = self._group_by_class(backend, y)
         h_sorted = h[order]
         h_ext = self.shifted_inputs(xp, params, h_sorted)
-        blocks, total = self._word_blocks(counts)
-        flat = xp.empty(total, dtype=h.dtype)
-        row_offsets = xp.empty(h.shape[0], dtype=xp.int64)
-        weighted = xp.empty((h.shape[0], hidden + 1), dtype=h.dtype)
-        for k, rows, words, offset in blocks:
-            size = words.stop - words.start
-            block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
-            xp.dot(h_ext[rows], weights[words].T, out=block)
-            row_offsets[rows] = xp.arange(offset, offset + block.size, size)
+        sizes = np.diff(self.class_start)
+        flat = xp.empty(int(counts @ sizes), dtype=h.dtype)
+        grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype) if want_grads else None
+        blocks = self._word_blocks(xp, counts, flat, h_ext, weights, grad_ext)
+        row_offsets = xp.empty(order.shape[0], dtype=xp.int64)
+        weighted = xp.empty((order.shape[0], hidden + 1), dtype=h.dtype)
+        for block in blocks:
+            xp.dot(block.h_ext, block.weights.T, out=block.logits)
+            row_offsets[block.rows] = xp.arange(block.offset, block.offset + block.logits.size, block.logits.shape[1])
         target_index = row_offsets + positions
         target = flat[target_index]
         xp.exp(flat, out=flat)
-        for k, rows, words, offset in blocks:
-            size = words.stop - words.start
-            block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
-            xp.dot(block, weights[words, :-1], out=weighted[rows])
+        for block in blocks:
+            xp.dot(block.logits, block.weights[:, :-1], out=weighted[block.rows])
         if _needs_repair(weighted):
-            self._repair_class_rows(xp, h_sorted, weights, blocks, flat, target_index, target, weighted)
+            self._repair_class_rows(xp, h_sorted, blocks, target_index, target, weighted)
         sums = weighted[:, hidden]
         log_probs = target - xp.log(sums)
         if not want_grads:
             return order, log_probs, None, None
         inverse = 1 / sums
         dh_sorted = weighted[:, :hidden] * inverse[:, None]
+        dh_sorted -= params["V"][y[order]]
         flat[target_index] -= sums  # (E - sum onehot) / sum = p - onehot
         xp.multiply(h_sorted, inverse[:, None], out=weighted[:, :hidden])
         weighted[:, hidden] = inverse
-        grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype)
         for k in np.flatnonzero(counts == 0):  # classes without targets get no gradient
             grad_ext[self.class_start[k] : self.class_start[k + 1]] = 0
-        for k, rows, words, offset in blocks:
-            size = words.stop - words.start
-            block = flat[offset : offset + (rows.stop - rows.start) * size].reshape(-1, size)
-            xp.dot(block.T, weighted[rows], out=grad_ext[words])
+        for block in blocks:
+            xp.dot(block.logits.T, weighted[block.rows], out=block.grad)
         return order, log_probs, dh_sorted, grad_ext
 
-    def _repair_class_rows(self, xp: Any, h_sorted, weights, blocks, flat, target_index, target, weighted):
+    def _repair_class_rows(self, xp: Any, h_sorted, blocks, target_index, target, weighted):
         """Exact recomputation of rows whose within-class sum underflowed (or is not finite)."""
         hidden = self.hidden_size
         for row in xp.flatnonzero(~(weighted[:, -1] >= _underflow_limit(weighted.dtype))).tolist():
-            _, rows, words, offset = next(block for block in blocks if block[1].start <= row < block[1].stop)
-            size = words.stop - words.start
-            logits = h_sorted[row] @ weights[words, :hidden].T + weights[words, hidden + 1]
+            block = next(block for block in blocks if block.rows.start <= row < block.rows.stop)
+            logits = h_sorted[row] @ block.weights[:, :hidden].T + block.weights[:, hidden + 1]
             logits -= logits.max()
-            start = offset + (row - rows.start) * size
-            target[row] = logits[int(target_index[row]) - start]
-            flat[start : start + size] = xp.exp(logits)
-            weighted[row] = flat[start : start + size] @ weights[words, :-1]
+            local = row - block.rows.start
+            target[row] = logits[int(target_index[row]) - block.offset - local * logits.size]
+            block.logits[local] = xp.exp(logits)
+            weighted[row] = block.logits[local] @ block.weights[:, :-1]
 
     def loss_and_grads(self, backend, params, h, y):
         xp = backend.xp
@@ -340,7 +359,6 @@ class ClassSoftmax(_WordWeights):
         order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True)
         loss -= float(log_probs.sum())
         dh[order] += dh_sorted
-        dh -= params["V"][y]
         grads["V"], grads["b_y"] = grad_ext[:, :hidden], grad_ext[:, hidden]
         return loss, dh, grads
 

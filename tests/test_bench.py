@@ -14,7 +14,7 @@ def test_bench_runs_every_measurement_and_prints_json(capsys):
     report = json.loads(capsys.readouterr().out)
     results = report["results"]
     expected = {"ours_full_b2", "ours_full_b4", "ours_tutorial_mode_b1_truncate4", "ours_class_b2", "ours_class_b4",
-                "tutorial_loop"}
+                "tutorial_loop_float64", "tutorial_loop_float32"}
     assert expected <= set(results)
     assert all(entry["tokens_per_s"] > 0 and len(entry["runs"]) == 1 for entry in results.values())
     assert report["settings"]["vocab_size"] == 60
