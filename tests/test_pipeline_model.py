@@ -105,3 +105,12 @@ def test_pipeline_killed_mid_training_resumes_and_matches_an_uninterrupted_run(w
     assert "resuming from" in (workflow_copy / f"results/logs/train/{MODEL}.log").read_text()
     for name in ("params.npz", "metrics.json", "samples.txt"):
         assert (workflow_copy / MODEL_DIR / name).read_bytes() == (uninterrupted / MODEL_DIR / name).read_bytes(), name
+
+
+def test_lint_is_clean_for_the_model_rules(workflow_copy, run_snakemake):
+    """No lint for model.smk, common.smk or their rules, except the project-wide conda/container request."""
+    result = run_snakemake(workflow_copy, "--lint")
+    sections = (result.stdout + result.stderr).split("Lints for ")
+    ours = [s for s in sections if any(name in s.partition("\n")[0] for name in ("model.smk", "common.smk"))]
+    complaints = [line.strip() for s in ours for line in s.splitlines() if line.strip().startswith("* ")]
+    assert [c for c in complaints if "conda environment or container" not in c] == []
