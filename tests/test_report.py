@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +14,7 @@ from rnnlm import report
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError
 from rnnlm.vocab import Vocabulary
+from workflow_runs import make_workdir, run_snakemake
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -158,65 +154,27 @@ def test_gradient_plot_and_summary(tmp_path):
 
 # --- end to end: a tiny pipeline run, then `snakemake --report` ----------------------------
 
-REPO = Path(__file__).resolve().parents[1]
-SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "a small bird", "the teacher"]
-VERBS = ["sees", "likes", "follows", "calls", "finds", "hears"]
-OBJECTS = ["the ball", "a tree", "the river", "a red house", "the moon", "her brother"]
-
-TINY_CONFIG = {
-    "corpus": "corpus.txt",
-    "vocabulary_size": 30,
-    "valid_fraction": 0.2,
-    "test_fraction": 0.2,
-    "device": "cpu",
-    "models": {"tiny": {"hidden_size": 8, "epochs": 2, "batch_size": 16, "learning_rate": 0.5}},
-    "generate": {"num_sentences": 3, "min_length": 2, "max_length": 10, "beam_width": 2},
-    "diagnostics": {"max_distance": 6, "max_sentences": 20, "batch_size": 10},
-}
-
-
-def tiny_corpus(sentences=240, seed=0) -> str:
-    rng = np.random.default_rng(seed)
-    lines = [
-        f"{rng.choice(SUBJECTS).capitalize()} {rng.choice(VERBS)} {rng.choice(OBJECTS)} "
-        f"and {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {rng.choice(OBJECTS)}."
-        for _ in range(sentences)
-    ]
-    return " ".join(lines) + "\n"
-
-
-def run_snakemake(workdir, env, *args, timeout=300):
-    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    assert result.returncode == 0, f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
+TINY_MODEL = {"tiny": {"hidden_size": 8, "epochs": 2, "batch_size": 16, "learning_rate": 0.5, "seed": 3}}
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, snakemake_env):
-    """The whole workflow on a 240-sentence corpus with an 8-unit model: seconds, not minutes."""
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    shutil.copy(REPO / "Snakefile", workdir)
-    shutil.copytree(REPO / "workflow", workdir / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
-    (workdir / "config.yaml").write_text(yaml.safe_dump(TINY_CONFIG))
-    (workdir / "corpus.txt").write_text(tiny_corpus())
-    run_snakemake(workdir, snakemake_env)
+    """The whole workflow on the shared tiny corpus with one 8-unit model: seconds, not minutes."""
+    workdir = make_workdir(tmp_path_factory.mktemp("report_run"), models=TINY_MODEL)
+    run_snakemake(workdir, "--cores", "2", env=snakemake_env)
     return workdir
 
 
 @pytest.mark.slow
 def test_snakemake_report_is_self_contained(tiny_run, snakemake_env):
-    result = run_snakemake(tiny_run, snakemake_env, "--report", "report.html")
+    output = run_snakemake(tiny_run, "--report", "report.html", env=snakemake_env)
     # docutils reports caption mistakes (e.g. a stray |x| read as a substitution) without failing.
-    assert "(ERROR/" not in result.stdout + result.stderr and "(WARNING/" not in result.stdout + result.stderr
+    assert "(ERROR/" not in output and "(WARNING/" not in output
     page = (tiny_run / "report.html").read_text(encoding="utf-8")
     for category in ("1. Corpus and vocabulary", "2. Training", "3. Perplexity", "4. Generated sentences",
                      "5. Vanishing gradient"):
         assert category in page
-    for artifact in ("gradient_norms.png", "zipf.png", "tiny.png", "perplexity.html", "samples.html"):
+    for artifact in ("perplexity.html", "samples.html", "corpus.html", "gradient_norms.html"):
         assert artifact in page
     # Self-contained: every figure is embedded as a data URI and nothing is loaded from elsewhere.
     for figure in ("gradient_norms.png", "zipf.png", "tiny.png"):
@@ -226,8 +184,10 @@ def test_snakemake_report_is_self_contained(tiny_run, snakemake_env):
 
 @pytest.mark.slow
 def test_tiny_run_diagnostics_and_tables(tiny_run):
+    config = yaml.safe_load((tiny_run / "config.yaml").read_text())["diagnostics"]
     result = json.loads((tiny_run / "results/diagnostics/tiny/gradient_norms.json").read_text())
-    assert result["distance"] == list(range(7)) and result["sentences"] <= 20
+    assert result["distance"] == list(range(config["max_distance"] + 1))
+    assert result["sentences"] <= config["max_sentences"] and result["seed"] == TINY_MODEL["tiny"]["seed"]
     for state in ("initial", "trained"):
         assert result[state]["mean_norm"][0] > 0 and result[state]["spectral_radius"] > 0
     table = pd.read_csv(tiny_run / "results/report/perplexity.csv")
