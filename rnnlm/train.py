@@ -10,12 +10,11 @@ that its global L2 norm is at most `clip_norm` (0 disables clipping).
 
 Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
 learning rate, counters, log rows) is written atomically to the checkpoint file, which is deleted
-once the parameters file is written. The batch order of
-epoch e depends only on (seed, e), so a run restarted from a checkpoint performs exactly the updates
-the uninterrupted run would have, and ends with byte-identical parameters on the same device.
-A checkpoint is only resumed when its fingerprint (model and schedule hyper-parameters, data,
-vocabulary) matches the current run; `epochs` is left out, so a run killed on its way to 10 epochs
-can be resumed with epochs: 12.
+once the parameters file is written. The batch order of epoch e depends only on (seed, e), so a run
+restarted from a checkpoint performs exactly the updates the uninterrupted run would have, and ends
+with byte-identical parameters on the same device. A checkpoint is only resumed when its fingerprint
+(model and schedule hyper-parameters, data, vocabulary) matches the current run; `epochs` is left
+out, so a run killed on its way to 10 epochs can be resumed with epochs: 12.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import io
 import json
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field

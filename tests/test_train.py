@@ -22,7 +22,7 @@ from rnnlm.backend import get_backend
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError, load_npz
 from rnnlm.model import RNNLM
-from rnnlm.train import LOG_COLUMNS, TrainConfig, split_hyperparameters, train
+from rnnlm.train import LOG_COLUMNS, TrainConfig, split_hyperparameters
 from tiny_language import FAST, VOCAB_WORDS, run, tiny_splits, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
