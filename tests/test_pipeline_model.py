@@ -84,9 +84,11 @@ def test_pipeline_killed_mid_training_resumes_and_matches_an_uninterrupted_run(w
                                                                                snakemake_env):
     # Many short epochs, no early stop: long enough to be killed part way.
     configure(workflow_copy, epochs=60, patience=1000, hidden_size=32, batch_size=2)
+    succeed(run_snakemake, workflow_copy, "results/data/stats.json")  # shared by both runs below
     uninterrupted = workflow_copy.parent / "uninterrupted"
     shutil.copytree(workflow_copy, uninterrupted)
-    succeed(run_snakemake, uninterrupted, *TARGETS)
+    output = succeed(run_snakemake, uninterrupted, *TARGETS)
+    assert "rule index" not in output
 
     pipeline = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *TARGETS], cwd=workflow_copy,
                                 env=snakemake_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
