@@ -8,7 +8,12 @@ rule diagnose_gradients:
         params=f"{RESULTS}/models/{{model}}/params.npz",
         valid=f"{RESULTS}/data/valid.npz",
     output:
-        f"{RESULTS}/diagnostics/{{model}}/gradient_norms.json",
+        report(
+            f"{RESULTS}/diagnostics/{{model}}/gradient_norms.json",
+            caption="../report/gradient_json.rst",
+            category="5. Vanishing gradient",
+            labels={"result": "numbers of model {model} (JSON)"},
+        ),
     params:
         seed=lambda wildcards: model_config(wildcards.model)["seed"],
         max_distance=config["diagnostics"]["max_distance"],

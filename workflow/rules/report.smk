@@ -15,7 +15,7 @@ rule report_loss_curves:
             caption="../report/loss_curves.rst",
             category="2. Training",
             subcategory="{model}",
-            labels={"model": "{model}", "figure": "loss curves"},
+            labels={"model": "{model}", "result": "loss curves"},
         ),
     log:
         f"{RESULTS}/logs/report/loss_curves_{{model}}.log",
@@ -39,13 +39,13 @@ rule report_perplexity:
             f"{REPORT}/perplexity.csv",
             caption="../report/perplexity.rst",
             category="3. Perplexity",
-            labels={"table": "perplexity (CSV)"},
+            labels={"result": "perplexity table (CSV)"},
         ),
         html=report(
             f"{REPORT}/perplexity.html",
             caption="../report/perplexity.rst",
             category="3. Perplexity",
-            labels={"table": "perplexity"},
+            labels={"result": "perplexity table"},
         ),
     params:
         models=model_names(),
@@ -69,7 +69,7 @@ rule report_samples:
             f"{REPORT}/samples.html",
             caption="../report/samples.rst",
             category="4. Generated sentences",
-            labels={"page": "samples of every model"},
+            labels={"result": "samples of every model"},
         ),
     params:
         models=model_names(),
@@ -97,13 +97,13 @@ rule report_corpus:
             f"{REPORT}/zipf.png",
             caption="../report/zipf.rst",
             category="1. Corpus and vocabulary",
-            labels={"figure": "rank-frequency (Zipf) plot"},
+            labels={"result": "rank-frequency (Zipf) plot"},
         ),
         html=report(
             f"{REPORT}/corpus.html",
             caption="../report/corpus.rst",
             category="1. Corpus and vocabulary",
-            labels={"figure": "statistics and UNKNOWN_TOKEN rate"},
+            labels={"result": "statistics and UNKNOWN_TOKEN rate"},
         ),
     params:
         splits=DATA_SPLITS,
@@ -127,13 +127,13 @@ rule report_gradients:
             f"{REPORT}/gradient_norms.png",
             caption="../report/gradient_norms.rst",
             category="5. Vanishing gradient",
-            labels={"figure": "gradient norm against distance"},
+            labels={"result": "gradient norm against distance"},
         ),
         html=report(
             f"{REPORT}/gradient_norms.html",
             caption="../report/gradient_summary.rst",
             category="5. Vanishing gradient",
-            labels={"figure": "spectral radius and decay per model"},
+            labels={"result": "spectral radius and decay per model"},
         ),
     params:
         models=model_names(),
