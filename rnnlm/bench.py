@@ -3,7 +3,8 @@
 Every figure is tokens per second of one full training step (forward, backward, SGD update) on
 sentences of a fixed length drawn from a Zipf-like unigram distribution (the shape of real text;
 the class-based softmax depends on it). Each measurement runs `--repeats` times and the best run is
-reported, since other processes share the machine; all runs are kept in the JSON.
+reported, since other processes share the machine; all runs are kept in the JSON, with the load
+average at the end. `--clock cpu` counts this process's CPU seconds instead of elapsed time.
 
 Measured (C = vocabulary size, H = hidden size, float32):
   * ours, full softmax, full BPTT, at each `--batch-sizes` B;
@@ -45,17 +46,20 @@ def zipf_sentences(rng: np.random.Generator, vocab_size: int, count: int, length
     return rng.choice(vocab_size, size=(count, length + 1), p=weights / weights.sum())
 
 
-def _best_rate(step: Callable[[int], int], batches: int, repeats: int, warmup: int = 1) -> dict[str, Any]:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _best_rate(step: Callable[[int], int], batches: int, args) -> dict[str, Any]:
     """Run `step(i)` (returns tokens processed) `batches` times per repeat; best tokens/s of the repeats."""
-    for i in range(warmup):
-        step(i)
+    clock = CLOCKS[args.clock]
+    step(0)  # warm-up: allocations, BLAS buffers, the fused layer's weight storage
     rates = []
-    for _ in range(repeats):
+    for _ in range(args.repeats):
         tokens = 0
-        start = time.perf_counter()
+        start = clock()
         for i in range(batches):
             tokens += step(i)
-        rates.append(tokens / (time.perf_counter() - start))
+        rates.append(tokens / (clock() - start))
     return {"tokens_per_s": round(max(rates)), "runs": [round(rate) for rate in rates]}
 
 
@@ -81,7 +85,7 @@ def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, outp
             model.params[name] += grad
         return count
 
-    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args.repeats)
+    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
 
 
 def bench_torch(args, sentences: np.ndarray, batch_size: int) -> dict[str, Any]:
@@ -109,7 +113,7 @@ def bench_torch(args, sentences: np.ndarray, batch_size: int) -> dict[str, Any]:
         optimizer.step()
         return y.numel()
 
-    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args.repeats)
+    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
 
 
 class TutorialLoop:
@@ -160,7 +164,7 @@ def bench_tutorial_loop(args, sentences: np.ndarray, dtype) -> dict[str, Any]:
         loop.sgd_step(sentence[:-1], sentence[1:], TUTORIAL_LEARNING_RATE)
         return args.length
 
-    return _best_rate(step, args.tutorial_sentences, args.repeats)
+    return _best_rate(step, args.tutorial_sentences, args)
 
 
 def _torch_version() -> str | None:
@@ -210,6 +214,7 @@ def run(args) -> dict[str, Any]:
             "repeats": args.repeats,
             "tokens_per_run": args.tokens,
             "torch_threads": args.threads,
+            "clock": args.clock,
             "device": args.device,
         },
         "environment": {
@@ -218,6 +223,8 @@ def run(args) -> dict[str, Any]:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "load_average_1min": os.getloadavg()[0],
         },
         "results": {name: value for name, value in results.items()},
         "ratios": {name: value for name, value in ratios.items() if value is not None},
@@ -234,6 +241,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tutorial-sentences", type=int, default=20, help="sentences per timed tutorial-loop run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is reported)")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed seconds; cpu: this process's CPU seconds (steadier on a shared machine; "
+        "pair it with OPENBLAS_NUM_THREADS=1 and --threads 1 for per-core figures)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-class", action="store_true")
