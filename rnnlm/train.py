@@ -53,11 +53,11 @@ EXPLODING_LOSS_FACTOR = 3.0
 
 @dataclass(frozen=True)
 class TrainConfig:
-    learning_rate: float = 1.0
-    batch_size: int = 16
+    learning_rate: float = 2.0
+    batch_size: int = 4
     epochs: int = 15
     seed: int = 1
-    clip_norm: float = 1.0
+    clip_norm: float = 0.5
     evaluate_every: int = 1
     patience: int = 3
     checkpoint_every: int = 1
