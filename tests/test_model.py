@@ -294,3 +294,22 @@ def test_parameters_rebound_by_a_caller_are_used():
     model.params["b_y"] = np.zeros(12)
     loss, count = model.loss(x, y, mask)
     np.testing.assert_allclose(loss / count, np.log(12), rtol=1e-12)
+
+
+def test_peak_memory_holds_one_chunk_of_logits_not_the_batch():
+    import tracemalloc
+
+    config = ModelConfig(vocab_size=2000, hidden_size=16)
+    model = RNNLM(config, CPU, seed=0)
+    model.output.chunk_rows = 50
+    x, y, mask = random_batch(np.random.default_rng(11), 2000, [20] * 40)
+    all_logits_bytes = x.size * 2000 * 4  # 3.2 MB of float32 logits for the whole batch
+    model.loss_and_grads(x, y, mask)  # warm-up: the fused layer's weight storage
+    tracemalloc.start()
+    try:
+        model.loss_and_grads(x, y, mask)
+        model.token_log_probs(x, y, mask)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < all_logits_bytes / 3, peak
