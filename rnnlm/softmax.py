@@ -79,7 +79,7 @@ class _WordWeights:
     def shifted_inputs(self, xp: Any, params, h):
         """[h, -shift, 1] (n, H+2) with shift >= every logit of the row (Cauchy-Schwarz)."""
         V = params["V"]
-        row_norm = math.sqrt(float(xp.einsum("ij,ij->i", V, V).max())) if V.size else 0.0
+        row_norm = math.sqrt(float(xp.einsum("ij,ij->i", V, V).max()))
         rows, hidden = h.shape
         h_ext = xp.empty((rows, hidden + 2), dtype=h.dtype)
         h_ext[:, :hidden] = h
@@ -145,7 +145,7 @@ class FullSoftmax(_WordWeights):
         n, hidden = h.shape
         weights = self.extended(xp, params)
         h_ext = self.shifted_inputs(xp, params, h)
-        single_chunk = n <= self.chunk_rows
+        single_chunk = 0 < n <= self.chunk_rows  # then the one dV GEMM writes every entry
         grad_ext = (xp.empty if single_chunk else xp.zeros)((self.vocab_size, hidden + 1), dtype=h.dtype)
         dh = xp.empty_like(h)
         loss = 0.0

@@ -313,3 +313,12 @@ def test_peak_memory_holds_one_chunk_of_logits_not_the_batch():
     finally:
         tracemalloc.stop()
     assert peak < all_logits_bytes / 3, peak
+
+
+@pytest.mark.parametrize("output", ["full", "class"])
+def test_a_batch_of_padding_only_has_zero_loss_and_gradients(output):
+    model = make_model(output=output)
+    x, y, mask = np.zeros((3, 2), dtype=np.int64), np.ones((3, 2), dtype=np.int64), np.zeros((3, 2))
+    loss, count, grads = model.loss_and_grads(x, y, mask)
+    assert (loss, count) == (0.0, 0)
+    assert all(not np.asarray(grad).any() for grad in grads.values())
