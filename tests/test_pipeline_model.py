@@ -1,15 +1,9 @@
-"""The model stages run by Snakemake on a tiny corpus: train -> evaluate, generate; resources; resume
-after the whole pipeline is SIGKILLed."""
+"""The model stages run by Snakemake on a tiny corpus: train -> evaluate, generate; reruns; resources.
+(Resuming after Snakemake is SIGKILLed mid-training is tests/test_interrupt.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -78,35 +72,6 @@ def test_gpu_resource_only_when_device_is_gpu(workflow_copy, run_snakemake):
     gpu, cpu, auto = train_resources("gpu"), train_resources("cpu"), train_resources("auto")
     assert "gpu=1" in gpu and "mem_mb=" in gpu and "runtime=" in gpu
     assert "gpu" not in cpu and "gpu" not in auto
-
-
-def test_pipeline_killed_mid_training_resumes_and_matches_an_uninterrupted_run(workflow_copy, run_snakemake,
-                                                                               snakemake_env):
-    # Many short epochs, no early stop: long enough to be killed part way.
-    configure(workflow_copy, epochs=60, patience=1000, hidden_size=32, batch_size=2)
-    succeed(run_snakemake, workflow_copy, "results/data/stats.json")  # shared by both runs below
-    uninterrupted = workflow_copy.parent / "uninterrupted"
-    shutil.copytree(workflow_copy, uninterrupted)
-    output = succeed(run_snakemake, uninterrupted, *TARGETS)
-    assert "rule index" not in output
-
-    pipeline = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *TARGETS], cwd=workflow_copy,
-                                env=snakemake_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-    checkpoint = workflow_copy / MODEL_DIR / "checkpoint.npz"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and pipeline.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.5)
-    os.killpg(pipeline.pid, signal.SIGKILL)  # Snakemake and its training job alike
-    pipeline.wait(timeout=10)
-    assert checkpoint.exists() and not (workflow_copy / MODEL_DIR / "params.npz").exists()
-
-    succeed(run_snakemake, workflow_copy, "--unlock")  # Snakemake's own lock outlives a SIGKILL
-    succeed(run_snakemake, workflow_copy, *TARGETS)
-    assert "resuming from" in (workflow_copy / f"results/logs/train/{MODEL}.log").read_text()
-    for name in ("params.npz", "metrics.json", "samples.txt"):
-        assert (workflow_copy / MODEL_DIR / name).read_bytes() == (uninterrupted / MODEL_DIR / name).read_bytes(), name
 
 
 def test_lint_is_clean_for_the_model_rules(workflow_copy, run_snakemake):
