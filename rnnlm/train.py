@@ -160,7 +160,8 @@ class Divergence(RnnlmError):
 def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
     """Global L2 norm of the mean-per-token gradient (`grads` are gradients of the summed loss)."""
     xp = model.backend.xp
-    return math.sqrt(sum(float(xp.vdot(g.ravel(), g.ravel())) for g in grads.values())) / tokens
+    # One device-to-host transfer for all parameters, not one each.
+    return math.sqrt(float(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads.values()))) / tokens
 
 
 def _clipped_update(model: RNNLM, grads: dict, tokens: int, norm: float, learning_rate: float, clip_norm: float) -> None:
