@@ -132,19 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", help="write here instead of standard output")
 
     for name, module in DELEGATED.items():
-        sub = command(name, f"{module}; see `rnnlm {name} --help`", None)
-        sub.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        command(name, f"{module}; see `rnnlm {name} --help`", None)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # Delegated subcommands parse their own options, --help included.
-    if argv and argv[0] in DELEGATED:
-        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
+    # Delegated subcommands parse their own options, --help included (global options do not apply).
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    if command in DELEGATED:
+        return importlib.import_module(DELEGATED[command]).main(argv[argv.index(command) + 1:])
     args = build_parser().parse_args(argv)
-    if args.run is None:
-        return importlib.import_module(DELEGATED[args.command]).main(args.arguments)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
     try:

@@ -110,7 +110,7 @@ def test_train_refuses_invalid_settings(workspace, tmp_path, capsys):
 
 
 def test_gradcheck_is_delegated(capsys):
-    assert main(["gradcheck", "--hidden-size", "3", "--vocab-size", "7", "--lengths", "3", "2"]) == 0
+    assert main(["-q", "gradcheck", "--hidden-size", "3", "--vocab-size", "7", "--lengths", "3", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["passed"] is True
 
 
