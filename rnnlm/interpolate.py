@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 # Bisection halves the bracket each step; 60 steps take [0, 1] below float64 resolution.
 BISECTION_STEPS = 60
-GRID = np.linspace(0.0, 1.0, 11)
+# RNN weights at which the validation perplexity is reported, for a curve in the report.
+GRID = tuple(step / 10 for step in range(11))
 
 
 def mixture_log_probs(rnn: np.ndarray, ngram: np.ndarray, weight: float) -> np.ndarray:
@@ -107,7 +108,7 @@ def interpolate_model(params_path, vocab_path, split_paths: dict, ngram_path, ou
             entry["reduction_vs_ngram"] = 1.0 - entry["interpolated_perplexity"] / entry["ngram_perplexity"]
         result["splits"][name] = entry
     rnn, ngram = scores["valid"]
-    result["valid_grid"] = [{"weight_rnn": float(w), "perplexity": perplexity(mixture_log_probs(rnn, ngram, w))} for w in GRID]
+    result["valid_grid"] = [{"weight_rnn": w, "perplexity": perplexity(mixture_log_probs(rnn, ngram, w))} for w in GRID]
     log.info("interpolation weight of the RNN %.4f: test perplexity %s (RNN %s, n-gram %s)", weight,
              result["splits"]["test"]["interpolated_perplexity"], result["splits"]["test"]["rnn_perplexity"],
              result["splits"]["test"]["ngram_perplexity"])
