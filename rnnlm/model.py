@@ -147,7 +147,7 @@ class RNNLM:
     def forward_cache(self, x, mask, state=None) -> ForwardCache:
         """Run the recurrence over a batch and keep every state (diagnostics and backward use it)."""
         x, mask = self._check_batch(x, mask)
-        state0 = self.initial_state(x.shape[1]) if state is None else state
+        state0 = self.initial_state(x.shape[1]) if state is None else self.backend.asarray(state, dtype=self.dtype)
         states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x), state0)
         return ForwardCache(x, mask, states, extras)
 
@@ -235,7 +235,12 @@ class RNNLM:
     def state_vjp(self, cache: ForwardCache, t: int, grad_state):
         """dL/ds_{t-1} from dL/ds_t (B, state size), through step t alone."""
         _, grad_prev = self.cell.backward(
-            self.backend.xp, self.params, cache.states, cache.extras, slice(t, t + 1), grad_state[None]
+            self.backend.xp,
+            self.params,
+            cache.states,
+            cache.extras,
+            slice(t, t + 1),
+            self.backend.asarray(grad_state, dtype=self.dtype)[None],
         )
         return grad_prev[0]
 
@@ -261,6 +266,7 @@ class RNNLM:
     def step(self, tokens, state):
         """Feed one token per sequence: (log-probabilities of the next word (B, C), new state)."""
         tokens = self._check_ids(tokens, "tokens").reshape(-1)
+        state = self.backend.asarray(state, dtype=self.dtype)
         new_state = self.cell.step(self.backend.xp, self.params, self._input_projection(tokens), state)
         return self.output.log_probs(self.backend, self.params, self.cell.hidden(new_state)), new_state
 
