@@ -153,3 +153,11 @@ def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):
     text = run_log.read_text(encoding="utf-8")
     assert "--gpus=1" in text
     assert "Invalid generic resource (gres) specification" in text
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception),
+                                         ("false", pytest.skip.Exception)])
+def test_missing_cluster_fails_only_under_ci(monkeypatch, ci, outcome):
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="needs root"):
+        unavailable("needs root")
