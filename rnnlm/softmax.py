@@ -50,35 +50,38 @@ def _log_softmax_rows(xp: Any, logits):
 
 
 class _WordWeights:
-    """The (C, H+2) array [V, 1, b_y] whose column views are the parameters V and b_y."""
+    """The (C, H+2) array [V, 1, b_y] whose column views are the parameters V and b_y (named
+    `names`; the class softmax's class layer is a full softmax over classes named V_class, b_class)."""
 
-    def __init__(self, vocab_size: int, hidden_size: int):
+    def __init__(self, vocab_size: int, hidden_size: int, names: tuple[str, str] = ("V", "b_y")):
         self.vocab_size = vocab_size
         self.hidden_size = hidden_size
+        self.weight_name, self.bias_name = names
         self._storage = None
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         bound = 1.0 / math.sqrt(self.hidden_size)
         return {
-            "V": rng.uniform(-bound, bound, (self.vocab_size, self.hidden_size)).astype(dtype),
-            "b_y": np.zeros(self.vocab_size, dtype=dtype),
+            self.weight_name: rng.uniform(-bound, bound, (self.vocab_size, self.hidden_size)).astype(dtype),
+            self.bias_name: np.zeros(self.vocab_size, dtype=dtype),
         }
 
     def extended(self, xp: Any, params):
-        """[V, 1, b_y], re-linking params["V"], params["b_y"] as its views if they were rebound."""
+        """[V, 1, b_y], re-linking params[V], params[b_y] as its views if they were rebound."""
         storage, hidden = self._storage, self.hidden_size
-        if storage is None or params["V"].base is not storage or params["b_y"].base is not storage:
-            storage = xp.empty((self.vocab_size, hidden + 2), dtype=params["V"].dtype)
-            storage[:, :hidden] = params["V"]
+        weight, bias = params[self.weight_name], params[self.bias_name]
+        if storage is None or weight.base is not storage or bias.base is not storage:
+            storage = xp.empty((self.vocab_size, hidden + 2), dtype=weight.dtype)
+            storage[:, :hidden] = weight
             storage[:, hidden] = 1
-            storage[:, hidden + 1] = params["b_y"]
-            params["V"], params["b_y"] = storage[:, :hidden], storage[:, hidden + 1]
+            storage[:, hidden + 1] = bias
+            params[self.weight_name], params[self.bias_name] = storage[:, :hidden], storage[:, hidden + 1]
             self._storage = storage
         return storage
 
     def shifted_inputs(self, xp: Any, params, h):
         """[h, -shift, 1] (n, H+2) with shift >= every logit of the row (Cauchy-Schwarz)."""
-        V = params["V"]
+        V = params[self.weight_name]
         row_norm = math.sqrt(float(xp.einsum("ij,ij->i", V, V).max()))
         rows, hidden = h.shape
         h_ext = xp.empty((rows, hidden + 2), dtype=h.dtype)
@@ -86,7 +89,7 @@ class _WordWeights:
         shift = h_ext[:, hidden]
         xp.sqrt(xp.einsum("ij,ij->i", h, h), out=shift)
         shift *= row_norm
-        shift += float(params["b_y"].max())
+        shift += float(params[self.bias_name].max())
         # Whole numbers: a tiny parameter change rarely moves the shift, so the loss's rounding does
         # not jitter with it (central differences in the gradient check see the true change only).
         xp.ceil(shift, out=shift)
@@ -135,8 +138,14 @@ class _Block(NamedTuple):
 class FullSoftmax(_WordWeights):
     """o = softmax(V h + b_y) over all C words."""
 
-    def __init__(self, vocab_size: int, hidden_size: int, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS):
-        super().__init__(vocab_size, hidden_size)
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        names: tuple[str, str] = ("V", "b_y"),
+    ):
+        super().__init__(vocab_size, hidden_size, names)
         self.chunk_rows = max(1, chunk_elements // vocab_size)
 
     def loss_and_grads(self, backend, params, h, y):
@@ -168,8 +177,8 @@ class FullSoftmax(_WordWeights):
                 xp.dot(exps.T, weighted, out=grad_ext)
             else:
                 grad_ext += exps.T @ weighted
-        dh -= params["V"][y]
-        return loss, dh, {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
+        dh -= params[self.weight_name][y]
+        return loss, dh, {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
 
     def target_log_probs(self, backend, params, h, y):
         """log p(y_i | h_i) for rows h (n, H), chunked like the training pass."""
@@ -195,8 +204,8 @@ class FullSoftmax(_WordWeights):
 
     def log_probs(self, backend, params, h):
         """log-softmax over the whole vocabulary for each row of h (B, H) -> (B, C)."""
-        logits = h @ params["V"].T
-        logits += params["b_y"]
+        logits = h @ params[self.weight_name].T
+        logits += params[self.bias_name]
         return _log_softmax_rows(backend.xp, logits)
 
 
@@ -236,12 +245,11 @@ class ClassSoftmax(_WordWeights):
         self.class_start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)  # host ints for slicing
         self._device_tables = None
         self._device_sizes = None
+        self.class_layer = FullSoftmax(self.num_classes, hidden_size, names=("V_class", "b_class"))
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         params = super().init_params(rng, dtype)
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        params["V_class"] = rng.uniform(-bound, bound, (self.num_classes, self.hidden_size)).astype(dtype)
-        params["b_class"] = np.zeros(self.num_classes, dtype=dtype)
+        params.update(self.class_layer.init_params(rng, dtype))
         return params
 
     def file_arrays(self) -> dict[str, np.ndarray]:
@@ -253,11 +261,6 @@ class ClassSoftmax(_WordWeights):
             position = np.arange(self.vocab_size) - self.class_start[self.class_of_word]
             self._device_tables = (backend.asarray(self.class_of_word), backend.asarray(position))
         return self._device_tables
-
-    def _class_log_probs(self, xp: Any, params, h):
-        logits = h @ params["V_class"].T
-        logits += params["b_class"]
-        return _log_softmax_rows(xp, logits)
 
     def _group_by_class(self, backend, y):
         """Rows whose target's class has more than one word (the others have P(w | class) = 1),
@@ -343,18 +346,9 @@ class ClassSoftmax(_WordWeights):
             weighted[row] = block.logits[local] @ block.weights[:, :-1]
 
     def loss_and_grads(self, backend, params, h, y):
-        xp = backend.xp
         hidden = self.hidden_size
         class_of_word, _ = self._tables(backend)
-        classes = class_of_word[y]
-        # class layer: a dense K-way softmax
-        class_probs = self._class_log_probs(xp, params, h)
-        rows = xp.arange(h.shape[0])
-        loss = -float(class_probs[rows, classes].sum())
-        xp.exp(class_probs, out=class_probs)
-        class_probs[rows, classes] -= 1  # each row once: plain indexing is a correct scatter here
-        dh = class_probs @ params["V_class"]
-        grads = {"V_class": class_probs.T @ h, "b_class": class_probs.sum(axis=0)}
+        loss, dh, grads = self.class_layer.loss_and_grads(backend, params, h, class_of_word[y])
         # word layer, rows grouped by class
         order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True)
         loss -= float(log_probs.sum())
@@ -363,9 +357,8 @@ class ClassSoftmax(_WordWeights):
         return loss, dh, grads
 
     def target_log_probs(self, backend, params, h, y):
-        xp = backend.xp
         class_of_word, _ = self._tables(backend)
-        result = self._class_log_probs(xp, params, h)[xp.arange(h.shape[0]), class_of_word[y]]
+        result = self.class_layer.target_log_probs(backend, params, h, class_of_word[y])
         order, word_log_probs, _, _ = self._word_part(backend, params, h, y, want_grads=False)
         result[order] += word_log_probs
         return result
@@ -378,7 +371,7 @@ class ClassSoftmax(_WordWeights):
         logits += params["b_y"]
         for k in range(self.num_classes):
             _log_softmax_rows(xp, logits[:, self.class_start[k] : self.class_start[k + 1]])
-        logits += self._class_log_probs(xp, params, h)[:, class_of_word]
+        logits += self.class_layer.log_probs(backend, params, h)[:, class_of_word]
         return logits
 
 
