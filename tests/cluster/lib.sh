@@ -7,6 +7,9 @@
 
 RNNLM_SLURM_RUN_DIR=/run/rnnlm-slurm
 RNNLM_SLURM_DEFAULT_RECORD=$RNNLM_SLURM_RUN_DIR/started-daemons
+RNNLM_SLURM_CONF=/etc/slurm/slurm.conf
+# First line of the slurm.conf that start-slurm.sh writes; no other file is ever replaced or removed.
+RNNLM_SLURM_CONF_MARKER="written by rnnlm-workflow tests/cluster/start-slurm.sh"
 
 # process_state PID -> one-letter state from /proc/PID/stat (empty if there is no such process).
 # The command name in field 2 may contain spaces and parentheses, so cut after the last ')'.

@@ -27,8 +27,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-SLURM_CONF=/etc/slurm/slurm.conf
-MARKER="written by rnnlm-workflow tests/cluster/start-slurm.sh"
+SLURM_CONF=$RNNLM_SLURM_CONF
+MARKER=$RNNLM_SLURM_CONF_MARKER
 STATE_DIR=/var/spool/rnnlm-slurm
 LOG_DIR=/var/log/rnnlm-slurm
 RUN_DIR=$RNNLM_SLURM_RUN_DIR

@@ -5,6 +5,9 @@
 # order: each PID gets SIGTERM only if /proc/PID/comm still names NAME and it is not a zombie
 # (PIDs get reused), then SIGKILL after 10 s. No pkill/killall, nothing matched by name.
 # Daemons that start-slurm.sh found running and reused are not in the record and keep running.
+# Once no controller of ours runs, the slurm.conf that start-slurm.sh wrote is removed too: while it
+# names an unreachable controller, every SLURM client call (and so every Snakemake start, whose
+# SLURM plugin asks `scontrol show config`) waits about 10 s for it.
 #
 # usage: stop-slurm.sh [--record FILE] [--cancel-jobs]
 #   --cancel-jobs  first scancel the caller's jobs and wait for them to leave the node: their
@@ -55,3 +58,9 @@ for (( i = ${#names[@]} - 1; i >= 0; i-- )); do
   fi
 done
 : >"$RECORD"
+
+controller=$(pid_from_file "$RNNLM_SLURM_RUN_DIR/slurmctld.pid" || true)
+if ! is_daemon "$controller" slurmctld && grep -qF "$RNNLM_SLURM_CONF_MARKER" "$RNNLM_SLURM_CONF" 2>/dev/null; then
+  rm -f "$RNNLM_SLURM_CONF"
+  echo "removed $RNNLM_SLURM_CONF (start-slurm.sh writes it again)"
+fi
