@@ -34,6 +34,8 @@ rule download:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/download.py"
 
@@ -54,6 +56,8 @@ rule tokenize:
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/tokenize.py"
 
@@ -74,6 +78,8 @@ rule vocab:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/vocab.py"
 
@@ -101,5 +107,7 @@ rule index:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/index.py"

@@ -30,5 +30,7 @@ rule diagnose_gradients:
         mem_mb=lambda wildcards: 2 * model_mem_mb(wildcards.model),
         runtime=30,
         **device_resources(),
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/diagnostics.py"

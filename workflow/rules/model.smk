@@ -36,6 +36,8 @@ rule train:
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=lambda wildcards: train_runtime(wildcards.model),
         **device_resources(),
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/train.py"
 
@@ -58,6 +60,8 @@ rule evaluate:
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
         **device_resources(),
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -79,5 +83,7 @@ rule generate:
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
         **device_resources(),
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/generate.py"

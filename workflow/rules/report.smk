@@ -25,6 +25,8 @@ rule report_loss_curves:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/report_loss_curves.py"
 
@@ -57,6 +59,8 @@ rule report_perplexity:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/report_perplexity.py"
 
@@ -81,6 +85,8 @@ rule report_samples:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/report_samples.py"
 
@@ -115,6 +121,8 @@ rule report_corpus:
     resources:
         mem_mb=2000,
         runtime=5,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/report_corpus.py"
 
@@ -145,6 +153,8 @@ rule report_gradients:
     resources:
         mem_mb=1000,
         runtime=5,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/report_gradients.py"
 
