@@ -30,9 +30,11 @@ import numpy as np
 
 from rnnlm.backend import get_backend
 from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.train import sgd_step
 
 LEARNING_RATE = 0.1  # per token (mean gradient): keeps the timed runs away from divergence
 TUTORIAL_LEARNING_RATE = 0.005  # the tutorial's, on its per-sentence summed gradient
+CLIP_NORM = 0.0  # the tutorial clips nothing; the trainer's sgd_step then fuses the V update into its GEMM
 
 
 def zipf_counts(vocab_size: int) -> np.ndarray:
@@ -79,10 +81,8 @@ def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, outp
 
     def step(i: int) -> int:
         x, y, mask = device_batches[i % len(device_batches)]
-        _, count, grads = model.loss_and_grads(x, y, mask)
-        for name, grad in grads.items():  # SGD on the mean token gradient, in place: no temporaries
-            grad *= -LEARNING_RATE / count
-            model.params[name] += grad
+        # the trainer's update; no clipping, as the tutorial
+        _, count, _ = sgd_step(model, x, y, mask, LEARNING_RATE, CLIP_NORM)
         return count
 
     return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
@@ -211,6 +211,7 @@ def run(args) -> dict[str, Any]:
             "hidden_size": args.hidden_size,
             "sentence_length": args.length,
             "dtype": "float32",
+            "clip_norm": CLIP_NORM,
             "repeats": args.repeats,
             "tokens_per_run": args.tokens,
             "torch_threads": args.threads,

@@ -74,6 +74,15 @@ class ModelConfig:
 
 
 @dataclass
+class SparseRows:
+    """A gradient of U (G*H, C) that is zero outside the columns of the batch's words: `rows[i]` is
+    column `indices[i]` (indices unique), so a step at B = 1 touches <= T columns, not all C."""
+
+    indices: Any
+    rows: Any
+
+
+@dataclass
 class ForwardCache:
     """What backward needs: inputs, mask, all states (states[0] is the initial state), cell extras."""
 
@@ -163,22 +172,53 @@ class RNNLM:
         return hidden[rows], y[rows], rows
 
     # ------------------------------------------------------------------ training
-    def loss_and_grads(self, x, y, mask) -> tuple[float, int, dict[str, Any]]:
-        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum."""
+    def loss_and_grads(
+        self, x, y, mask, sparse_input: bool = False, output_step: float | None = None
+    ) -> tuple[float, int, dict[str, Any]]:
+        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
+
+        `sparse_input`: the U gradient comes as `SparseRows` (no dense G*H x C array is built).
+        `output_step` s: the output layer's parameters p are updated in place, p += s * dL/dp, as
+        their gradients are formed, and are left out of the returned gradients (an SGD step that
+        never holds dV: the caller must know its step size before the gradient, i.e. no clipping).
+        """
         xp = self.backend.xp
         cache = self.forward_cache(x, mask)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
         hidden_rows, targets, rows = self._valid_rows(cache, y)
-        loss, d_hidden, grads = self.output.loss_and_grads(self.backend, self.params, hidden_rows, targets)
+        loss, d_hidden, grads = self.output.loss_and_grads(
+            self.backend, self.params, hidden_rows, targets, step=output_step
+        )
         d_state = xp.zeros((steps * batch, self.cell.state_size), dtype=self.dtype)
         if rows is None:
             d_state[:, : self.config.hidden_size] = d_hidden
         else:
             d_state[rows, : self.config.hidden_size] = d_hidden
         dz = self._backprop(cache, d_state.reshape(steps, batch, -1))
-        grads.update(self._cell_grads(cache, dz, rows))
+        grads.update(self._cell_grads(cache, dz, rows, sparse_input))
         return float(loss), int(hidden_rows.shape[0]), grads
+
+    def apply_update(self, grads: dict[str, Any], step: float) -> None:
+        """SGD in place: p += step * grad for each gradient (dense or SparseRows); the dense
+        gradients are scaled in place on the way (consumed), so no temporary is allocated."""
+        step = self.dtype.type(step)
+        for name, grad in grads.items():
+            param = self.params[name]
+            if isinstance(grad, SparseRows):
+                grad.rows *= step
+                word_major = param.T  # U's own memory layout: its columns are contiguous rows here
+                word_major[grad.indices] += grad.rows
+            else:
+                grad *= step
+                param += grad
+
+    def gradient_squared_norm(self, grads: dict[str, Any]) -> float:
+        """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero)."""
+        xp = self.backend.xp
+        parts = [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
+        # One device-to-host transfer for all parameters, not one each.
+        return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
 
     def _backprop(self, cache: ForwardCache, d_state):
         """Pre-activation gradients (T, B, G*H) from dL_t/ds_t of every step, full or truncated."""
@@ -204,17 +244,21 @@ class RNNLM:
         dz, _ = cell.backward(xp, params, cache.states, cache.extras, slice(0, steps), total)
         return dz
 
-    def _cell_grads(self, cache: ForwardCache, dz, rows) -> dict[str, Any]:
-        """U, W, b_h gradients; dU is a scatter-add of the real tokens' rows (padding has dz = 0)."""
+    def _cell_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool) -> dict[str, Any]:
+        """U, W, b_h gradients; dU sums the real tokens' rows per word (padding has dz = 0)."""
         xp = self.backend.xp
         dz_rows = dz.reshape(-1, dz.shape[-1])
         tokens = cache.x.reshape(-1)
         if rows is not None:
             dz_rows, tokens = dz_rows[rows], tokens[rows]
-        d_input = xp.zeros((self.config.vocab_size, dz.shape[-1]), dtype=self.dtype)  # dU transposed
-        self.backend.scatter_add(d_input, tokens, dz_rows)
+        if sparse_input:
+            input_grad = SparseRows(*self.backend.sum_by_index(tokens, dz_rows))
+        else:
+            d_input = xp.zeros((self.config.vocab_size, dz.shape[-1]), dtype=self.dtype)  # dU transposed
+            self.backend.scatter_add(d_input, tokens, dz_rows)
+            input_grad = d_input.T
         return {
-            "U": d_input.T,
+            "U": input_grad,
             "W": self.cell.weight_grad(xp, self.params, cache.states, cache.extras, dz),
             "b_h": dz_rows.sum(axis=0),
         }

@@ -124,6 +124,16 @@ def _needs_repair(weighted) -> bool:
     return not bool((weighted[:, -1] >= _underflow_limit(weighted.dtype)).all())
 
 
+def _stepped_in_place(params, grads: dict, step) -> dict:
+    """`grads` as they are without a step; with a step s, params += s * grads in place and {}."""
+    if step is None:
+        return grads
+    for name, grad in grads.items():
+        grad *= step
+        params[name] += grad
+    return {}
+
+
 class _Block(NamedTuple):
     """One class's share of the class softmax's word layer: views into the per-call buffers."""
 
@@ -148,14 +158,18 @@ class FullSoftmax(_WordWeights):
         super().__init__(vocab_size, hidden_size, names)
         self.chunk_rows = max(1, chunk_elements // vocab_size)
 
-    def loss_and_grads(self, backend, params, h, y):
-        """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients."""
+    def loss_and_grads(self, backend, params, h, y, step=None):
+        """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients
+        (with `step` s: V, b_y += s * their gradients in place instead, see RNNLM.loss_and_grads)."""
         xp = backend.xp
         n, hidden = h.shape
         weights = self.extended(xp, params)
         h_ext = self.shifted_inputs(xp, params, h)
         single_chunk = 0 < n <= self.chunk_rows  # then the one dV GEMM writes every entry
-        grad_ext = (xp.empty if single_chunk else xp.zeros)((self.vocab_size, hidden + 1), dtype=h.dtype)
+        fused_step = step is not None and single_chunk
+        grad_ext = None
+        if not fused_step:
+            grad_ext = (xp.empty if single_chunk else xp.zeros)((self.vocab_size, hidden + 1), dtype=h.dtype)
         dh = xp.empty_like(h)
         loss = 0.0
         exps_buffer = xp.empty((min(n, self.chunk_rows), self.vocab_size), dtype=h.dtype)
@@ -169,7 +183,16 @@ class FullSoftmax(_WordWeights):
             loss += float((xp.log(sums) - target).sum())
             inverse = 1 / sums
             xp.multiply(weighted[:, :hidden], inverse[:, None], out=dh[chunk])
+            dh[chunk] -= params[self.weight_name][y[chunk]]  # before a fused step moves V
             exps[xp.arange(exps.shape[0]), y[chunk]] -= sums  # (E - sum onehot) / sum = p - onehot
+            if fused_step:
+                # [V, 1, b_y] += s E^T [h / sum, 0, 1 / sum]: the 0 keeps the ones column exact
+                right = xp.empty((n, hidden + 2), dtype=h.dtype)
+                xp.multiply(h, inverse[:, None], out=right[:, :hidden])
+                right[:, hidden] = 0
+                right[:, hidden + 1] = inverse
+                backend.add_matmul(weights, exps.T, right, step)
+                continue
             # reuse `weighted` for the dV GEMM's right side: [h / sum, 1 / sum]
             xp.multiply(h[chunk], inverse[:, None], out=weighted[:, :hidden])
             weighted[:, hidden] = inverse
@@ -177,8 +200,10 @@ class FullSoftmax(_WordWeights):
                 xp.dot(exps.T, weighted, out=grad_ext)
             else:
                 grad_ext += exps.T @ weighted
-        dh -= params[self.weight_name][y]
-        return loss, dh, {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
+        if fused_step:
+            return loss, dh, {}
+        grads = {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
+        return loss, dh, _stepped_in_place(params, grads, step)
 
     def target_log_probs(self, backend, params, h, y):
         """log p(y_i | h_i) for rows h (n, H), chunked like the training pass."""
@@ -345,15 +370,16 @@ class ClassSoftmax(_WordWeights):
             block.logits[local] = xp.exp(logits)
             weighted[row] = block.logits[local] @ block.weights[:, :-1]
 
-    def loss_and_grads(self, backend, params, h, y):
+    def loss_and_grads(self, backend, params, h, y, step=None):
         hidden = self.hidden_size
         class_of_word, _ = self._tables(backend)
-        loss, dh, grads = self.class_layer.loss_and_grads(backend, params, h, class_of_word[y])
+        loss, dh, grads = self.class_layer.loss_and_grads(backend, params, h, class_of_word[y], step=step)
         # word layer, rows grouped by class
         order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True)
         loss -= float(log_probs.sum())
         dh[order] += dh_sorted
-        grads["V"], grads["b_y"] = grad_ext[:, :hidden], grad_ext[:, hidden]
+        word_grads = {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
+        grads.update(_stepped_in_place(params, word_grads, step))
         return loss, dh, grads
 
     def target_log_probs(self, backend, params, h, y):

@@ -30,7 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -159,9 +159,7 @@ class Divergence(RnnlmError):
 
 def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
     """Global L2 norm of the mean-per-token gradient (`grads` are gradients of the summed loss)."""
-    xp = model.backend.xp
-    # One device-to-host transfer for all parameters, not one each.
-    return math.sqrt(float(sum(xp.vdot(g.ravel(), g.ravel()) for g in grads.values()))) / tokens
+    return math.sqrt(model.gradient_squared_norm(grads)) / tokens
 
 
 def _clipped_update(model: RNNLM, grads: dict, tokens: int, norm: float, learning_rate: float, clip_norm: float) -> None:
@@ -169,8 +167,28 @@ def _clipped_update(model: RNNLM, grads: dict, tokens: int, norm: float, learnin
     scale = learning_rate / tokens
     if clip_norm and norm > clip_norm:
         scale *= clip_norm / norm
-    for name, grad in grads.items():
-        model.params[name] -= grad * model.params[name].dtype.type(scale)
+    model.apply_update(grads, -scale)
+
+
+def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
+             check: Callable[[float, int, float], None] | None = None) -> tuple[float, int, float]:
+    """One SGD update on the batch's mean-per-token gradient, clipped to global norm `clip_norm`
+    (0: no clipping); returns (summed loss, tokens, gradient norm). `check(loss, tokens, norm)` runs
+    before the update is applied and may raise.
+
+    U's gradient stays sparse (the batch's words only). Without clipping the step size is known
+    before the gradient, so the output layer's update is fused into the GEMM that forms its
+    gradient: it is applied before `check` runs, and the norm covers the other parameters only.
+    """
+    fused_step = None
+    if not clip_norm:
+        fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
+    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step)
+    norm = _gradient_norm(model, grads, count)
+    if check is not None:
+        check(loss, count, norm)
+    _clipped_update(model, grads, count, norm, learning_rate, clip_norm)
+    return loss, count, norm
 
 
 def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, vocab_words: list[str],
@@ -215,18 +233,19 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
             rng = np.random.default_rng([cfg.seed, epoch])
             started = time.perf_counter()
             loss_sum, tokens = 0.0, 0
-            # Batches of similar lengths waste little work on padding; their order is random.
-            for x, y, mask in train.batches(cfg.batch_size, rng=rng, sort_by_length=True):
-                batch_loss, count, grads = model.loss_and_grads(backend.asarray(x), backend.asarray(y), backend.asarray(mask))
-                batch_loss = float(batch_loss)
-                norm = _gradient_norm(model, grads, count)
+
+            def check(batch_loss: float, count: int, norm: float) -> None:
                 if not (math.isfinite(batch_loss) and math.isfinite(norm)) or batch_loss / count > explode_at:
                     raise Divergence(
                         f"training diverged in epoch {epoch}: batch loss {batch_loss / count:.4g} per token, "
                         f"gradient norm {norm:.4g} (uniform guessing scores {math.log(vocab_size):.4g}); lower "
                         f"learning_rate (now {state.learning_rate:g}) or set clip_norm > 0"
                     )
-                _clipped_update(model, grads, count, norm, state.learning_rate, cfg.clip_norm)
+
+            # Batches of similar lengths waste little work on padding; their order is random.
+            for x, y, mask in train.batches(cfg.batch_size, rng=rng, sort_by_length=True):
+                batch_loss, count, _ = sgd_step(model, backend.asarray(x), backend.asarray(y), backend.asarray(mask),
+                                                state.learning_rate, cfg.clip_norm, check)
                 loss_sum += batch_loss
                 tokens += int(count)
                 state.examples_seen += x.shape[1]

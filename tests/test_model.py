@@ -322,3 +322,28 @@ def test_a_batch_of_padding_only_has_zero_loss_and_gradients(output):
     loss, count, grads = model.loss_and_grads(x, y, mask)
     assert (loss, count) == (0.0, 0)
     assert all(not np.asarray(grad).any() for grad in grads.values())
+
+
+@pytest.mark.parametrize("output, chunk_rows", [("full", None), ("full", 3), ("class", None)])
+@pytest.mark.parametrize("truncate", [0, 2])
+def test_sparse_and_fused_sgd_step_matches_the_dense_update(output, chunk_rows, truncate):
+    """sparse_input + output_step (the trainer's unclipped step) = the dense gradients, applied."""
+    x, y, mask = random_batch(np.random.default_rng(9), 30, [8, 5, 7])
+    dense, fused = (make_model(vocab=30, output=output, bptt_truncate=truncate) for _ in range(2))
+    if chunk_rows:
+        fused.output.chunk_rows = chunk_rows
+    step = -0.3
+    loss, count, grads = dense.loss_and_grads(x, y, mask)
+    expected = {name: host_params(dense)[name] + step * np.asarray(grads[name]) for name in grads}
+    fused_loss, fused_count, remaining = fused.loss_and_grads(x, y, mask, sparse_input=True, output_step=step)
+    assert (fused_loss, fused_count) == pytest.approx((loss, count), rel=1e-12)
+    assert set(remaining) == {"U", "W", "b_h"}
+    words = np.unique(x[mask > 0])
+    np.testing.assert_array_equal(remaining["U"].indices, words)
+    np.testing.assert_allclose(remaining["U"].rows, np.asarray(grads["U"]).T[words], rtol=1e-12, atol=1e-15)
+    assert fused.gradient_squared_norm(remaining) == pytest.approx(
+        sum(float((np.asarray(grads[name]) ** 2).sum()) for name in remaining), rel=1e-12
+    )
+    fused.apply_update(remaining, step)
+    for name, value in expected.items():
+        np.testing.assert_allclose(host_params(fused)[name], value, rtol=1e-12, atol=1e-14, err_msg=name)

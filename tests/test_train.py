@@ -105,9 +105,9 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
     original = RNNLM.loss_and_grads
     calls = {"n": 0}
 
-    def poisoned(self, x, y, mask):
+    def poisoned(self, x, y, mask, **options):
         calls["n"] += 1
-        loss, count, grads = original(self, x, y, mask)
+        loss, count, grads = original(self, x, y, mask, **options)
         return (float("nan") if calls["n"] > 2 * 15 else loss), count, grads  # 15 batches an epoch
 
     monkeypatch.setattr(RNNLM, "loss_and_grads", poisoned)
@@ -149,9 +149,9 @@ DRIVER = textwrap.dedent("""
     if sys.argv[1] == "slow":
         # Slow each update down so the parent's SIGKILL lands in the middle of training.
         original = RNNLM.loss_and_grads
-        def slowed(self, *args):
+        def slowed(self, *args, **options):
             time.sleep(0.02)
-            return original(self, *args)
+            return original(self, *args, **options)
         RNNLM.loss_and_grads = slowed
     sys.exit(main(["train", *sys.argv[2:]]))
 """)
