@@ -17,7 +17,7 @@ report: "workflow/report/workflow.rst"
 
 # Jobs import the rnnlm package that sits beside this Snakefile, whether or not it is installed
 # (and inside --use-conda environments, which hold only the third-party packages).
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))
 
 RESULTS = "results"
 # Every included rule file adds the final artifacts it wants built by default.

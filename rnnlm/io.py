@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +21,12 @@ import numpy as np
 
 class RnnlmError(ValueError):
     """A problem with the user's input or configuration; the message says what and how to fix it."""
+
+
+def log_to(path: str | os.PathLike) -> None:
+    """Send logging and stderr (progress bars, warnings, tracebacks) of a Snakemake job to its log file."""
+    sys.stderr = open(path, "w", encoding="utf-8", buffering=1)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
 
 
 @contextlib.contextmanager

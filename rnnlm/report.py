@@ -8,10 +8,8 @@ they render the same on a headless cluster node as on a laptop. Every file is wr
 from __future__ import annotations
 
 import html
-import logging
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -39,11 +37,6 @@ span.score { color: #777; font-family: sans-serif; font-size: 0.85em; }
 h3 { font-size: 0.95em; color: #444; font-weight: normal; font-style: italic; }
 """
 
-
-def log_to(path: str | os.PathLike) -> None:
-    """Send logging and stderr (tqdm's progress bars, warnings, tracebacks) to a rule's log file."""
-    sys.stderr = open(path, "w", encoding="utf-8", buffering=1)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> None:

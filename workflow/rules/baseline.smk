@@ -30,6 +30,8 @@ rule baseline:
         # A dozen int64/float64 arrays per order over the training tokens, plus np.unique's sort copies.
         mem_mb=4000,
         runtime=20,
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/baseline.py"
 
@@ -54,5 +56,7 @@ rule interpolate:
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
         **device_resources(),
+    conda:
+        "../envs/rnnlm.yaml"
     script:
         "../scripts/interpolate.py"

@@ -1,7 +1,7 @@
 """Snakemake glue for rule baseline: see rnnlm.ngram.build_baseline."""
 
 from rnnlm.ngram import build_baseline
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 
 log_to(snakemake.log[0])
 build_baseline(

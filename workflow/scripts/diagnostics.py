@@ -1,7 +1,7 @@
 """Snakemake glue for rule diagnose_gradients: see rnnlm.diagnostics."""
 
 from rnnlm.diagnostics import run_diagnostics
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 
 log_to(snakemake.log[0])
 run_diagnostics(

@@ -1,7 +1,7 @@
 """Snakemake glue for the download stage (rnnlm.corpus.prepare_corpus)."""
 
 from rnnlm.corpus import prepare_corpus
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 
 log_to(snakemake.log[0])
 

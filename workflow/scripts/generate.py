@@ -1,13 +1,10 @@
 """Snakemake glue for rule generate: see rnnlm.generate.run_generation."""
 
-import logging
-import sys
-
+from rnnlm.io import log_to
 from rnnlm.generate import GenerateConfig, run_generation
 
 # Errors (tracebacks ending in the RnnlmError message) and progress go to the rule's log.
-sys.stderr = open(snakemake.log[0], "w", encoding="utf-8", buffering=1)
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+log_to(snakemake.log[0])
 
 run_generation(
     snakemake.input.params,

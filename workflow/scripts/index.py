@@ -1,7 +1,7 @@
 """Snakemake glue for the index stage (rnnlm.data.build_index)."""
 
 from rnnlm.data import build_index
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 
 log_to(snakemake.log[0])
 

@@ -1,7 +1,7 @@
 """Snakemake glue for rule interpolate: see rnnlm.interpolate.interpolate_model."""
 
 from rnnlm.interpolate import interpolate_model
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 
 log_to(snakemake.log[0])
 interpolate_model(

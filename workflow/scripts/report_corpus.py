@@ -1,6 +1,7 @@
 """Snakemake glue for rule report_corpus: see rnnlm.report.build_corpus_report."""
 
-from rnnlm.report import build_corpus_report, log_to
+from rnnlm.io import log_to
+from rnnlm.report import build_corpus_report
 
 log_to(snakemake.log[0])
 build_corpus_report(

@@ -1,6 +1,7 @@
 """Snakemake glue for rule report_perplexity: see rnnlm.report.build_perplexity_table."""
 
-from rnnlm.report import build_perplexity_table, log_to
+from rnnlm.io import log_to
+from rnnlm.report import build_perplexity_table
 
 log_to(snakemake.log[0])
 build_perplexity_table(

@@ -1,6 +1,6 @@
 """Snakemake glue for the tokenize stage (rnnlm.tokenize.tokenize_corpus)."""
 
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 from rnnlm.tokenize import tokenize_corpus
 
 log_to(snakemake.log[0])

@@ -1,14 +1,12 @@
 """Snakemake glue for rule train: see rnnlm.train.run_training."""
 
-import logging
-import sys
 from pathlib import Path
 
+from rnnlm.io import log_to
 from rnnlm.train import run_training
 
 # Errors (tracebacks ending in the RnnlmError message), progress and the epoch lines go to the log.
-sys.stderr = open(snakemake.log[0], "w", encoding="utf-8", buffering=1)
-logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+log_to(snakemake.log[0])
 
 run_training(
     snakemake.input.train,

@@ -1,6 +1,6 @@
 """Snakemake glue for the vocab stage (rnnlm.vocab.build_vocabulary)."""
 
-from rnnlm.report import log_to
+from rnnlm.io import log_to
 from rnnlm.vocab import build_vocabulary
 
 log_to(snakemake.log[0])
