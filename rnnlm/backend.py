@@ -58,21 +58,6 @@ class Backend:
             return unique, sums
         return _numpy_sum_by_index(indices, values)
 
-    def add_matmul(self, target, a, b, alpha: float) -> None:
-        """`target += alpha * (a @ b)` in place. On the CPU this is one BLAS gemm with beta = 1, so
-        the product is never held in a temporary (nor read back in a second pass)."""
-        gemm = _cpu_gemm(target) if self.name == "numpy" else None
-        if gemm is None:
-            target += alpha * (a @ b)
-            return
-        # Row-major target is the column-major target.T = b.T @ a.T.
-        first, transpose_first = _column_major(b.T)
-        second, transpose_second = _column_major(a.T)
-        result = gemm(alpha, first, second, beta=1.0, c=target.T, trans_a=transpose_first,
-                      trans_b=transpose_second, overwrite_c=True)
-        if not np.shares_memory(result, target):  # scipy had to copy target: write the result back
-            target[...] = result.T
-
     def rng(self, seed: int):
         """A random generator living on the device, deterministic per seed."""
         return self.xp.random.default_rng(seed)
@@ -87,25 +72,6 @@ def _numpy_sum_by_index(indices: np.ndarray, values: np.ndarray) -> tuple[np.nda
     sorted_indices = indices[order]
     run_starts = np.flatnonzero(np.r_[True, sorted_indices[1:] != sorted_indices[:-1]])
     return sorted_indices[run_starts], np.add.reduceat(values[order], run_starts, axis=0)
-
-
-def _cpu_gemm(target):
-    """SciPy's BLAS gemm for a C-contiguous float32/float64 `target`; None where it does not apply
-    (SciPy missing, other layouts or dtypes), and the caller falls back to NumPy."""
-    if not target.flags.c_contiguous or target.dtype not in (np.float32, np.float64):
-        return None
-    try:
-        from scipy.linalg import blas
-    except ImportError:
-        return None
-    return blas.sgemm if target.dtype == np.float32 else blas.dgemm
-
-
-def _column_major(matrix):
-    """(operand, transpose flag) such that BLAS reads `matrix` without a copy where possible."""
-    if matrix.flags.f_contiguous:
-        return matrix, 0
-    return matrix.T, 1
 
 
 def _usable_cupy() -> tuple[Any, str]:

@@ -157,6 +157,7 @@ class FullSoftmax(_WordWeights):
     ):
         super().__init__(vocab_size, hidden_size, names)
         self.chunk_rows = max(1, chunk_elements // vocab_size)
+        self._update = None
 
     def loss_and_grads(self, backend, params, h, y, step=None):
         """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients
@@ -186,12 +187,17 @@ class FullSoftmax(_WordWeights):
             dh[chunk] -= params[self.weight_name][y[chunk]]  # before a fused step moves V
             exps[xp.arange(exps.shape[0]), y[chunk]] -= sums  # (E - sum onehot) / sum = p - onehot
             if fused_step:
-                # [V, 1, b_y] += s E^T [h / sum, 0, 1 / sum]: the 0 keeps the ones column exact
+                # [V, 1, b_y] += E^T [s h / sum, 0, s / sum]: the step rides on the small right
+                # side, the 0 keeps the ones column exact, and the product lands in a kept buffer,
+                # so the update is one GEMM plus one contiguous add
+                inverse *= step
                 right = xp.empty((n, hidden + 2), dtype=h.dtype)
                 xp.multiply(h, inverse[:, None], out=right[:, :hidden])
                 right[:, hidden] = 0
                 right[:, hidden + 1] = inverse
-                backend.add_matmul(weights, exps.T, right, step)
+                update = self._update_buffer(xp, weights)
+                xp.dot(exps.T, right, out=update)
+                weights += update
                 continue
             # reuse `weighted` for the dV GEMM's right side: [h / sum, 1 / sum]
             xp.multiply(h[chunk], inverse[:, None], out=weighted[:, :hidden])
@@ -204,6 +210,12 @@ class FullSoftmax(_WordWeights):
             return loss, dh, {}
         grads = {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
         return loss, dh, _stepped_in_place(params, grads, step)
+
+    def _update_buffer(self, xp: Any, weights):
+        """A (C, H+2) buffer kept between steps: no page faults of a fresh 3 MB array per step."""
+        if self._update is None or self._update.dtype != weights.dtype:
+            self._update = xp.empty_like(weights)
+        return self._update
 
     def target_log_probs(self, backend, params, h, y):
         """log p(y_i | h_i) for rows h (n, H), chunked like the training pass."""

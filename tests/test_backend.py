@@ -88,17 +88,3 @@ def test_sum_by_index_gives_sorted_unique_indices_and_their_sums():
     indices, sums = backend.sum_by_index(np.array([[4, 0], [4, 2]]), np.arange(8.0).reshape(2, 2, 2))
     np.testing.assert_array_equal(indices, [0, 2, 4])
     np.testing.assert_array_equal(sums, [[2, 3], [6, 7], [0 + 4, 1 + 5]])
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("layout", ["c", "strided"])
-def test_add_matmul_accumulates_in_place(dtype, layout):
-    backend = get_backend("cpu")
-    rng = np.random.default_rng(1)
-    storage = rng.standard_normal((9, 6)).astype(dtype)
-    target = storage if layout == "c" else storage[:, :4]
-    a = rng.standard_normal((5, 9)).astype(dtype).T  # a transposed (Fortran-ordered) operand
-    b = rng.standard_normal((5, target.shape[1])).astype(dtype)
-    expected = target.astype(np.float64) - 0.5 * (a.astype(np.float64) @ b)
-    backend.add_matmul(target, a, b, -0.5)
-    np.testing.assert_allclose(target, expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
