@@ -56,13 +56,3 @@ def test_baseline_and_interpolation_rules(workflow_copy, run_snakemake):
     assert job_counts(output) == {"baseline": 1, "interpolate": 1}
     assert params.stat().st_mtime_ns == before
     assert json.loads((workflow_copy / f"{MODEL_DIR}/interpolation.json").read_text())["ngram_order"] == 2
-
-
-def test_lint_is_clean_for_the_baseline_rules(workflow_copy, run_snakemake):
-    """No lint for baseline.smk except the project-wide conda/container request."""
-    result = run_snakemake(workflow_copy, "--lint")
-    sections = (result.stdout + result.stderr).split("Lints for ")
-    ours = [s for s in sections if "baseline.smk" in s.partition("\n")[0]]
-    assert ours, "the lint output names no rule of baseline.smk"
-    complaints = [line.strip() for s in ours for line in s.splitlines() if line.strip().startswith("* ")]
-    assert [c for c in complaints if "conda environment or container" not in c] == []

@@ -72,12 +72,3 @@ def test_gpu_resource_only_when_device_is_gpu(workflow_copy, run_snakemake):
     gpu, cpu, auto = train_resources("gpu"), train_resources("cpu"), train_resources("auto")
     assert "gpu=1" in gpu and "mem_mb=" in gpu and "runtime=" in gpu
     assert "gpu" not in cpu and "gpu" not in auto
-
-
-def test_lint_is_clean_for_the_model_rules(workflow_copy, run_snakemake):
-    """No lint for model.smk, common.smk or their rules, except the project-wide conda/container request."""
-    result = run_snakemake(workflow_copy, "--lint")
-    sections = (result.stdout + result.stderr).split("Lints for ")
-    ours = [s for s in sections if any(name in s.partition("\n")[0] for name in ("model.smk", "common.smk"))]
-    complaints = [line.strip() for s in ours for line in s.splitlines() if line.strip().startswith("* ")]
-    assert [c for c in complaints if "conda environment or container" not in c] == []

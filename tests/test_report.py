@@ -193,14 +193,3 @@ def test_tiny_run_diagnostics_and_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/report/perplexity.csv")
     assert {"tiny", "unigram (add-one)"} <= set(table["model"])
     assert (table[["train", "valid", "test"]].dropna() > 1).all().all()
-
-
-@pytest.mark.slow
-def test_report_and_diagnostics_rules_lint_clean(tiny_run, snakemake_env):
-    """Only the project-wide request for a conda env or container may concern the rules of this stage."""
-    # --lint exits 1 whenever it prints a lint, and the conda/container one is always there.
-    output = run_snakemake(tiny_run, "--lint", env=snakemake_env, expect_success=False)
-    assert "Lints for rule report_gradients" in output
-    sections = [s for s in output.split("Lints for ") if re.match(r"(rule (report_|diagnose_)|snakefile \S*(report|diagnostics)\.smk)", s)]
-    complaints = re.findall(r"^\s*\* (.+)$", "\n".join(sections), flags=re.MULTILINE)
-    assert [c for c in complaints if "conda environment or container" not in c] == []
