@@ -154,9 +154,14 @@ def test_schema_names_the_bad_data_key(key, value):
         validate(config, str(REPO_ROOT / "workflow/schemas/config.schema.yaml"))
 
 
-def test_lint_is_clean(workflow_copy, run_snakemake):
-    """`snakemake --lint` has nothing to say about any rule or file of the workflow."""
-    result = run_snakemake(workflow_copy, "--lint")
+@pytest.mark.parametrize("corpus", ["builtin", "local"])
+def test_lint_is_clean(workflow_copy, run_snakemake, corpus):
+    """`snakemake --lint` has nothing to say about any rule or file, for a built-in or a local corpus."""
+    args = ["--lint"]
+    if corpus == "local":
+        (workflow_copy / "corpus.txt").write_text("A sentence here. Another one there.\n", encoding="utf-8")
+        args += ["--config", "corpus=corpus.txt"]
+    result = run_snakemake(workflow_copy, *args)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Lints for" not in output

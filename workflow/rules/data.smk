@@ -19,7 +19,8 @@ rule download:
         documents=f"{RESULTS}/corpus/documents.jsonl",
         manifest=f"{RESULTS}/corpus/manifest.json",
     params:
-        corpus=config["corpus"],
+        # A local file is read through the job's input (its staged path where storage is not shared).
+        corpus=lambda wildcards, input: input[0] if input else config["corpus"],
         corpus_format=config["corpus_format"],
         text_column=config["text_column"],
         checksum=config["checksum"],
