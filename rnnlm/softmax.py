@@ -58,6 +58,7 @@ class _WordWeights:
         self.hidden_size = hidden_size
         self.weight_name, self.bias_name = names
         self._storage = None
+        self._update = None
 
     def init_params(self, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
         bound = 1.0 / math.sqrt(self.hidden_size)
@@ -99,6 +100,12 @@ class _WordWeights:
 
     def file_arrays(self) -> dict[str, np.ndarray]:
         return {}
+
+    def _update_buffer(self, xp: Any, weights):
+        """A (C, H+2) buffer kept between steps: no page faults of a fresh 3 MB array per step."""
+        if self._update is None or self._update.dtype != weights.dtype:
+            self._update = xp.empty_like(weights)
+        return self._update
 
 
 def _fused_block(xp: Any, h_ext, weights, exps, target_columns):
@@ -157,7 +164,6 @@ class FullSoftmax(_WordWeights):
     ):
         super().__init__(vocab_size, hidden_size, names)
         self.chunk_rows = max(1, chunk_elements // vocab_size)
-        self._update = None
 
     def loss_and_grads(self, backend, params, h, y, step=None):
         """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients
@@ -210,12 +216,6 @@ class FullSoftmax(_WordWeights):
             return loss, dh, {}
         grads = {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
         return loss, dh, _stepped_in_place(params, grads, step)
-
-    def _update_buffer(self, xp: Any, weights):
-        """A (C, H+2) buffer kept between steps: no page faults of a fresh 3 MB array per step."""
-        if self._update is None or self._update.dtype != weights.dtype:
-            self._update = xp.empty_like(weights)
-        return self._update
 
     def target_log_probs(self, backend, params, h, y):
         """log p(y_i | h_i) for rows h (n, H), chunked like the training pass."""
@@ -329,9 +329,10 @@ class ClassSoftmax(_WordWeights):
             row, offset = rows.stop, offset + logits.size
         return blocks
 
-    def _word_part(self, backend, params, h, y, want_grads: bool):
+    def _word_part(self, backend, params, h, y, want_grads: bool, step=None):
         """Within-class log-probabilities of the targets of the rows `order` (grouped by class) and,
-        when asked, their dL/dh and the [dV, db_y] gradient of the summed within-class loss."""
+        when asked, their dL/dh and the [dV, db_y] gradient of the summed within-class loss (with
+        `step` s: V, b_y += s * that gradient in place, class by class, and None for it)."""
         xp = backend.xp
         hidden = self.hidden_size
         weights = self.extended(xp, params)
@@ -340,7 +341,8 @@ class ClassSoftmax(_WordWeights):
         h_ext = self.shifted_inputs(xp, params, h_sorted)
         sizes = np.diff(self.class_start)
         flat = xp.empty(int(counts @ sizes), dtype=h.dtype)
-        grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype) if want_grads else None
+        fused_step = want_grads and step is not None
+        grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype) if want_grads and not fused_step else None
         blocks = self._word_blocks(xp, counts, flat, h_ext, weights, grad_ext)
         row_offsets = xp.empty(order.shape[0], dtype=xp.int64)
         weighted = xp.empty((order.shape[0], hidden + 1), dtype=h.dtype)
@@ -362,6 +364,20 @@ class ClassSoftmax(_WordWeights):
         dh_sorted = weighted[:, :hidden] * inverse[:, None]
         dh_sorted -= params["V"][y[order]]
         flat[target_index] -= sums  # (E - sum onehot) / sum = p - onehot
+        if fused_step:
+            # Each class's [V, 1, b_y] += E^T [s h / sum, 0, s / sum] (as FullSoftmax's fused step):
+            # classes without targets are never touched, and no dense (C, H+1) gradient is formed.
+            inverse *= step
+            right = xp.empty((order.shape[0], hidden + 2), dtype=h.dtype)
+            xp.multiply(h_sorted, inverse[:, None], out=right[:, :hidden])
+            right[:, hidden] = 0
+            right[:, hidden + 1] = inverse
+            update = self._update_buffer(xp, weights)
+            for block in blocks:
+                block_update = update[: block.weights.shape[0]]
+                xp.dot(block.logits.T, right[block.rows], out=block_update)
+                xp.add(block.weights, block_update, out=block.weights)
+            return order, log_probs, dh_sorted, None
         xp.multiply(h_sorted, inverse[:, None], out=weighted[:, :hidden])
         weighted[:, hidden] = inverse
         for k in np.flatnonzero(counts == 0):  # classes without targets get no gradient
@@ -387,11 +403,11 @@ class ClassSoftmax(_WordWeights):
         class_of_word, _ = self._tables(backend)
         loss, dh, grads = self.class_layer.loss_and_grads(backend, params, h, class_of_word[y], step=step)
         # word layer, rows grouped by class
-        order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True)
+        order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True, step=step)
         loss -= float(log_probs.sum())
         dh[order] += dh_sorted
-        word_grads = {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
-        grads.update(_stepped_in_place(params, word_grads, step))
+        if grad_ext is not None:
+            grads.update({"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]})
         return loss, dh, grads
 
     def target_log_probs(self, backend, params, h, y):
