@@ -62,6 +62,14 @@ class Backend:
         """A random generator living on the device, deterministic per seed."""
         return self.xp.random.default_rng(seed)
 
+    def dropout_mask(self, rng, shape, rate: float, dtype):
+        """Inverted dropout: each entry 0 with probability `rate`, else 1 / (1 - rate), drawn from
+        `rng` (from `rng()`) on the device."""
+        uniform = rng.random(shape, dtype=np.float32)
+        mask = (uniform >= rate).astype(dtype)
+        mask *= 1.0 / (1.0 - rate)
+        return mask
+
 
 def _numpy_sum_by_index(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # np.add.at is an unbuffered element loop (slow); summing runs of equal indices after a sort

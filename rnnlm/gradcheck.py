@@ -15,7 +15,7 @@ import numpy as np
 
 from rnnlm.backend import get_backend
 from rnnlm.io import RnnlmError
-from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.model import RNNLM, DropoutMasks, ModelConfig
 
 DEFAULT_TOLERANCE = 1e-6
 # Entries whose analytic and numeric gradients are both this small are compared absolutely: their
@@ -40,21 +40,24 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     return np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), NEGLIGIBLE_GRADIENT)
 
 
-def truncated_loss(model: RNNLM, frozen_states, x, y, mask) -> float:
+def truncated_loss(model: RNNLM, frozen_states, x, y, mask, dropout: DropoutMasks | None = None) -> float:
     """The objective truncated BPTT differentiates: step t's loss sees the parameters only through
     the recurrence steps t-k..t, starting from the state before t-k held at `frozen_states`."""
     backend, xp = model.backend, model.backend.xp
     truncate = model.config.bptt_truncate
     x, mask = model._check_batch(x, mask)
     y = model._check_targets(y, x)
-    inputs = model._input_projection(x)
+    inputs = model._input_projection(x, None if dropout is None else dropout.inputs)
     total = 0.0
     for t in range(x.shape[0]):
         start = max(0, t - truncate)
         state = frozen_states[start]
         for step in range(start, t + 1):
             state = model.cell.step(xp, model.params, inputs[step], state)
-        log_probs = model.output.target_log_probs(backend, model.params, model.cell.hidden(state), y[t])
+        hidden = model.cell.hidden(state)
+        if dropout is not None and dropout.hidden is not None:
+            hidden = hidden * dropout.hidden[t]
+        log_probs = model.output.target_log_probs(backend, model.params, hidden, y[t])
         total -= float((log_probs * mask[t]).sum())
     return total
 
@@ -67,9 +70,11 @@ def gradient_check(
     epsilon: float | None = None,
     max_entries: int | None = None,
     seed: int = 0,
+    dropout: DropoutMasks | None = None,
 ) -> dict[str, float]:
     """Max relative error per parameter between backprop and central differences of the summed loss.
 
+    `dropout`: check the training pass with these (fixed) dropout masks.
     With truncated BPTT the reference is `truncated_loss` (the full loss has another gradient).
     Every entry is checked unless `max_entries` caps it (a random sample per parameter then).
     The model must be float64: float32 round-off would swamp the differences.
@@ -80,17 +85,17 @@ def gradient_check(
         relu = model.config.cell == "rnn" and model.config.activation == "relu"
         epsilon = RELU_EPSILON if relu else SMOOTH_EPSILON
     backend = model.backend
-    _, _, grads = model.loss_and_grads(x, y, mask)
+    _, _, grads = model.loss_and_grads(x, y, mask, dropout=dropout)
     if model.config.bptt_truncate:
-        frozen_states = model.forward_cache(x, mask).states
+        frozen_states = model.forward_cache(x, mask, dropout=dropout).states
 
         def objective() -> float:
-            return truncated_loss(model, frozen_states, x, y, mask)
+            return truncated_loss(model, frozen_states, x, y, mask, dropout)
 
     else:
 
         def objective() -> float:
-            return model.loss(x, y, mask)[0]
+            return model.loss(x, y, mask, dropout)[0]
 
     rng = np.random.default_rng(seed)
     errors = {}
@@ -129,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
     parser.add_argument("--output", choices=["full", "class"], default="full")
     parser.add_argument("--bptt-truncate", type=int, default=0, help="0 = full BPTT")
+    parser.add_argument("--dropout", type=float, default=0.0, help="output dropout rate (masks fixed for the check)")
+    parser.add_argument("--input-dropout", type=float, default=0.0, help="input dropout rate (masks fixed)")
     parser.add_argument("--vocab-size", type=int, default=20)
     parser.add_argument("--hidden-size", type=int, default=6)
     parser.add_argument("--lengths", type=int, nargs="+", default=[7, 4, 6], help="sentence lengths of the batch")
@@ -145,11 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         cell=args.cell,
         output=args.output,
         dtype="float64",
+        dropout=args.dropout,
+        input_dropout=args.input_dropout,
     )
-    model = RNNLM(config, get_backend(args.device), seed=args.seed)
+    backend = get_backend(args.device)
+    model = RNNLM(config, backend, seed=args.seed)
     rng = np.random.default_rng(args.seed)
     x, y, mask = random_batch(rng, args.vocab_size, args.lengths)
-    errors = gradient_check(model, x, y, mask, max_entries=args.max_entries, seed=args.seed)
+    dropout = model.dropout_masks(backend.rng(args.seed), x.shape)
+    errors = gradient_check(model, x, y, mask, max_entries=args.max_entries, seed=args.seed, dropout=dropout)
     worst = max(errors.values())
     passed = worst < args.tolerance
     report = {"config": vars(args), "max_relative_error": errors, "worst": worst, "passed": passed}

@@ -42,6 +42,8 @@ class ModelConfig:
     output: str = "full"  # full | class
     dtype: str = "float32"  # float32 | float64
     num_classes: int = 0  # class output only; 0 = round(sqrt(vocab_size))
+    dropout: float = 0.0  # training only: drop rate of the hidden state the output layer reads
+    input_dropout: float = 0.0  # training only: drop rate of each word's input projection U[:, x]
 
     def __post_init__(self) -> None:
         checks = [
@@ -56,6 +58,8 @@ class ModelConfig:
                 isinstance(self.num_classes, int) and 0 <= self.num_classes <= self.vocab_size,
                 "num_classes must be an integer between 0 and vocab_size",
             ),
+            (_is_rate(self.dropout), "dropout must be a number in [0, 1)"),
+            (_is_rate(self.input_dropout), "input_dropout must be a number in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -73,6 +77,20 @@ class ModelConfig:
             raise RnnlmError(f"bad model config {values}: {exc}") from None
 
 
+def _is_rate(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1
+
+
+@dataclass
+class DropoutMasks:
+    """One training batch's inverted-dropout masks (entries 0 or 1 / (1 - rate)); None where that
+    dropout is off. Kept masks make the training loss a deterministic function of the parameters,
+    so the same masks serve the forward pass, the backward pass and the gradient check."""
+
+    inputs: Any  # (T, B, G*H): multiplies each token's input projection U[:, x_t] (not b_h)
+    hidden: Any  # (T, B, H): multiplies the hidden state the output layer reads (not the recurrence)
+
+
 @dataclass
 class SparseRows:
     """A gradient of U (G*H, C) that is zero outside the columns of the batch's words: `rows[i]` is
@@ -84,12 +102,14 @@ class SparseRows:
 
 @dataclass
 class ForwardCache:
-    """What backward needs: inputs, mask, all states (states[0] is the initial state), cell extras."""
+    """What backward needs: inputs, mask, all states (states[0] is the initial state), cell extras,
+    and the dropout masks of a training pass (None otherwise)."""
 
     x: Any
     mask: Any
     states: Any
     extras: Any
+    dropout: DropoutMasks | None = None
 
 
 class RNNLM:
@@ -144,26 +164,54 @@ class RNNLM:
             raise RnnlmError(f"y {y.shape} must have the shape of x {x.shape}")
         return y
 
-    def _input_projection(self, x):
-        """U[:, x].T + b_h for every token: the one-hot input as a column gather, (..., G*H)."""
+    def _input_projection(self, x, keep=None):
+        """U[:, x].T + b_h for every token: the one-hot input as a column gather, (..., G*H); the
+        gathered columns are multiplied by the input-dropout mask `keep` when given."""
         inputs = self.params["U"].T[x.reshape(-1)]
+        if keep is not None:
+            inputs *= keep.reshape(inputs.shape)
         inputs += self.params["b_h"]
         return inputs.reshape(x.shape + (inputs.shape[-1],))
 
     def initial_state(self, batch_size: int):
         return self.backend.xp.zeros((batch_size, self.cell.state_size), dtype=self.dtype)
 
-    def forward_cache(self, x, mask, state=None) -> ForwardCache:
+    def dropout_masks(self, rng, shape) -> DropoutMasks | None:
+        """Fresh dropout masks for a (T, B) training batch from the device generator `rng`
+        (`backend.rng`); None when the model has no dropout."""
+        config, backend = self.config, self.backend
+        if not (config.dropout or config.input_dropout):
+            return None
+        steps, batch = shape
+        inputs = hidden = None
+        if config.input_dropout:
+            inputs = backend.dropout_mask(rng, (steps, batch, self.cell.gates * config.hidden_size), config.input_dropout, self.dtype)
+        if config.dropout:
+            hidden = backend.dropout_mask(rng, (steps, batch, config.hidden_size), config.dropout, self.dtype)
+        return DropoutMasks(inputs, hidden)
+
+    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None) -> ForwardCache:
         """Run the recurrence over a batch and keep every state (diagnostics and backward use it)."""
         x, mask = self._check_batch(x, mask)
         state0 = self.initial_state(x.shape[1]) if state is None else self.backend.asarray(state, dtype=self.dtype)
-        states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x), state0)
-        return ForwardCache(x, mask, states, extras)
+        keep = None if dropout is None else dropout.inputs
+        states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x, keep), state0)
+        return ForwardCache(x, mask, states, extras, dropout)
+
+    def _hidden_keep(self, cache: ForwardCache):
+        """The output dropout mask as (T*B, H) rows, or None."""
+        if cache.dropout is None or cache.dropout.hidden is None:
+            return None
+        return cache.dropout.hidden.reshape(-1, self.config.hidden_size)
 
     def _valid_rows(self, cache: ForwardCache, y):
-        """Hidden rows, targets and row numbers (in the flattened T*B order) of the real tokens."""
+        """Hidden rows (after output dropout), targets and row numbers (in the flattened T*B
+        order) of the real tokens."""
         xp = self.backend.xp
         hidden = self.cell.hidden(cache.states[1:]).reshape(-1, self.config.hidden_size)
+        keep = self._hidden_keep(cache)
+        if keep is not None:
+            hidden = hidden * keep
         y = y.reshape(-1)
         flat_mask = cache.mask.reshape(-1)
         if bool((flat_mask > 0).all()):
@@ -173,23 +221,28 @@ class RNNLM:
 
     # ------------------------------------------------------------------ training
     def loss_and_grads(
-        self, x, y, mask, sparse_input: bool = False, output_step: float | None = None
+        self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
+        dropout: DropoutMasks | None = None,
     ) -> tuple[float, int, dict[str, Any]]:
         """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
 
+        `dropout`: the training pass's masks (`dropout_masks`); None is the deterministic network.
         `sparse_input`: the U gradient comes as `SparseRows` (no dense G*H x C array is built).
         `output_step` s: the output layer's parameters p are updated in place, p += s * dL/dp, as
         their gradients are formed, and are left out of the returned gradients (an SGD step that
         never holds dV: the caller must know its step size before the gradient, i.e. no clipping).
         """
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask)
+        cache = self.forward_cache(x, mask, dropout=dropout)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
         hidden_rows, targets, rows = self._valid_rows(cache, y)
         loss, d_hidden, grads = self.output.loss_and_grads(
             self.backend, self.params, hidden_rows, targets, step=output_step
         )
+        keep = self._hidden_keep(cache)
+        if keep is not None:
+            d_hidden *= keep if rows is None else keep[rows]
         d_state = xp.zeros((steps * batch, self.cell.state_size), dtype=self.dtype)
         if rows is None:
             d_state[:, : self.config.hidden_size] = d_hidden
@@ -245,17 +298,23 @@ class RNNLM:
         return dz
 
     def _cell_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool) -> dict[str, Any]:
-        """U, W, b_h gradients; dU sums the real tokens' rows per word (padding has dz = 0)."""
+        """U, W, b_h gradients; dU sums the real tokens' rows per word (padding has dz = 0), each
+        row times its input-dropout mask."""
         xp = self.backend.xp
         dz_rows = dz.reshape(-1, dz.shape[-1])
         tokens = cache.x.reshape(-1)
+        input_keep = None if cache.dropout is None else cache.dropout.inputs
+        if input_keep is not None:
+            input_keep = input_keep.reshape(dz_rows.shape)
         if rows is not None:
             dz_rows, tokens = dz_rows[rows], tokens[rows]
+            input_keep = None if input_keep is None else input_keep[rows]
+        token_grads = dz_rows if input_keep is None else dz_rows * input_keep
         if sparse_input:
-            input_grad = SparseRows(*self.backend.sum_by_index(tokens, dz_rows))
+            input_grad = SparseRows(*self.backend.sum_by_index(tokens, token_grads))
         else:
             d_input = xp.zeros((self.config.vocab_size, dz.shape[-1]), dtype=self.dtype)  # dU transposed
-            self.backend.scatter_add(d_input, tokens, dz_rows)
+            self.backend.scatter_add(d_input, tokens, token_grads)
             input_grad = d_input.T
         return {
             "U": input_grad,
@@ -289,10 +348,11 @@ class RNNLM:
         return grad_prev[0]
 
     # ------------------------------------------------------------------ scoring and generation
-    def token_log_probs(self, x, y, mask) -> np.ndarray:
-        """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding."""
+    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None) -> np.ndarray:
+        """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding. `dropout`: score as the
+        training pass with these masks does (the gradient check's objective)."""
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask)
+        cache = self.forward_cache(x, mask, dropout=dropout)
         y = self._check_targets(y, cache.x)
         hidden_rows, targets, rows = self._valid_rows(cache, y)
         log_probs = self.output.target_log_probs(self.backend, self.params, hidden_rows, targets)
@@ -302,9 +362,9 @@ class RNNLM:
             log_probs = scattered
         return self.backend.to_host(log_probs.reshape(cache.x.shape))
 
-    def loss(self, x, y, mask) -> tuple[float, int]:
+    def loss(self, x, y, mask, dropout: DropoutMasks | None = None) -> tuple[float, int]:
         """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients)."""
-        log_probs = self.token_log_probs(x, y, mask)
+        log_probs = self.token_log_probs(x, y, mask, dropout)
         return float(-log_probs.sum(dtype=np.float64)), int((np.asarray(self.backend.to_host(mask)) > 0).sum())
 
     def step(self, tokens, state):

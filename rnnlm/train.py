@@ -40,6 +40,7 @@ from rnnlm.data import Split
 from rnnlm.evaluate import check_split_ids, mean_loss
 from rnnlm.io import RnnlmError, load_npz, save_npz, write_text
 from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.optim import Adam
 from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss", "learning_r
 # A batch whose mean loss exceeds this multiple of ln(vocabulary size), the loss of uniform guessing,
 # is diverging rather than learning.
 EXPLODING_LOSS_FACTOR = 3.0
+# Epoch e's dropout masks come from the generator seeded by (seed, e, DROPOUT_STREAM), apart from
+# its batch order's (seed, e): a resumed run draws the same masks as the uninterrupted one.
+DROPOUT_STREAM = 1
+OPTIMIZERS = ("sgd", "adam")
+# Adam's usual step sizes are ~1e-3; one this large is almost surely an SGD rate left in place.
+ADAM_RATE_WARNING = 0.1
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class TrainConfig:
     evaluate_every: int = 1
     patience: int = 3
     checkpoint_every: int = 1
+    lr_decay: float = 0.5
+    optimizer: str = "sgd"
 
     def __post_init__(self):
         positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
@@ -69,6 +78,10 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise RnnlmError(f"{name} must be positive, got {value}; fix it in the model's entry of config.yaml")
+        if self.optimizer not in OPTIMIZERS:
+            raise RnnlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}; fix it in the model's entry of config.yaml")
+        if not 0 < self.lr_decay <= 1:
+            raise RnnlmError(f"lr_decay must be in (0, 1], got {self.lr_decay}; fix it in the model's entry of config.yaml")
         if self.clip_norm < 0 or self.seed < 0:
             raise RnnlmError("clip_norm and seed must be >= 0; fix them in the model's entry of config.yaml")
 
@@ -97,6 +110,7 @@ class TrainState:
     last_measured_loss: float | None = None
     measurements_without_improvement: int = 0
     stopped_early: bool = False
+    optimizer_steps: int = 0             # Adam's update count (its bias correction depends on it)
     rows: list[dict] = field(default_factory=list)
 
 
@@ -113,18 +127,23 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Spl
     return digest.hexdigest()
 
 
-def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, run_id: str) -> None:
+def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, run_id: str,
+                    optimizer: Adam | None = None) -> None:
     host = model.backend.to_host
     arrays = {f"param.{k}": host(v) for k, v in model.params.items()}
     arrays.update({f"best.{k}": host(v) for k, v in best_params.items()})
+    if optimizer is not None:
+        state.optimizer_steps = optimizer.steps
+        arrays.update({k: host(v) for k, v in optimizer.state_arrays().items()})
     save_npz(path, **arrays,
              state_json=np.array(json.dumps(dataclasses.asdict(state))),
              fingerprint=np.array(run_id),
              format_version=np.array(CHECKPOINT_FORMAT_VERSION))
 
 
-def load_checkpoint(path, model: RNNLM, run_id: str) -> tuple[dict, TrainState] | None:
-    """Restore the model's parameters from `path`; None (start afresh) if absent or from another run."""
+def load_checkpoint(path, model: RNNLM, run_id: str, optimizer: Adam | None = None) -> tuple[dict, TrainState] | None:
+    """Restore the model's parameters (and the optimizer's moments) from `path`; None (start
+    afresh) if absent or from another run."""
     if not Path(path).exists():
         return None
     try:
@@ -138,10 +157,16 @@ def load_checkpoint(path, model: RNNLM, run_id: str) -> tuple[dict, TrainState] 
     if not all(np.isfinite(arrays[f"{kind}.{name}"]).all() for kind in ("param", "best") for name in model.params):
         log.warning("checkpoint %s holds non-finite parameters; starting afresh", path)
         return None
+    if optimizer is not None and not all(key in arrays for key in optimizer.state_arrays()):
+        log.warning("checkpoint %s lacks the optimizer's state; starting afresh", path)
+        return None
     for name, value in model.params.items():
         value[...] = model.backend.asarray(arrays[f"param.{name}"])
     best = {name: model.backend.asarray(arrays[f"best.{name}"]) for name in model.params}
-    return best, TrainState(**json.loads(str(arrays["state_json"])))
+    state = TrainState(**json.loads(str(arrays["state_json"])))
+    if optimizer is not None:
+        optimizer.load_state(arrays, state.optimizer_steps, model.backend.asarray)
+    return best, state
 
 
 def render_log(rows: list[dict]) -> str:
@@ -171,10 +196,12 @@ def _clipped_update(model: RNNLM, grads: dict, tokens: int, norm: float, learnin
 
 
 def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
-             check: Callable[[float, int, float], None] | None = None) -> tuple[float, int, float]:
+             check: Callable[[float, int, float], None] | None = None,
+             dropout_rng=None) -> tuple[float, int, float]:
     """One SGD update on the batch's mean-per-token gradient, clipped to global norm `clip_norm`
     (0: no clipping); returns (summed loss, tokens, gradient norm). `check(loss, tokens, norm)` runs
-    before the update is applied and may raise.
+    before the update is applied and may raise. A model with dropout draws the batch's masks from
+    `dropout_rng` (a `backend.rng`); without one it trains the deterministic network.
 
     U's gradient stays sparse (the batch's words only). Without clipping the step size is known
     before the gradient, so the output layer's update is fused into the GEMM that forms its
@@ -183,11 +210,28 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     fused_step = None
     if not clip_norm:
         fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step)
+    dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
+    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout)
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)
     _clipped_update(model, grads, count, norm, learning_rate, clip_norm)
+    return loss, count, norm
+
+
+def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, clip_norm: float,
+              check: Callable[[float, int, float], None] | None = None,
+              dropout_rng=None) -> tuple[float, int, float]:
+    """As `sgd_step`, with an Adam update (dense gradients: Adam moves every entry each step)."""
+    dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
+    loss, count, grads = model.loss_and_grads(x, y, mask, dropout=dropout)
+    norm = _gradient_norm(model, grads, count)
+    if check is not None:
+        check(loss, count, norm)
+    scale = 1.0 / count
+    if clip_norm and norm > clip_norm:
+        scale *= clip_norm / norm
+    optimizer.update(model.params, grads, scale, learning_rate)
     return loss, count, norm
 
 
@@ -212,7 +256,10 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     run_id = fingerprint(model.config, cfg, train, valid, vocab_words)
     backend = model.backend
 
-    restored = load_checkpoint(checkpoint_path, model, run_id)
+    optimizer = Adam(model.params, backend.xp) if cfg.optimizer == "adam" else None
+    if optimizer is not None and cfg.learning_rate >= ADAM_RATE_WARNING:
+        log.warning("learning_rate %g is very large for Adam (usual: 0.001 to 0.005)", cfg.learning_rate)
+    restored = load_checkpoint(checkpoint_path, model, run_id, optimizer)
     if restored is None:
         state = TrainState(learning_rate=cfg.learning_rate)
         best = {k: v.copy() for k, v in model.params.items()}
@@ -231,6 +278,7 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
         while state.epoch < cfg.epochs and not state.stopped_early:
             epoch = state.epoch + 1
             rng = np.random.default_rng([cfg.seed, epoch])
+            dropout_rng = backend.rng(_stream_seed(cfg.seed, epoch, DROPOUT_STREAM))
             started = time.perf_counter()
             loss_sum, tokens = 0.0, 0
 
@@ -244,8 +292,12 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
 
             # Batches of similar lengths waste little work on padding; their order is random.
             for x, y, mask in train.batches(cfg.batch_size, rng=rng, sort_by_length=True):
-                batch_loss, count, _ = sgd_step(model, backend.asarray(x), backend.asarray(y), backend.asarray(mask),
-                                                state.learning_rate, cfg.clip_norm, check)
+                batch = (backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+                if optimizer is None:
+                    batch_loss, count, _ = sgd_step(model, *batch, state.learning_rate, cfg.clip_norm, check, dropout_rng)
+                else:
+                    batch_loss, count, _ = adam_step(model, optimizer, *batch, state.learning_rate, cfg.clip_norm,
+                                                     check, dropout_rng)
                 loss_sum += batch_loss
                 tokens += int(count)
                 state.examples_seen += x.shape[1]
@@ -258,7 +310,7 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
             else:
                 state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens))
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early:
-                save_checkpoint(checkpoint_path, model, best, state, run_id)
+                save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer)
                 kept = f"the checkpoint after epoch {epoch}, {checkpoint_path}, is kept"
     except Divergence as exc:
         raise Divergence(f"{exc}; {kept}") from None
@@ -282,6 +334,11 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     return state
 
 
+def _stream_seed(*key: int) -> int:
+    """A 32-bit seed for a device generator, a pure function of `key`."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
+
+
 def _row(state: TrainState, train_loss, valid_loss, seconds: float, tokens: int) -> dict:
     return {"epoch": state.epoch, "examples_seen": state.examples_seen,
             "train_loss": None if train_loss is None else round(train_loss, 6),
@@ -302,8 +359,8 @@ def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: Tr
     log.info("epoch %d: train loss %s, monitored loss %.4f, learning rate %g", state.epoch,
              "-" if train_loss is None else f"{train_loss:.4f}", loss, state.learning_rate)
     if state.last_measured_loss is not None and loss > state.last_measured_loss:
-        state.learning_rate *= 0.5
-        log.info("loss rose: learning rate halved to %g", state.learning_rate)
+        state.learning_rate *= cfg.lr_decay
+        log.info("loss rose: learning rate multiplied by %g to %g", cfg.lr_decay, state.learning_rate)
     state.last_measured_loss = loss
     if loss < state.best_loss:
         state.best_loss, state.best_epoch = loss, state.epoch

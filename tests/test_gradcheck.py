@@ -41,8 +41,8 @@ def test_a_wrong_gradient_is_caught():
     x, y, mask = gradcheck.random_batch(np.random.default_rng(0), 10, [4, 3])
     original = model.loss_and_grads
 
-    def broken(*args):
-        loss, count, grads = original(*args)
+    def broken(*args, **kwargs):
+        loss, count, grads = original(*args, **kwargs)
         grads["W"] = grads["W"] * 1.001
         return loss, count, grads
 
@@ -76,3 +76,36 @@ def test_cli_reports_json_and_exit_code(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["passed"] and set(report["max_relative_error"]) == {"U", "W", "b_h", "V", "b_y"}
     assert gradcheck.main(["--tolerance", "0"]) == 1
+
+
+@pytest.mark.parametrize("output", ["full", "class"])
+@pytest.mark.parametrize("cell, truncate", [("rnn", 0), ("rnn", 2), ("gru", 0), ("gru", 2), ("lstm", 0), ("lstm", 3)])
+def test_dropout_gradients_match_central_differences(cell, truncate, output):
+    """With fixed masks the training loss is a smooth function: backprop must match it exactly."""
+    config = ModelConfig(vocab_size=15, hidden_size=5, bptt_truncate=truncate, cell=cell, output=output,
+                         dtype="float64", dropout=0.4, input_dropout=0.3)
+    model = RNNLM(config, get_backend("cpu"), seed=3)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(3), 15, [6, 3, 5])
+    masks = model.dropout_masks(model.backend.rng(5), x.shape)
+    errors = gradcheck.gradient_check(model, x, y, mask, dropout=masks)
+    assert set(errors) == set(model.params)
+    assert max(errors.values()) < gradcheck.DEFAULT_TOLERANCE, errors
+
+
+def test_gradients_that_ignore_the_dropout_masks_are_caught():
+    config = ModelConfig(vocab_size=10, hidden_size=4, dtype="float64", dropout=0.5, input_dropout=0.5)
+    model = RNNLM(config, get_backend("cpu"), seed=0)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(0), 10, [5, 4])
+    masks = model.dropout_masks(model.backend.rng(1), x.shape)
+    original = model.loss_and_grads
+
+    def unmasked(*args, dropout=None, **kwargs):
+        return original(*args, **kwargs)
+
+    model.loss_and_grads = unmasked
+    errors = gradcheck.gradient_check(model, x, y, mask, dropout=masks)
+    assert errors["V"] > 1e-2 and errors["U"] > 1e-2
+
+
+def test_cli_checks_dropout():
+    assert gradcheck.main(["--cell", "lstm", "--dropout", "0.5", "--input-dropout", "0.2", "--max-entries", "5"]) == 0

@@ -347,3 +347,40 @@ def test_sparse_and_fused_sgd_step_matches_the_dense_update(output, chunk_rows, 
     fused.apply_update(remaining, step)
     for name, value in expected.items():
         np.testing.assert_allclose(host_params(fused)[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_dropout_masks_are_inverted_bernoulli_and_reproducible():
+    model = make_model(dropout=0.25, input_dropout=0.5, cell="gru")
+    backend = model.backend
+    masks = model.dropout_masks(backend.rng(7), (40, 30))
+    assert masks.inputs.shape == (40, 30, 3 * model.config.hidden_size)
+    assert masks.hidden.shape == (40, 30, model.config.hidden_size)
+    for mask, rate in ((masks.hidden, 0.25), (masks.inputs, 0.5)):
+        assert np.unique(mask).tolist() == [0.0, pytest.approx(1 / (1 - rate))]
+        assert (mask == 0).mean() == pytest.approx(rate, abs=0.03)
+        assert mask.dtype == model.dtype
+    again = model.dropout_masks(backend.rng(7), (40, 30))
+    np.testing.assert_array_equal(again.hidden, masks.hidden)
+    assert not np.array_equal(model.dropout_masks(backend.rng(8), (40, 30)).hidden, masks.hidden)
+    assert make_model().dropout_masks(backend.rng(7), (40, 30)) is None
+    only_output = make_model(dropout=0.1).dropout_masks(backend.rng(7), (4, 3))
+    assert only_output.inputs is None and only_output.hidden is not None
+
+
+@pytest.mark.parametrize("output", ["full", "class"])
+def test_dropout_acts_in_the_training_pass_only(output):
+    """Scoring ignores the dropout rates; a training pass with masks computes the masked network."""
+    x, y, mask = random_batch(np.random.default_rng(2), 30, [8, 5, 7])
+    with_dropout = make_model(vocab=30, output=output, dropout=0.5, input_dropout=0.3)
+    without = make_model(vocab=30, output=output)
+    for model in (with_dropout, without):  # larger weights than at initialisation: visible effects
+        for value in model.params.values():
+            value *= 8
+    assert with_dropout.loss(x, y, mask) == without.loss(x, y, mask)
+    masks = with_dropout.dropout_masks(with_dropout.backend.rng(0), x.shape)
+    masked_loss = with_dropout.loss(x, y, mask, masks)[0]
+    assert masked_loss != pytest.approx(without.loss(x, y, mask)[0], rel=1e-2)
+    assert with_dropout.loss_and_grads(x, y, mask, dropout=masks)[0] == pytest.approx(masked_loss, rel=1e-6)
+    # All-ones masks are the deterministic network.
+    ones = type(masks)(np.ones_like(masks.inputs), np.ones_like(masks.hidden))
+    assert with_dropout.loss_and_grads(x, y, mask, dropout=ones)[0] == pytest.approx(without.loss(x, y, mask)[0], rel=1e-6)

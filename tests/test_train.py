@@ -157,7 +157,11 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path):
+# Adam's moments and the dropout masks are training state too: a resume must restore the former
+# and redraw the latter exactly.
+@pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
+                                        "--input-dropout", "0.2"]], ids=["sgd", "adam-dropout"])
+def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path, extra):
     data, vocab = write_tiny_data(tmp_path)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
@@ -165,7 +169,7 @@ def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_pa
 
     def arguments(out: str) -> list[str]:
         return ["--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path / out), "--device", "cpu",
-                "--epochs", "6", "--hidden-size", "12", "--batch-size", "8", "--seed", "3", "--no-progress"]
+                "--epochs", "6", "--hidden-size", "12", "--batch-size", "8", "--seed", "3", "--no-progress", *extra]
 
     reference = subprocess.run([sys.executable, str(driver), "fast", *arguments("reference")], env=env,
                                capture_output=True, text=True, timeout=120)
@@ -198,6 +202,43 @@ def test_unknown_and_invalid_settings_are_refused():
         split_hyperparameters({"hiden_size": 3}, 10, "float32")
     with pytest.raises(RnnlmError, match="batch_size must be positive"):
         TrainConfig(batch_size=0)
+    with pytest.raises(RnnlmError, match="optimizer must be one of sgd, adam, got 'adagrad'"):
+        TrainConfig(optimizer="adagrad")
+    with pytest.raises(RnnlmError, match="lr_decay must be in"):
+        TrainConfig(lr_decay=0)
+    with pytest.raises(RnnlmError, match="dropout must be a number in \\[0, 1\\)"):
+        split_hyperparameters({"dropout": 1.0}, 10, "float32")
+
+
+@pytest.mark.parametrize("hyper", [{"optimizer": "adam", "learning_rate": 0.01},
+                                   {"dropout": 0.3, "input_dropout": 0.2, "learning_rate": 1.0},
+                                   {"optimizer": "adam", "learning_rate": 0.01, "dropout": 0.3, "cell": "gru"}])
+def test_adam_and_dropout_learn(tmp_path, hyper):
+    state, _, _ = run(tmp_path, {**hyper, "epochs": 6})
+    valid = [row["valid_loss"] for row in state.rows]
+    assert valid[-1] < valid[0] - 0.5, valid
+
+
+def test_dropout_masks_differ_between_batches_and_epochs(tmp_path, monkeypatch):
+    drawn = []
+    original = RNNLM.dropout_masks
+
+    def recording(self, rng, shape):
+        masks = original(self, rng, shape)
+        drawn.append(masks.hidden.copy())
+        return masks
+
+    monkeypatch.setattr(RNNLM, "dropout_masks", recording)
+    run(tmp_path, {"dropout": 0.5, "epochs": 2, "batch_size": 120})  # one batch per epoch
+    assert len(drawn) == 2 and drawn[0].shape == drawn[1].shape
+    assert not np.array_equal(drawn[0], drawn[1])
+
+
+def test_lr_decay_sets_the_factor_applied_when_the_loss_rises(tmp_path, monkeypatch):
+    losses = iter([3.0, 2.0, 2.5, 2.4, 2.6])
+    monkeypatch.setattr(train_module, "mean_loss", lambda *args, **kwargs: next(losses))
+    state, _, _ = run(tmp_path, {"epochs": 4, "learning_rate": 1.0, "lr_decay": 0.25, "patience": 5})
+    assert [row["learning_rate"] for row in state.rows] == [1.0, 1.0, 1.0, 0.25, 0.25]
 
 
 def test_defaults_match_the_config_schema():

@@ -1,0 +1,63 @@
+"""Adam (Kingma & Ba 2015), the trainer's alternative to plain SGD (`optimizer: adam`).
+
+Each parameter entry gets its own step size from running averages of its gradient (first moment)
+and squared gradient (second moment):
+
+    m = b1 m + (1 - b1) g        v = b2 v + (1 - b2) g^2
+    p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)
+
+with g the (clipped) mean-per-token gradient and t the number of updates so far. Rare words' input
+and output weights, which SGD moves only as often as the words occur, get steps as large as the
+frequent ones' here; on small corpora that converges in a fraction of SGD's epochs.
+
+The moments are dense arrays shaped like the parameters, on the model's device, and are part of
+the trainer's checkpoint, so a resumed run continues with the same moments.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+BETA1 = 0.9
+BETA2 = 0.999
+EPSILON = 1e-8
+
+
+class Adam:
+    def __init__(self, params: dict[str, Any], xp: Any):
+        self.xp = xp
+        self.first = {name: xp.zeros_like(value) for name, value in params.items()}
+        self.second = {name: xp.zeros_like(value) for name, value in params.items()}
+        self.steps = 0
+
+    def update(self, params: dict[str, Any], grads: dict[str, Any], scale: float, learning_rate: float) -> None:
+        """One Adam step with g = scale * grads[name] (dense arrays, consumed: overwritten)."""
+        xp = self.xp
+        self.steps += 1
+        step_size = learning_rate * math.sqrt(1 - BETA2**self.steps) / (1 - BETA1**self.steps)
+        for name, grad in grads.items():
+            first, second = self.first[name], self.second[name]
+            grad *= scale
+            first *= BETA1
+            first += (1 - BETA1) * grad
+            grad *= grad
+            second *= BETA2
+            second += (1 - BETA2) * grad
+            denominator = xp.sqrt(second, out=grad)
+            denominator += EPSILON
+            update = first / denominator
+            update *= step_size
+            params[name] -= update
+
+    def state_arrays(self) -> dict[str, Any]:
+        """The moments as named arrays (for the checkpoint); the step count travels separately."""
+        arrays = {f"adam.first.{name}": value for name, value in self.first.items()}
+        arrays.update({f"adam.second.{name}": value for name, value in self.second.items()})
+        return arrays
+
+    def load_state(self, arrays: dict[str, Any], steps: int, asarray) -> None:
+        for name in self.first:
+            self.first[name][...] = asarray(arrays[f"adam.first.{name}"])
+            self.second[name][...] = asarray(arrays[f"adam.second.{name}"])
+        self.steps = steps
