@@ -1,16 +1,20 @@
-"""Minibatch SGD for the RNN language model: the tutorial's schedule, clipping, early stopping, resume.
+"""Minibatch training of the RNN language model: the tutorial's schedule, clipping, dropout, early
+stopping, resume; SGD (the tutorial's) or Adam (`rnnlm.optim`).
 
 Schedule (the tutorial's `train_with_sgd`, evaluated on the validation split instead of the training
 set): the loss is measured before training and every `evaluate_every` epochs; when it rises above the
-previous measurement the learning rate is halved. The parameters with the lowest measured loss are
-kept, and training stops once `patience` measurements in a row failed to improve on it.
+previous measurement the learning rate is multiplied by `lr_decay` (halved by default). The
+parameters with the lowest measured loss are kept, and training stops once `patience` measurements
+in a row failed to improve on it.
 
 Each update uses the gradient of the mean cross-entropy per predicted token of the batch, rescaled so
-that its global L2 norm is at most `clip_norm` (0 disables clipping).
+that its global L2 norm is at most `clip_norm` (0 disables clipping), computed through fresh dropout
+masks when the model has dropout.
 
 Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
-learning rate, counters, log rows) is written atomically to the checkpoint file, which is deleted
-once the parameters file is written. The batch order of epoch e depends only on (seed, e), so a run
+Adam's moments, learning rate, counters, log rows) is written atomically to the checkpoint file,
+which is deleted once the parameters file is written. The batch order and the dropout masks of
+epoch e depend only on (seed, e), so a run
 restarted from a checkpoint performs exactly the updates the uninterrupted run would have, and ends
 with byte-identical parameters on the same device. A checkpoint is only resumed when its fingerprint
 (model and schedule hyper-parameters, data, vocabulary) matches the current run; `epochs` is left
@@ -187,12 +191,9 @@ def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
     return math.sqrt(model.gradient_squared_norm(grads)) / tokens
 
 
-def _clipped_update(model: RNNLM, grads: dict, tokens: int, norm: float, learning_rate: float, clip_norm: float) -> None:
-    """SGD step on the mean-per-token gradient, rescaled to norm `clip_norm` when it is longer."""
-    scale = learning_rate / tokens
-    if clip_norm and norm > clip_norm:
-        scale *= clip_norm / norm
-    model.apply_update(grads, -scale)
+def _clip_factor(norm: float, clip_norm: float) -> float:
+    """The factor that rescales a gradient of global norm `norm` to `clip_norm` when it is longer."""
+    return clip_norm / norm if clip_norm and norm > clip_norm else 1.0
 
 
 def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
@@ -215,7 +216,7 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)
-    _clipped_update(model, grads, count, norm, learning_rate, clip_norm)
+    model.apply_update(grads, -learning_rate / count * _clip_factor(norm, clip_norm))
     return loss, count, norm
 
 
@@ -228,10 +229,7 @@ def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, c
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)
-    scale = 1.0 / count
-    if clip_norm and norm > clip_norm:
-        scale *= clip_norm / norm
-    optimizer.update(model.params, grads, scale, learning_rate)
+    optimizer.update(model.params, grads, _clip_factor(norm, clip_norm) / count, learning_rate)
     return loss, count, norm
 
 

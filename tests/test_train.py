@@ -96,7 +96,8 @@ def test_gradient_is_clipped_to_clip_norm():
     _, count, grads = model.loss_and_grads(x, y, mask)
     norm = train_module._gradient_norm(model, grads, count)
     before = {k: v.copy() for k, v in model.params.items()}
-    train_module._clipped_update(model, grads, count, norm, learning_rate=2.0, clip_norm=norm / 10)
+    *_, stepped_norm = train_module.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
+    assert stepped_norm == pytest.approx(norm, rel=1e-12)
     step = math.sqrt(sum(float(((model.params[k] - before[k]) ** 2).sum()) for k in before))
     assert step == pytest.approx(2.0 * norm / 10, rel=1e-9)
 
