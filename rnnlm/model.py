@@ -5,7 +5,9 @@ tokens and 0 for padding. Padding never reaches the loss or a gradient: only the
 through the output layer, and since padding only follows a sentence, nothing flows back from it.
 
 The recurrence lives in `rnnlm.cells` (rnn | gru | lstm), the output layer in `rnnlm.softmax`;
-this module ties them together and owns backpropagation through time:
+this module ties them together, applies dropout to the non-recurrent connections of a training pass
+(each word's input projection; the hidden state on its way to the output layer), and owns
+backpropagation through time:
 
 * full BPTT (`bptt_truncate` 0, or at least T-1): one backward sweep, dL/ds_t summed as it goes;
 * truncated BPTT (k > 0): the loss at step t reaches the steps t, t-1, ..., t-k only, as the
