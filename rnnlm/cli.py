@@ -23,11 +23,22 @@ DELEGATED = {"gradcheck": "rnnlm.gradcheck", "bench": "rnnlm.bench"}
 MODEL_SKIP = ("vocab_size", "dtype")
 
 
+def _boolean(text: str) -> bool:
+    """argparse type for true/false options (bool("false") would be True)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
     """One --option per field of `cls`, typed and defaulted like the field."""
     for field in dataclasses.fields(cls):
         if field.name not in skip:
-            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=type(field.default),
+            kind = _boolean if isinstance(field.default, bool) else type(field.default)
+            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=kind,
                                 default=field.default, help=f"default: {field.default!r}")
 
 

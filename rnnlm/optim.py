@@ -1,4 +1,6 @@
-"""Adam (Kingma & Ba 2015), the trainer's alternative to plain SGD (`optimizer: adam`).
+"""Optimizer state beyond the parameters: Adam's moments and the averaged parameters of `averaging`.
+
+Adam (Kingma & Ba 2015) is the trainer's alternative to plain SGD (`optimizer: adam`).
 
 Each parameter entry gets its own step size from running averages of its gradient (first moment)
 and squared gradient (second moment):
@@ -61,3 +63,41 @@ class Adam:
             self.first[name][...] = asarray(arrays[f"adam.first.{name}"])
             self.second[name][...] = asarray(arrays[f"adam.second.{name}"])
         self.steps = steps
+
+
+class ParameterAverage:
+    """Running mean of the parameters over the updates since it started (Polyak averaging; as in
+    Merity et al. 2018's NT-ASGD, the trainer starts it the first time the validation loss rises).
+    The mean of many noisy SGD iterates sits closer to the minimum than any one of them."""
+
+    def __init__(self, params: dict[str, Any], xp: Any):
+        self.mean = {name: value.copy() for name, value in params.items()}
+        self._difference = {name: xp.empty_like(value) for name, value in params.items()}
+        self.xp = xp
+        self.count = 1  # the parameters it starts from are the first sample
+
+    def add(self, params: dict[str, Any]) -> None:
+        """Fold in the current parameters: mean += (params - mean) / count, with no new arrays."""
+        self.count += 1
+        weight = 1.0 / self.count
+        for name, mean in self.mean.items():
+            difference = self._difference[name]
+            self.xp.subtract(params[name], mean, out=difference)
+            difference *= weight
+            mean += difference
+
+    def swap(self, params: dict[str, Any]) -> None:
+        """Exchange the parameters' values with the mean's (twice restores both)."""
+        for name, mean in self.mean.items():
+            buffer = self._difference[name]
+            buffer[...] = params[name]
+            params[name][...] = mean
+            mean[...] = buffer
+
+    def state_arrays(self) -> dict[str, Any]:
+        return {f"average.{name}": value for name, value in self.mean.items()}
+
+    def load_state(self, arrays: dict[str, Any], count: int, asarray) -> None:
+        for name, mean in self.mean.items():
+            mean[...] = asarray(arrays[f"average.{name}"])
+        self.count = count

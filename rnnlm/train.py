@@ -44,7 +44,7 @@ from rnnlm.data import Split
 from rnnlm.evaluate import check_split_ids, mean_loss
 from rnnlm.io import RnnlmError, load_npz, save_npz, write_text
 from rnnlm.model import RNNLM, ModelConfig
-from rnnlm.optim import Adam
+from rnnlm.optim import Adam, ParameterAverage
 from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     lr_decay: float = 0.5
     optimizer: str = "sgd"
+    averaging: bool = False
 
     def __post_init__(self):
         positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
@@ -86,6 +87,8 @@ class TrainConfig:
             raise RnnlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}; fix it in the model's entry of config.yaml")
         if not 0 < self.lr_decay <= 1:
             raise RnnlmError(f"lr_decay must be in (0, 1], got {self.lr_decay}; fix it in the model's entry of config.yaml")
+        if not isinstance(self.averaging, bool):
+            raise RnnlmError(f"averaging must be true or false, got {self.averaging!r}; fix it in the model's entry of config.yaml")
         if self.clip_norm < 0 or self.seed < 0:
             raise RnnlmError("clip_norm and seed must be >= 0; fix them in the model's entry of config.yaml")
 
@@ -115,6 +118,7 @@ class TrainState:
     measurements_without_improvement: int = 0
     stopped_early: bool = False
     optimizer_steps: int = 0             # Adam's update count (its bias correction depends on it)
+    averaged_updates: int = 0            # samples in the parameter average; 0 = not started
     rows: list[dict] = field(default_factory=list)
 
 
@@ -132,21 +136,26 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Spl
 
 
 def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, run_id: str,
-                    optimizer: Adam | None = None) -> None:
+                    optimizer: Adam | None = None, average: ParameterAverage | None = None) -> None:
     host = model.backend.to_host
     arrays = {f"param.{k}": host(v) for k, v in model.params.items()}
     arrays.update({f"best.{k}": host(v) for k, v in best_params.items()})
     if optimizer is not None:
         state.optimizer_steps = optimizer.steps
         arrays.update({k: host(v) for k, v in optimizer.state_arrays().items()})
+    state.averaged_updates = 0 if average is None else average.count
+    if average is not None:
+        arrays.update({k: host(v) for k, v in average.state_arrays().items()})
     save_npz(path, **arrays,
              state_json=np.array(json.dumps(dataclasses.asdict(state))),
              fingerprint=np.array(run_id),
              format_version=np.array(CHECKPOINT_FORMAT_VERSION))
 
 
-def load_checkpoint(path, model: RNNLM, run_id: str, optimizer: Adam | None = None) -> tuple[dict, TrainState] | None:
-    """Restore the model's parameters (and the optimizer's moments) from `path`; None (start
+def load_checkpoint(path, model: RNNLM, run_id: str,
+                    optimizer: Adam | None = None) -> tuple[dict, TrainState, ParameterAverage | None] | None:
+    """Restore the model's parameters (and the optimizer's moments) from `path`, with the best
+    parameters, the training state and the parameter average if one had started; None (start
     afresh) if absent or from another run."""
     if not Path(path).exists():
         return None
@@ -170,7 +179,11 @@ def load_checkpoint(path, model: RNNLM, run_id: str, optimizer: Adam | None = No
     state = TrainState(**json.loads(str(arrays["state_json"])))
     if optimizer is not None:
         optimizer.load_state(arrays, state.optimizer_steps, model.backend.asarray)
-    return best, state
+    average = None
+    if state.averaged_updates:
+        average = ParameterAverage(model.params, model.backend.xp)
+        average.load_state(arrays, state.averaged_updates, model.backend.asarray)
+    return best, state, average
 
 
 def render_log(rows: list[dict]) -> str:
@@ -258,12 +271,13 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     if optimizer is not None and cfg.learning_rate >= ADAM_RATE_WARNING:
         log.warning("learning_rate %g is very large for Adam (usual: 0.001 to 0.005)", cfg.learning_rate)
     restored = load_checkpoint(checkpoint_path, model, run_id, optimizer)
+    average = None
     if restored is None:
         state = TrainState(learning_rate=cfg.learning_rate)
         best = {k: v.copy() for k, v in model.params.items()}
         _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=None, seconds=0.0, tokens=0)
     else:
-        best, state = restored
+        best, state, average = restored
         log.info("resuming from %s after epoch %d (learning rate %g)", checkpoint_path, state.epoch, state.learning_rate)
 
     kept = (f"the checkpoint after epoch {state.epoch}, {checkpoint_path}, is kept" if restored
@@ -296,6 +310,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                 else:
                     batch_loss, count, _ = adam_step(model, optimizer, *batch, state.learning_rate, cfg.clip_norm,
                                                      check, dropout_rng)
+                if average is not None:
+                    average.add(model.params)
                 loss_sum += batch_loss
                 tokens += int(count)
                 state.examples_seen += x.shape[1]
@@ -304,11 +320,12 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
             state.epoch = epoch
             seconds = time.perf_counter() - started
             if epoch % cfg.evaluate_every == 0 or epoch == cfg.epochs:
-                _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=loss_sum / tokens, seconds=seconds, tokens=tokens)
+                average = _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=loss_sum / tokens,
+                                   seconds=seconds, tokens=tokens, average=average)
             else:
                 state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens))
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early:
-                save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer)
+                save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer, average)
                 kept = f"the checkpoint after epoch {epoch}, {checkpoint_path}, is kept"
     except Divergence as exc:
         raise Divergence(f"{exc}; {kept}") from None
@@ -347,18 +364,24 @@ def _row(state: TrainState, train_loss, valid_loss, seconds: float, tokens: int)
 
 
 def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: TrainState, best: dict,
-             cfg: TrainConfig, train_loss, seconds: float, tokens: int) -> None:
-    """Measure the monitored loss, log it, then apply the schedule and early stopping."""
+             cfg: TrainConfig, train_loss, seconds: float, tokens: int,
+             average: ParameterAverage | None = None) -> ParameterAverage | None:
+    """Measure the monitored loss, log it, then apply the schedule and early stopping; returns the
+    parameter average (started here, with `averaging`, at the first rise of the loss).
+
+    While an average runs, it is what gets measured and kept as the best parameters: the model's
+    own parameters are swapped out for the measurement and back in for further training."""
+    if average is not None:
+        average.swap(model.params)
     try:
         loss = mean_loss(model, monitored)
     except RnnlmError as exc:
         raise Divergence(f"training diverged after epoch {state.epoch}: {exc}") from None
     state.rows.append(_row(state, train_loss, loss if monitored_is_valid else None, seconds, tokens))
-    log.info("epoch %d: train loss %s, monitored loss %.4f, learning rate %g", state.epoch,
-             "-" if train_loss is None else f"{train_loss:.4f}", loss, state.learning_rate)
-    if state.last_measured_loss is not None and loss > state.last_measured_loss:
-        state.learning_rate *= cfg.lr_decay
-        log.info("loss rose: learning rate multiplied by %g to %g", cfg.lr_decay, state.learning_rate)
+    log.info("epoch %d: train loss %s, monitored loss %.4f%s, learning rate %g", state.epoch,
+             "-" if train_loss is None else f"{train_loss:.4f}", loss,
+             "" if average is None else " (averaged parameters)", state.learning_rate)
+    rose = state.last_measured_loss is not None and loss > state.last_measured_loss
     state.last_measured_loss = loss
     if loss < state.best_loss:
         state.best_loss, state.best_epoch = loss, state.epoch
@@ -370,6 +393,16 @@ def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: Tr
         if state.measurements_without_improvement >= cfg.patience:
             state.stopped_early = True
             log.info("no improvement in %d measurements: stopping early", cfg.patience)
+    if average is not None:
+        average.swap(model.params)
+    elif rose and cfg.averaging:
+        # The learning rate stays: from now on the average, not a smaller step, damps the noise.
+        average = ParameterAverage(model.params, model.backend.xp)
+        log.info("loss rose: averaging the parameters from now on (learning rate stays %g)", state.learning_rate)
+    elif rose:
+        state.learning_rate *= cfg.lr_decay
+        log.info("loss rose: learning rate multiplied by %g to %g", cfg.lr_decay, state.learning_rate)
+    return average
 
 
 def run_training(train_path, valid_path, vocab_path, params_path, checkpoint_path, log_path,

@@ -120,3 +120,14 @@ def test_help_lists_every_subcommand(capsys):
     listing = capsys.readouterr().out
     for command in ("train", "evaluate", "generate", "score", "gradcheck", "bench"):
         assert command in listing
+
+
+def test_boolean_options_parse_true_and_false():
+    from rnnlm.cli import build_parser
+
+    base = ["train", "--data-dir", "d", "--vocab", "v", "--out-dir", "o"]
+    assert build_parser().parse_args(base).averaging is False
+    assert build_parser().parse_args([*base, "--averaging", "true"]).averaging is True
+    assert build_parser().parse_args([*base, "--averaging", "False"]).averaging is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--averaging", "maybe"])

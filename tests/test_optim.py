@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnlm.optim import BETA1, BETA2, EPSILON, Adam
+from rnnlm.optim import BETA1, BETA2, EPSILON, Adam, ParameterAverage
 
 
 def reference_adam(params, gradients, learning_rate):
@@ -59,3 +59,32 @@ def test_state_round_trips():
         np.testing.assert_array_equal(restored.state_arrays()[key], value)
     with pytest.raises(KeyError):
         Adam({"V": params["W"]}, np).load_state(optimizer.state_arrays(), 1, np.asarray)
+
+
+def test_parameter_average_is_the_mean_of_the_samples_and_swaps_back():
+    rng = np.random.default_rng(2)
+    params = {"W": rng.standard_normal((3, 2)), "U": rng.standard_normal((2, 5)).T}
+    samples = [{name: value.copy() for name, value in params.items()}]
+    average = ParameterAverage(params, np)
+    for _ in range(6):
+        for value in params.values():
+            value += rng.standard_normal(value.shape)
+        samples.append({name: value.copy() for name, value in params.items()})
+        average.add(params)
+    assert average.count == 7
+    for name in params:
+        np.testing.assert_allclose(average.mean[name], np.mean([s[name] for s in samples], axis=0), rtol=1e-12)
+    current = {name: value.copy() for name, value in params.items()}
+    mean = {name: value.copy() for name, value in average.mean.items()}
+    average.swap(params)
+    for name in params:
+        np.testing.assert_array_equal(params[name], mean[name])
+        np.testing.assert_array_equal(average.mean[name], current[name])
+    average.swap(params)
+    for name in params:
+        np.testing.assert_array_equal(params[name], current[name])
+    restored = ParameterAverage(params, np)
+    restored.load_state(average.state_arrays(), average.count, np.asarray)
+    assert restored.count == 7
+    for name in params:
+        np.testing.assert_array_equal(restored.mean[name], average.mean[name])

@@ -253,3 +253,58 @@ def test_defaults_match_the_config_schema():
     assert model_defaults == code_defaults
     generate_defaults = {k: v["default"] for k, v in schema["properties"]["generate"]["properties"].items()}
     assert generate_defaults == {f: getattr(GenerateConfig(), f) for f in GenerateConfig.__dataclass_fields__}
+
+
+def test_averaging_starts_at_the_first_rise_and_keeps_the_mean_of_the_later_iterates(tmp_path, monkeypatch):
+    """With `averaging`, the first rise of the loss starts a running mean of the parameters (the
+    learning rate stays); later measurements and the written parameters are that mean."""
+    def scripted(values):
+        losses = iter(values)
+        return lambda *args, **kwargs: next(losses)
+
+    iterates = []
+    original_step = train_module.sgd_step
+
+    def recording_step(model, *args, **kwargs):
+        result = original_step(model, *args, **kwargs)
+        iterates.append({name: np.array(value) for name, value in model.params.items()})
+        return result
+
+    # Reference trajectory: the same updates (no decay at the rise), every iterate recorded.
+    monkeypatch.setattr(train_module, "sgd_step", recording_step)
+    monkeypatch.setattr(train_module, "mean_loss", scripted([3.0, 2.5, 2.7, 2.6, 2.0]))
+    run(tmp_path, {"epochs": 4, "lr_decay": 1.0, "patience": 5}, name="reference")
+    per_epoch = len(iterates) // 4
+    # The average starts from the parameters after epoch 2 and takes every update after them.
+    samples = iterates[2 * per_epoch - 1:]
+    expected = {name: np.mean([sample[name] for sample in samples], axis=0) for name in samples[0]}
+
+    monkeypatch.setattr(train_module, "mean_loss", scripted([3.0, 2.5, 2.7, 2.6, 2.0]))
+    state, _, out = run(tmp_path, {"epochs": 4, "averaging": True, "patience": 5}, name="averaged")
+    assert [row["learning_rate"] for row in state.rows] == [0.5] * 5  # never decayed
+    assert state.best_epoch == 4
+    written = load_npz(out / "params.npz")
+    for name, value in expected.items():
+        np.testing.assert_allclose(written[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert not np.allclose(written["W"], iterates[-1]["W"])
+
+
+def test_a_checkpoint_carries_the_parameter_average(tmp_path):
+    from rnnlm.optim import ParameterAverage
+
+    model_config, _ = split_hyperparameters(FAST, len(VOCAB_WORDS), "float32")
+    model = RNNLM(model_config, get_backend("cpu"), seed=0)
+    average = ParameterAverage(model.params, np)
+    for value in model.params.values():
+        value += 1.0
+    average.add(model.params)
+    state = train_module.TrainState(learning_rate=0.5, epoch=2)
+    best = {name: value.copy() for name, value in model.params.items()}
+    train_module.save_checkpoint(tmp_path / "c.npz", model, best, state, "run", average=average)
+    fresh = RNNLM(model_config, get_backend("cpu"), seed=0)
+    _, restored_state, restored = train_module.load_checkpoint(tmp_path / "c.npz", fresh, "run")
+    assert restored_state.averaged_updates == 2 and restored.count == 2
+    for name, value in average.mean.items():
+        np.testing.assert_array_equal(restored.mean[name], value)
+    train_module.save_checkpoint(tmp_path / "d.npz", model, best, state, "run")
+    assert train_module.load_checkpoint(tmp_path / "d.npz", fresh, "run")[2] is None
