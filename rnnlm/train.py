@@ -12,7 +12,7 @@ that its global L2 norm is at most `clip_norm` (0 disables clipping), computed t
 masks when the model has dropout.
 
 Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
-Adam's moments, learning rate, counters, log rows) is written atomically to the checkpoint file,
+Adam's moments, the parameter average, learning rate, counters, log rows) is written atomically to the checkpoint file,
 which is deleted once the parameters file is written. The batch order and the dropout masks of
 epoch e depend only on (seed, e), so a run
 restarted from a checkpoint performs exactly the updates the uninterrupted run would have, and ends
