@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 report: "workflow/report/workflow.rst"
 
+
 # Jobs import the rnnlm package that sits beside this Snakefile, whether or not it is installed
 # (and inside --use-conda environments, which hold only the third-party packages).
 os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])))

@@ -9,6 +9,8 @@ import csv
 import json
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,11 @@ def test_lint_is_clean(workflow_copy, run_snakemake, corpus):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Lints for" not in output
+
+
+def test_snakemake_files_are_snakefmt_formatted():
+    """Every Snakemake file stays as `snakefmt` (configured in pyproject.toml) writes it."""
+    files = [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk"))]
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *map(str, files)], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"run `snakefmt Snakefile workflow/rules` to format:\n{result.stderr}"

@@ -12,26 +12,26 @@ ALL_TARGETS.extend(expand(f"{RESULTS}/models/{{model}}/interpolation.json", mode
 
 rule baseline:
     input:
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
         **DATA_SPLIT_FILES,
+        vocab=f"{RESULTS}/vocab/vocab.tsv",
     output:
         summary=f"{RESULTS}/baseline/kn{{order}}.json",
         log_probs=f"{RESULTS}/baseline/kn{{order}}_log_probs.npz",
-    wildcard_constraints:
-        order="[1-9][0-9]*",
-    params:
-        order=lambda wildcards: int(wildcards.order),
     log:
         f"{RESULTS}/logs/baseline/kn{{order}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/baseline/kn{{order}}.tsv"
+    wildcard_constraints:
+        order="[1-9][0-9]*",
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         # A dozen int64/float64 arrays per order over the training tokens, plus np.unique's sort copies.
         mem_mb=4000,
         runtime=20,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        order=lambda wildcards: int(wildcards.order),
     script:
         "../scripts/baseline.py"
 
@@ -45,18 +45,18 @@ rule interpolate:
         test=DATA_SPLIT_FILES["test"],
     output:
         interpolation=f"{MODEL_DIR}/interpolation.json",
-    params:
-        device=config["device"],
     log:
         f"{RESULTS}/logs/interpolate/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/interpolate/{{model}}.tsv"
-    threads: 4
-    resources:
-        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
-        runtime=30,
-        **device_resources(),
     conda:
         "../envs/rnnlm.yaml"
+    threads: 4
+    resources:
+        **device_resources(),
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=30,
+    params:
+        device=config["device"],
     script:
         "../scripts/interpolate.py"

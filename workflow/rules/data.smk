@@ -18,6 +18,16 @@ rule download:
     output:
         documents=f"{RESULTS}/corpus/documents.jsonl",
         manifest=f"{RESULTS}/corpus/manifest.json",
+    log:
+        f"{RESULTS}/logs/data/download.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/download.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         # A local file is read through the job's input (its staged path where storage is not shared).
         corpus=lambda wildcards, input: input[0] if input else config["corpus"],
@@ -27,16 +37,6 @@ rule download:
         encoding_errors=config["encoding_errors"],
         # The built-in corpus is extracted from this interpreter's documentation.
         builtin_python=platform.python_version() if config["corpus"] == BUILTIN else "",
-    log:
-        f"{RESULTS}/logs/data/download.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/data/download.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=30,
-    conda:
-        "../envs/rnnlm.yaml"
     script:
         "../scripts/download.py"
 
@@ -47,18 +47,18 @@ rule tokenize:
     output:
         sentences=f"{RESULTS}/tokens/sentences.txt",
         stats=f"{RESULTS}/tokens/stats.json",
-    params:
-        lowercase=config["lowercase"],
     log:
         f"{RESULTS}/logs/data/tokenize.log",
     benchmark:
         f"{RESULTS}/benchmarks/data/tokenize.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 8
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        lowercase=config["lowercase"],
     script:
         "../scripts/tokenize.py"
 
@@ -69,18 +69,18 @@ rule vocab:
     output:
         vocab=f"{RESULTS}/vocab/vocab.tsv",
         stats=f"{RESULTS}/vocab/stats.json",
-    params:
-        vocabulary_size=config["vocabulary_size"],
     log:
         f"{RESULTS}/logs/data/vocab.log",
     benchmark:
         f"{RESULTS}/benchmarks/data/vocab.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        vocabulary_size=config["vocabulary_size"],
     script:
         "../scripts/vocab.py"
 
@@ -94,21 +94,21 @@ rule index:
         valid=f"{RESULTS}/data/valid.npz",
         test=f"{RESULTS}/data/test.npz",
         stats=f"{RESULTS}/data/stats.json",
+    log:
+        f"{RESULTS}/logs/data/index.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/index.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         min_sentence_length=config["min_sentence_length"],
         max_sentence_length=config["max_sentence_length"],
         valid_fraction=config["valid_fraction"],
         test_fraction=config["test_fraction"],
         split_seed=config["split_seed"],
-    log:
-        f"{RESULTS}/logs/data/index.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/data/index.tsv"
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    conda:
-        "../envs/rnnlm.yaml"
     script:
         "../scripts/index.py"

@@ -14,23 +14,23 @@ rule diagnose_gradients:
             category="5. Vanishing gradient",
             labels={"result": "numbers of model {model} (JSON)"},
         ),
+    log:
+        f"{RESULTS}/logs/diagnostics/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/diagnostics/{{model}}.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        **device_resources(),
+        # The trained and the re-initialised model are held at the same time.
+        mem_mb=lambda wildcards: 2 * model_mem_mb(wildcards.model),
+        runtime=30,
     params:
         seed=lambda wildcards: model_config(wildcards.model)["seed"],
         max_distance=config["diagnostics"]["max_distance"],
         max_sentences=config["diagnostics"]["max_sentences"],
         batch_size=config["diagnostics"]["batch_size"],
         device=config["device"],
-    log:
-        f"{RESULTS}/logs/diagnostics/{{model}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/diagnostics/{{model}}.tsv"
-    threads: 1
-    resources:
-        # The trained and the re-initialised model are held at the same time.
-        mem_mb=lambda wildcards: 2 * model_mem_mb(wildcards.model),
-        runtime=30,
-        **device_resources(),
-    conda:
-        "../envs/rnnlm.yaml"
     script:
         "../scripts/diagnostics.py"

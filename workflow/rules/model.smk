@@ -8,8 +8,11 @@ MODEL_DIR = f"{RESULTS}/models/{{model}}"
 DATA_SPLIT_FILES = {split: f"{RESULTS}/data/{split}.npz" for split in ("train", "valid", "test")}
 
 ALL_TARGETS.extend(
-    expand(f"{RESULTS}/models/{{model}}/{{artifact}}", model=model_names(),
-           artifact=["params.npz", "train_log.csv", "metrics.json", "samples.txt"])
+    expand(
+        f"{RESULTS}/models/{{model}}/{{artifact}}",
+        model=model_names(),
+        artifact=["params.npz", "train_log.csv", "metrics.json", "samples.txt"],
+    )
 )
 
 
@@ -21,47 +24,47 @@ rule train:
     output:
         params=f"{MODEL_DIR}/params.npz",
         train_log=f"{MODEL_DIR}/train_log.csv",
+    log:
+        f"{RESULTS}/logs/train/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{model}}.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        **device_resources(),
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=lambda wildcards: train_runtime(wildcards.model),
     params:
         hyperparameters=lambda wildcards: model_config(wildcards.model),
         device=config["device"],
         dtype=config["dtype"],
         # Recorded in the parameters file so that scoring and priming tokenize like the training text.
         lowercase=config["lowercase"],
-    log:
-        f"{RESULTS}/logs/train/{{model}}.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/train/{{model}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
-        runtime=lambda wildcards: train_runtime(wildcards.model),
-        **device_resources(),
-    conda:
-        "../envs/rnnlm.yaml"
     script:
         "../scripts/train.py"
 
 
 rule evaluate:
     input:
+        **DATA_SPLIT_FILES,
         params=rules.train.output.params,
         vocab=f"{RESULTS}/vocab/vocab.tsv",
-        **DATA_SPLIT_FILES,
     output:
         metrics=f"{MODEL_DIR}/metrics.json",
-    params:
-        device=config["device"],
     log:
         f"{RESULTS}/logs/evaluate/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{model}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
-        runtime=30,
-        **device_resources(),
     conda:
         "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        **device_resources(),
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=30,
+    params:
+        device=config["device"],
     script:
         "../scripts/evaluate.py"
 
@@ -71,19 +74,19 @@ rule generate:
         params=rules.train.output.params,
     output:
         samples=f"{MODEL_DIR}/samples.txt",
-    params:
-        settings=config["generate"],
-        device=config["device"],
     log:
         f"{RESULTS}/logs/generate/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/generate/{{model}}.tsv"
-    threads: 1
-    resources:
-        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
-        runtime=30,
-        **device_resources(),
     conda:
         "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        **device_resources(),
+        mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
+        runtime=30,
+    params:
+        settings=config["generate"],
+        device=config["device"],
     script:
         "../scripts/generate.py"

@@ -21,12 +21,12 @@ rule report_loss_curves:
         f"{RESULTS}/logs/report/loss_curves_{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/loss_curves_{{model}}.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/rnnlm.yaml"
     script:
         "../scripts/report_loss_curves.py"
 
@@ -49,18 +49,18 @@ rule report_perplexity:
             category="3. Perplexity",
             labels={"result": "perplexity table"},
         ),
-    params:
-        models=model_names(),
     log:
         f"{RESULTS}/logs/report/perplexity.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/perplexity.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        models=model_names(),
     script:
         "../scripts/report_perplexity.py"
 
@@ -75,18 +75,18 @@ rule report_samples:
             category="4. Generated sentences",
             labels={"result": "samples of every model"},
         ),
-    params:
-        models=model_names(),
     log:
         f"{RESULTS}/logs/report/samples.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/samples.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        models=model_names(),
     script:
         "../scripts/report_samples.py"
 
@@ -111,18 +111,18 @@ rule report_corpus:
             category="1. Corpus and vocabulary",
             labels={"result": "statistics and UNKNOWN_TOKEN rate"},
         ),
-    params:
-        splits=DATA_SPLITS,
     log:
         f"{RESULTS}/logs/report/corpus.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/corpus.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=5,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        splits=DATA_SPLITS,
     script:
         "../scripts/report_corpus.py"
 
@@ -143,18 +143,18 @@ rule report_gradients:
             category="5. Vanishing gradient",
             labels={"result": "spectral radius and decay per model"},
         ),
-    params:
-        models=model_names(),
     log:
         f"{RESULTS}/logs/report/gradients.log",
     benchmark:
         f"{RESULTS}/benchmarks/report/gradients.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/rnnlm.yaml"
+    params:
+        models=model_names(),
     script:
         "../scripts/report_gradients.py"
 
