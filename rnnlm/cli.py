@@ -1,7 +1,8 @@
 """The `rnnlm` console script: train, evaluate, generate, score, gradcheck, bench.
 
 Each subcommand calls the library function its Snakemake rule calls, with the same defaults (those of
-workflow/schemas/config.schema.yaml). Bad input prints one line naming the problem and exits with 2.
+workflow/schemas/config.schema.yaml). Bad input prints one line naming the problem and exits with 2,
+before any work starts where the problem is visible up front (settings, output paths).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,28 +20,64 @@ from rnnlm.io import RnnlmError, write_text
 
 SPLITS = ("train", "valid", "test")
 # Subcommands owned by other modules: each exposes main(argv) -> exit status and parses its own options.
-DELEGATED = {"gradcheck": "rnnlm.gradcheck", "bench": "rnnlm.bench"}
+DELEGATED = {
+    "gradcheck": ("rnnlm.gradcheck", "compare the model's analytic gradients with finite differences for a chosen "
+                  "cell, output layer and truncation (JSON; exit 1 above the tolerance)"),
+    "bench": ("rnnlm.bench", "measure training throughput in tokens per second, against PyTorch and the "
+              "tutorial's loop (JSON)"),
+}
+QUIET_FLAGS = ("-q", "--quiet")
 # ModelConfig fields that come from the data (vocab_size) or a separate option (dtype).
 MODEL_SKIP = ("vocab_size", "dtype")
+# BLAS threads per command, as the Snakemake rules run them (`threads: 1`; see workflow/rules/model.smk).
+DEFAULT_THREADS = 1
 
 
-def _boolean(text: str) -> bool:
-    """argparse type for true/false options (bool("false") would be True)."""
-    value = text.strip().lower()
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the settings that take a name."""
+    from rnnlm.model import ACTIVATIONS, CELLS, OUTPUTS
+    from rnnlm.train import OPTIMIZERS
+
+    return {"activation": ACTIVATIONS, "cell": CELLS, "output": OUTPUTS, "optimizer": OPTIMIZERS}
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """One --option per field of `cls`, typed and defaulted like the field."""
+    """One --option per field of `cls`, typed and defaulted like the field; true/false fields are
+    --name/--no-name flags."""
+    choices = _choices()
     for field in dataclasses.fields(cls):
-        if field.name not in skip:
-            kind = _boolean if isinstance(field.default, bool) else type(field.default)
-            parser.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, type=kind,
-                                default=field.default, help=f"default: {field.default!r}")
+        if field.name in skip:
+            continue
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=field.default,
+                                help=f"default: {'on' if field.default else 'off'}")
+        elif field.name in choices:
+            parser.add_argument(flag, dest=field.name, choices=choices[field.name], default=field.default,
+                                help="default: %(default)s")
+        else:
+            parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
+                                help="default: %(default)r")
+
+
+def _check_output_directory(path: str | os.PathLike, option: str) -> None:
+    """Fail before any work if `path` cannot be (or become) a directory this process writes into."""
+    target = Path(path)
+    existing = target
+    while not existing.exists():  # the nearest existing ancestor (the working directory at worst)
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RnnlmError(f"{option} {path}: {existing} is a file, not a directory; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RnnlmError(f"{option} {path}: {existing} is not writable; choose a directory you can write to")
+
+
+def _check_output_file(path: str | None, option: str = "--out") -> None:
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise RnnlmError(f"{option} {path} is a directory; give a file name")
+    _check_output_directory(Path(path).parent, option)
 
 
 def _dataclass_values(args: argparse.Namespace, cls, skip: tuple[str, ...] = ()) -> dict:
@@ -58,6 +96,7 @@ def _train(args: argparse.Namespace) -> None:
     from rnnlm.train import TrainConfig, run_training
 
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
+    _check_output_directory(args.out_dir, "--out-dir")
     data, out = Path(args.data_dir), Path(args.out_dir)
     run_training(data / "train.npz", data / "valid.npz", args.vocab, out / "params.npz", out / "checkpoint.npz",
                  out / "train_log.csv", hyper, device=args.device, dtype=args.dtype,
@@ -67,6 +106,7 @@ def _train(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from rnnlm.evaluate import run_evaluation
 
+    _check_output_file(args.out)
     splits = {name: Path(args.data_dir) / f"{name}.npz" for name in SPLITS}
     metrics = run_evaluation(args.params, splits, args.vocab, None, device=args.device)
     _emit(json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n", args.out)
@@ -76,6 +116,7 @@ def _generate(args: argparse.Namespace) -> None:
     from rnnlm.generate import GenerateConfig, run_generation
 
     config = GenerateConfig(**_dataclass_values(args, GenerateConfig))
+    _check_output_file(args.out)
     _emit(run_generation(args.params, None, config, device=args.device), args.out)
 
 
@@ -83,6 +124,7 @@ def _score(args: argparse.Namespace) -> None:
     from rnnlm.evaluate import load_trained
     from rnnlm.generate import format_scores, score_sentences, tokenize_lines
 
+    _check_output_file(args.out)
     model, words, metadata = load_trained(args.params, args.device)
     lines = []
     for name in args.inputs:
@@ -101,15 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     from rnnlm.train import TrainConfig
 
     parser = argparse.ArgumentParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    parser.add_argument(*QUIET_FLAGS, action="store_true", help="log warnings only")
+    # The same global options after the subcommand; SUPPRESS keeps them from resetting a value given before it.
+    global_options = argparse.ArgumentParser(add_help=False)
+    global_options.add_argument(*QUIET_FLAGS, action="store_true", default=argparse.SUPPRESS, help="log warnings only")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_: str, run) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_, description=help_)
+        sub = commands.add_parser(name, help=help_, description=help_, parents=[global_options])
         sub.set_defaults(run=run)
         if run is not None:
             sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                              help="auto: CuPy when a CUDA device is usable, else NumPy (default: auto)")
+            sub.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                             help="BLAS threads on the CPU, as the Snakemake rule runs it (default: %(default)s)")
         return sub
 
     train = command("train", "train a model on index matrices (results/data/*.npz)", _train)
@@ -142,22 +189,39 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--rank", action="store_true", help="most probable sentence first")
     score.add_argument("--out", help="write here instead of standard output")
 
-    for name, module in DELEGATED.items():
-        command(name, f"{module}; see `rnnlm {name} --help`", None)
+    for name, (_, help_) in DELEGATED.items():
+        command(name, f"{help_}; options: `rnnlm {name} --help`", None)
     return parser
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(name)s: %(message)s")
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Run the subcommand with the BLAS thread pools limited to --threads."""
+    from threadpoolctl import threadpool_limits
+
+    if args.threads < 1:
+        raise RnnlmError(f"--threads must be at least 1, got {args.threads}")
+    with threadpool_limits(limits=args.threads):
+        args.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    # Delegated subcommands parse their own options, --help included (global options do not apply).
+    # Delegated subcommands parse their own options, --help included; only the global -q applies to them.
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command in DELEGATED:
-        return importlib.import_module(DELEGATED[command]).main(argv[argv.index(command) + 1:])
+        before, after = argv[:argv.index(command)], argv[argv.index(command) + 1:]
+        _configure_logging(any(arg in QUIET_FLAGS for arg in before + after))
+        own = [arg for arg in after if arg not in QUIET_FLAGS]
+        return importlib.import_module(DELEGATED[command][0]).main(own)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
+    _configure_logging(args.quiet)
     try:
-        args.run(args)
+        _run(args)
     except RnnlmError as exc:
         print(f"rnnlm {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -42,7 +42,7 @@ def mean_loss(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> float:
     """Mean cross-entropy per predicted token; RnnlmError for an empty split or a non-finite loss."""
     total, tokens = split_loss(model, split, batch_size)
     if tokens == 0:
-        raise RnnlmError("cannot compute a loss on an empty split; give the split a non-zero fraction in config.yaml")
+        raise RnnlmError("cannot compute a loss on an empty split; index the data with a non-zero valid_fraction/test_fraction")
     loss = total / tokens
     if not math.isfinite(loss):
         raise RnnlmError(

@@ -197,6 +197,26 @@ class GenerateConfig:
     beam_width: int = 5
     prime: str = ""
 
+    def __post_init__(self):
+        # Checked here, before a model is loaded, so that a bad setting fails at once.
+        def integer(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        checks = [
+            (integer(self.num_sentences) and self.num_sentences >= 1, "num_sentences", "an integer >= 1"),
+            (integer(self.min_length) and self.min_length >= 1, "min_length", "an integer >= 1"),
+            (integer(self.max_length) and self.max_length >= 1, "max_length", "an integer >= 1"),
+            (integer(self.seed) and self.seed >= 0, "seed", "an integer >= 0"),
+            (integer(self.beam_width) and self.beam_width >= 1, "beam_width", "an integer >= 1"),
+            (isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature", "a positive number"),
+            (isinstance(self.prime, str), "prime", "text"),
+        ]
+        for ok, name, wanted in checks:
+            if not ok:
+                raise RnnlmError(f"generate setting {name} must be {wanted}, got {getattr(self, name)!r}")
+        if self.min_length > self.max_length:
+            raise RnnlmError(f"generate setting min_length ({self.min_length}) exceeds max_length ({self.max_length})")
+
 
 def run_generation(params_path, samples_path, config: GenerateConfig, device: str = "auto") -> str:
     """The generate stage from files: parameters -> samples.txt (see `format_samples`), unless

@@ -15,7 +15,7 @@ import numpy as np
 
 from rnnlm.backend import get_backend
 from rnnlm.io import RnnlmError
-from rnnlm.model import RNNLM, DropoutMasks, ModelConfig
+from rnnlm.model import ACTIVATIONS, CELLS, OUTPUTS, RNNLM, DropoutMasks, ModelConfig
 
 DEFAULT_TOLERANCE = 1e-6
 # Entries whose analytic and numeric gradients are both this small are compared absolutely: their
@@ -130,9 +130,9 @@ def random_batch(rng: np.random.Generator, vocab_size: int, lengths: Sequence[in
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnlm gradcheck", description=__doc__.splitlines()[0])
-    parser.add_argument("--cell", choices=["rnn", "gru", "lstm"], default="rnn")
-    parser.add_argument("--activation", choices=["tanh", "relu"], default="tanh")
-    parser.add_argument("--output", choices=["full", "class"], default="full")
+    parser.add_argument("--cell", choices=CELLS, default="rnn")
+    parser.add_argument("--activation", choices=ACTIVATIONS, default="tanh")
+    parser.add_argument("--output", choices=OUTPUTS, default="full")
     parser.add_argument("--bptt-truncate", type=int, default=0, help="0 = full BPTT")
     parser.add_argument("--dropout", type=float, default=0.0, help="output dropout rate (masks fixed for the check)")
     parser.add_argument("--input-dropout", type=float, default=0.0, help="input dropout rate (masks fixed)")

@@ -81,8 +81,22 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
             np.savez(handle, **arrays)
 
 
-def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Load every array of an .npz without ever unpickling; check that `required` keys exist."""
+# Every .npz is a zip archive; np.load would take anything else for a pickle.
+ZIP_MAGIC = b"PK"
+
+
+def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "an .npz file") -> dict[str, np.ndarray]:
+    """Load every array of an .npz without ever unpickling; check that `required` keys exist.
+    `what` names the expected file in the message for a file of another kind (text, say)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(len(ZIP_MAGIC))
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: file not found; build it first (run snakemake for this target)") from None
+    except OSError as exc:
+        raise RnnlmError(f"{path}: cannot be read ({exc.strerror}); pass {what}") from None
+    if header != ZIP_MAGIC:
+        raise RnnlmError(f"{path}: not {what} (no zip archive header: text or another format); pass one written by this tool")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

@@ -31,6 +31,9 @@ from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.softmax import make_output
 
 FORMAT_VERSION = 1
+ACTIVATIONS = ("tanh", "relu")
+CELLS = ("rnn", "gru", "lstm")
+OUTPUTS = ("full", "class")
 _FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
 
 
@@ -51,10 +54,10 @@ class ModelConfig:
         checks = [
             (isinstance(self.vocab_size, int) and self.vocab_size >= 2, "vocab_size must be an integer >= 2"),
             (isinstance(self.hidden_size, int) and self.hidden_size >= 1, "hidden_size must be an integer >= 1"),
-            (self.activation in ("tanh", "relu"), "activation must be tanh or relu"),
+            (self.activation in ACTIVATIONS, "activation must be tanh or relu"),
             (isinstance(self.bptt_truncate, int) and self.bptt_truncate >= 0, "bptt_truncate must be an integer >= 0"),
-            (self.cell in ("rnn", "gru", "lstm"), "cell must be rnn, gru or lstm"),
-            (self.output in ("full", "class"), "output must be full or class"),
+            (self.cell in CELLS, "cell must be rnn, gru or lstm"),
+            (self.output in OUTPUTS, "output must be full or class"),
             (self.dtype in ("float32", "float64"), "dtype must be float32 or float64"),
             (
                 isinstance(self.num_classes, int) and 0 <= self.num_classes <= self.vocab_size,
@@ -394,7 +397,7 @@ class RNNLM:
     @classmethod
     def load(cls, path, backend: Backend) -> tuple["RNNLM", list[str], dict]:
         """Read a params file written by `save`; RnnlmError on anything corrupt, pickled or inconsistent."""
-        arrays = load_npz(path, required=_FILE_KEYS)
+        arrays = load_npz(path, required=_FILE_KEYS, what="an .npz parameters file")
         fix = "re-create it with `rnnlm train` (or snakemake)"
         try:
             version = int(arrays["format_version"])

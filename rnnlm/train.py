@@ -82,15 +82,15 @@ class TrainConfig:
                     "checkpoint_every": self.checkpoint_every}
         for name, value in positive.items():
             if not value > 0:
-                raise RnnlmError(f"{name} must be positive, got {value}; fix it in the model's entry of config.yaml")
+                raise RnnlmError(f"training setting {name} must be positive, got {value}")
         if self.optimizer not in OPTIMIZERS:
-            raise RnnlmError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}; fix it in the model's entry of config.yaml")
+            raise RnnlmError(f"training setting optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if not 0 < self.lr_decay <= 1:
-            raise RnnlmError(f"lr_decay must be in (0, 1], got {self.lr_decay}; fix it in the model's entry of config.yaml")
+            raise RnnlmError(f"training setting lr_decay must be in (0, 1], got {self.lr_decay}")
         if not isinstance(self.averaging, bool):
-            raise RnnlmError(f"averaging must be true or false, got {self.averaging!r}; fix it in the model's entry of config.yaml")
+            raise RnnlmError(f"training setting averaging must be true or false, got {self.averaging!r}")
         if self.clip_norm < 0 or self.seed < 0:
-            raise RnnlmError("clip_norm and seed must be >= 0; fix them in the model's entry of config.yaml")
+            raise RnnlmError(f"training settings clip_norm and seed must be >= 0, got {self.clip_norm} and {self.seed}")
 
 
 def split_hyperparameters(hyper: Mapping, vocab_size: int, dtype: str) -> tuple[ModelConfig, TrainConfig]:

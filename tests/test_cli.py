@@ -103,9 +103,12 @@ def test_mismatched_vocabulary_exits_2(workspace, tmp_path, capsys):
 
 def test_train_refuses_invalid_settings(workspace, tmp_path, capsys):
     _, data, vocab, _ = workspace
-    assert main(["train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path),
-                 "--device", "cpu", "--activation", "sigmoid"]) == 2
-    assert "activation must be tanh or relu" in capsys.readouterr().err
+    base = ["train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path), "--device", "cpu"]
+    assert main([*base, "--hidden-size", "0"]) == 2
+    assert "hidden_size must be an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*base, "--activation", "sigmoid"])
+    assert exit_.value.code == 2 and "invalid choice: 'sigmoid'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
@@ -122,12 +125,112 @@ def test_help_lists_every_subcommand(capsys):
         assert command in listing
 
 
-def test_boolean_options_parse_true_and_false():
+def test_boolean_settings_are_flags():
     from rnnlm.cli import build_parser
 
     base = ["train", "--data-dir", "d", "--vocab", "v", "--out-dir", "o"]
     assert build_parser().parse_args(base).averaging is False
-    assert build_parser().parse_args([*base, "--averaging", "true"]).averaging is True
-    assert build_parser().parse_args([*base, "--averaging", "False"]).averaging is False
+    assert build_parser().parse_args([*base, "--averaging"]).averaging is True
+    assert build_parser().parse_args([*base, "--averaging", "--no-averaging"]).averaging is False
     with pytest.raises(SystemExit):
-        build_parser().parse_args([*base, "--averaging", "maybe"])
+        build_parser().parse_args([*base, "--averaging", "true"])
+
+
+def test_quiet_is_accepted_before_and_after_the_subcommand():
+    from rnnlm.cli import build_parser
+
+    score = ["score", "--params", "p.npz"]
+    assert build_parser().parse_args(score).quiet is False
+    assert build_parser().parse_args(["-q", *score]).quiet is True
+    assert build_parser().parse_args([*score, "-q"]).quiet is True
+    assert build_parser().parse_args([*score, "--quiet"]).quiet is True
+
+
+def test_quiet_after_a_delegated_subcommand(capsys):
+    assert main(["gradcheck", "-q", "--hidden-size", "3", "--vocab-size", "7", "--lengths", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["passed"] is True
+
+
+def test_help_lists_choices_and_describes_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    assert "finite differences" in listing and "tokens per second" in listing
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    options = capsys.readouterr().out
+    for choices in ("{rnn,gru,lstm}", "{tanh,relu}", "{full,class}", "{sgd,adam}", "--averaging, --no-averaging"):
+        assert choices in options
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("--seed", "-1", "seed must be an integer >= 0, got -1"),
+    ("--num-sentences", "0", "num_sentences must be an integer >= 1, got 0"),
+    ("--num-sentences", "-3", "num_sentences must be an integer >= 1, got -3"),
+    ("--beam-width", "0", "beam_width must be an integer >= 1, got 0"),
+    ("--temperature", "0", "temperature must be a positive number"),
+    ("--min-length", "9", "min_length (9) exceeds max_length (5)"),
+])
+def test_bad_generate_settings_exit_2_with_one_line(workspace, tmp_path, capsys, setting, value, message):
+    out = tmp_path / "samples.txt"
+    argv = ["generate", "--params", str(workspace[3]), "--device", "cpu", "--max-length", "5", "--out", str(out),
+            setting, value]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("rnnlm generate: error: ") and message in error and error.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_train_refuses_an_output_directory_that_is_a_file_before_training(workspace, tmp_path, capsys, monkeypatch,
+                                                                           below):
+    import rnnlm.train
+
+    _, data, vocab, _ = workspace
+    monkeypatch.setattr(rnnlm.train, "train", lambda *args, **kwargs: pytest.fail("training started"))
+    blocker = tmp_path / "passwd"
+    blocker.write_text("root:x:0:0\n")
+    out = blocker / "model" if below else blocker
+    assert main(["train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(out), "--device", "cpu"]) == 2
+    assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
+    assert blocker.read_text() == "root:x:0:0\n"
+
+
+def test_out_file_in_a_missing_place_fails_before_work(workspace, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["generate", "--params", str(workspace[3]), "--device", "cpu", "--out", str(blocker / "s.txt")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+    assert main(["generate", "--params", str(workspace[3]), "--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "is a directory; give a file name" in capsys.readouterr().err
+
+
+def test_a_text_file_as_params_is_named_as_such(tmp_path, capsys):
+    text = tmp_path / "params.npz"
+    text.write_text("the cat sees the ball\n")
+    assert main(["generate", "--params", str(text), "--device", "cpu"]) == 2
+    error = capsys.readouterr().err
+    assert "not an .npz parameters file" in error and "pickled" not in error
+
+
+def test_errors_name_the_setting_not_config_yaml(workspace, tmp_path, capsys):
+    _, data, vocab, _ = workspace
+    assert main(["train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path / "m"),
+                 "--device", "cpu", "--learning-rate", "0", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "learning_rate must be positive, got 0" in error and "config.yaml" not in error
+    assert not (tmp_path / "m").exists()
+
+
+def test_threads_limit_the_blas_pool(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    import rnnlm.cli
+
+    seen = []
+    monkeypatch.setattr(rnnlm.cli, "_evaluate", lambda args: seen.append(
+        {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}))
+    assert main(["evaluate", "--params", "p.npz"]) == 0
+    assert main(["evaluate", "--params", "p.npz", "--threads", "2"]) == 0
+    assert seen == [{1}, {2}]
+    assert main(["evaluate", "--params", "p.npz", "--threads", "0"]) == 2
