@@ -93,6 +93,7 @@ def _emit(text: str, path: str | None) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from rnnlm.model import ModelConfig
+    from rnnlm.tokenize import WordTokenizer
     from rnnlm.train import TrainConfig, run_training
 
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
@@ -100,7 +101,8 @@ def _train(args: argparse.Namespace) -> None:
     data, out = Path(args.data_dir), Path(args.out_dir)
     run_training(data / "train.npz", data / "valid.npz", args.vocab, out / "params.npz", out / "checkpoint.npz",
                  out / "train_log.csv", hyper, device=args.device, dtype=args.dtype,
-                 metadata={"lowercase": args.lowercase}, progress=not args.no_progress)
+                 metadata=WordTokenizer(args.lowercase, args.normalize_quotes).settings(),
+                 progress=not args.no_progress)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -121,11 +123,10 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _score(args: argparse.Namespace) -> None:
-    from rnnlm.evaluate import load_trained
-    from rnnlm.generate import format_scores, score_sentences, tokenize_lines
+    from rnnlm.generate import TrainedModel, format_scores
 
     _check_output_file(args.out)
-    model, words, metadata = load_trained(args.params, args.device)
+    lm = TrainedModel.load(args.params, args.device)
     lines = []
     for name in args.inputs:
         try:
@@ -133,8 +134,7 @@ def _score(args: argparse.Namespace) -> None:
         except (OSError, UnicodeDecodeError) as exc:
             raise RnnlmError(f"{name}: cannot read the sentences to score ({exc}); pass a UTF-8 text file") from None
         lines += [line for line in text.splitlines() if line.strip()]
-    sentences = tokenize_lines(lines, bool(metadata.get("lowercase")), args.pretokenized)
-    _emit(format_scores(score_sentences(model, words, sentences), rank=args.rank), args.out)
+    _emit(format_scores(lm.score(lines, args.pretokenized), rank=args.rank), args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True,
                        help="the training text was lowercased (recorded so that score and --prime match it)")
+    train.add_argument("--normalize-quotes", action=argparse.BooleanOptionalAction, default=True,
+                       help="the training text's typographic quotes were normalised (recorded likewise)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_dataclass_options(train, ModelConfig, MODEL_SKIP)
     _add_dataclass_options(train, TrainConfig)

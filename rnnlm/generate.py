@@ -6,19 +6,24 @@ renormalised. A sampled sentence that ends before `min_length` words, or has not
 `max_length`, is rejected and drawn again (the tutorial keeps only sentences of at least 7 words).
 Log-probabilities are natural logarithms of the model's own probabilities, SENTENCE_END included,
 so a beam-search sentence and the same sentence passed to `score_sentences` get the same figure.
+
+These functions work on word tokens. `TrainedModel` wraps a params file for text in, text out: it
+tokenizes primes and sentences to score as the training text was and detokenizes what it generates.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from rnnlm.data import Split
 from rnnlm.evaluate import load_trained
 from rnnlm.io import RnnlmError, write_text
+from rnnlm.model import RNNLM
+from rnnlm.tokenize import WordTokenizer, detokenize
 from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary
 
 # Sentences drawn per wanted sentence before giving up on the length limits.
@@ -176,12 +181,20 @@ def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Seque
     return [ScoredSentence(list(s), float(lp), int(n), u) for s, lp, n, u in zip(sentences, log_probs, split.lengths, unknown)]
 
 
-def format_samples(sampled: list[list[str]], beam: list[ScoredSentence], settings: str) -> str:
-    """samples.txt: a '#' header per section, sampled sentences one a line, then the beam-search ones
-    as `log_prob<TAB>sentence`, most probable first."""
-    lines = [f"# sampled sentences ({settings})", *(" ".join(s) for s in sampled),
-             f"# beam search: the {len(beam)} most probable sentences, natural-log probability first"]
-    lines += [f"{s.log_prob:.4f}\t{' '.join(s.words)}" for s in beam]
+SAMPLES_COLUMNS_PREFIX = "# columns: "
+
+
+def format_samples(sampled: list[list[str]], beam: list[ScoredSentence], settings: str,
+                   display: Callable[[list[str]], str] = " ".join) -> str:
+    """samples.txt: two sections, each a '#' title line, a '# columns: ...' line, then one sentence a
+    line with tab-separated columns: the sampled sentences as `text, tokens`, then the beam-search
+    ones as `log_prob, text, tokens`, most probable first. `text` is `display(tokens)` (detokenized),
+    `tokens` the words joined by single spaces, as `rnnlm score --pretokenized` reads them."""
+    lines = [f"# sampled sentences ({settings})", f"{SAMPLES_COLUMNS_PREFIX}text, tokens",
+             *(f"{display(s)}\t{' '.join(s)}" for s in sampled),
+             f"# beam search: the {len(beam)} most probable sentences",
+             f"{SAMPLES_COLUMNS_PREFIX}log_prob (natural log), text, tokens"]
+    lines += [f"{s.log_prob:.4f}\t{display(s.words)}\t{' '.join(s.words)}" for s in beam]
     return "\n".join(lines) + "\n"
 
 
@@ -218,37 +231,53 @@ class GenerateConfig:
             raise RnnlmError(f"generate setting min_length ({self.min_length}) exceeds max_length ({self.max_length})")
 
 
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model with the tokenization of its training text: text in, text out, e.g.
+    `TrainedModel.load("results/models/gru/params.npz").sample(3)` (README: "From Python")."""
+
+    model: RNNLM
+    words: list[str]             # the vocabulary, id order
+    metadata: dict               # the params file's metadata (tokenization, training summary)
+    tokenizer: WordTokenizer     # spells text like the training text
+
+    @classmethod
+    def load(cls, params_path, device: str = "auto") -> "TrainedModel":
+        model, words, metadata = load_trained(params_path, device)
+        return cls(model, words, metadata, WordTokenizer.of_model(metadata))
+
+    def display(self, tokens: Sequence[str]) -> str:
+        """Readable text of `tokens`; sentence-initial capital restored when the text was lowercased."""
+        return detokenize(list(tokens), capitalize=self.tokenizer.lowercase)
+
+    def sample(self, num_sentences: int = 1, prime: str = "", **options) -> list[str]:
+        """Sampled sentences as text; `options` are `sample_sentences`' (min_length, temperature, seed...)."""
+        sampled = sample_sentences(self.model, self.words, num_sentences, prime=self.tokenizer.tokenize(prime),
+                                   **options)
+        return [self.display(sentence) for sentence in sampled]
+
+    def score(self, sentences: Iterable[str], pretokenized: bool = False) -> list[ScoredSentence]:
+        """Log-probability and perplexity of each sentence, tokenized like the training text."""
+        return score_sentences(self.model, self.words,
+                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences])
+
+
 def run_generation(params_path, samples_path, config: GenerateConfig, device: str = "auto") -> str:
     """The generate stage from files: parameters -> samples.txt (see `format_samples`), unless
     `samples_path` is None; returns the text."""
-    model, words, metadata = load_trained(params_path, device)
+    lm = TrainedModel.load(params_path, device)
     c = config
-    # The prime must be spelled like the training text.
-    prime_words = (c.prime.lower() if metadata.get("lowercase") else c.prime).split()
-    sampled = sample_sentences(model, words, c.num_sentences, c.min_length, c.max_length, c.temperature, c.seed, prime_words)
-    beam = beam_search(model, words, c.beam_width, c.min_length, c.max_length, prime_words)
+    prime_words = lm.tokenizer.tokenize(c.prime)
+    sampled = sample_sentences(lm.model, lm.words, c.num_sentences, c.min_length, c.max_length, c.temperature,
+                               c.seed, prime_words)
+    beam = beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words)
     settings = f"temperature {c.temperature:g}, seed {c.seed}, {c.min_length} to {c.max_length} words"
     if prime_words:
         settings += f", prime {c.prime!r}"
-    text = format_samples(sampled, beam, settings)
+    text = format_samples(sampled, beam, settings, lm.display)
     if samples_path is not None:
         write_text(samples_path, text)
     return text
-
-
-def tokenize_lines(lines: Iterable[str], lowercase: bool, pretokenized: bool = False) -> list[list[str]]:
-    """Sentences to score, one per line, split into words as the training text was (NLTK word
-    tokenizer, lowercased when the model's text was); `pretokenized` splits on whitespace only."""
-    from nltk.tokenize import NLTKWordTokenizer
-
-    tokenizer = NLTKWordTokenizer()
-    sentences = []
-    for line in lines:
-        text = line.strip()
-        if lowercase:
-            text = text.lower()
-        sentences.append(text.split() if pretokenized else tokenizer.tokenize(text))
-    return sentences
 
 
 def format_scores(scored: list[ScoredSentence], rank: bool = False) -> str:

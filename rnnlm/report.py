@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
 from rnnlm.data import Split
+from rnnlm.generate import SAMPLES_COLUMNS_PREFIX
 from rnnlm.io import RnnlmError, atomic_path, read_json, write_text
 from rnnlm.vocab import UNKNOWN_ID, Vocabulary
 
@@ -157,7 +158,8 @@ def write_perplexity_table(frame: pd.DataFrame, csv_path: str | os.PathLike, htm
 
 
 def samples_html(text: str) -> str:
-    """samples.txt as HTML: a '# ' line opens a section; `score<TAB>sentence` lines get their score shown."""
+    """samples.txt (see rnnlm.generate.format_samples) as HTML: a '# ' line opens a section, the
+    '# columns:' line is left out, each sentence shows its text (its tokens on hover) and its score."""
     parts, items = [], []
 
     def close_list():
@@ -166,17 +168,16 @@ def samples_html(text: str) -> str:
             items.clear()
 
     for line in text.splitlines():
-        if not line.strip():
+        if not line.strip() or line.startswith(SAMPLES_COLUMNS_PREFIX):
             continue
         if line.startswith("#"):
             close_list()
             parts.append(f"<h3>{html.escape(line.lstrip('# '))}</h3>")
             continue
-        score, tab, sentence = line.partition("\t")
-        if tab:
-            items.append(f"<li>{html.escape(sentence)} <span class=\"score\">(log p = {html.escape(score)})</span></li>")
-        else:
-            items.append(f"<li>{html.escape(line)}</li>")
+        fields = line.split("\t")
+        score = f" <span class=\"score\">(log p = {html.escape(fields[0])})</span>" if len(fields) == 3 else ""
+        sentence, tokens = (fields[-2], fields[-1]) if len(fields) > 1 else (fields[0], fields[0])
+        items.append(f"<li title=\"{html.escape(tokens)}\">{html.escape(sentence)}{score}</li>")
     close_list()
     return "\n".join(parts)
 

@@ -2,8 +2,13 @@
 
 No nltk_data download is needed: installed Punkt parameters (``punkt_tab/english``) are used when
 present, otherwise Punkt is trained on the corpus itself with NLTK's unsupervised trainer, which
-is deterministic for a given text. Sentences are split on the original text (Punkt uses
-capitalisation as evidence) and lowercased afterwards.
+is deterministic for a given text. Typographic quotes and apostrophes are normalised to ASCII
+(`normalize_quotes`, so that "it’s" and "it's" are one spelling), sentences are split on that text
+(Punkt uses capitalisation as evidence) and lowercased afterwards.
+
+`WordTokenizer` is the per-sentence part, shared with generation and scoring so that a prime or a
+sentence to score is spelled like the training text; `detokenize` turns tokens back into text for
+display.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 import nltk
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTokenizer, PunktTrainer
+from nltk.tokenize.treebank import TreebankWordDetokenizer
 
 from rnnlm.corpus import read_documents
 from rnnlm.io import RnnlmError, atomic_path, write_json
@@ -27,6 +33,9 @@ log = logging.getLogger(__name__)
 # training time bounded on large corpora.
 PUNKT_TRAINING_CHARACTERS = 2_000_000
 DOCUMENTS_PER_TASK = 256
+# Curly and low-9 single and double quotation marks -> the ASCII ones NLTK's tokenizer knows.
+TYPOGRAPHIC_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
+                                    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"'})
 
 
 def installed_sentence_splitter() -> PunktSentenceTokenizer | None:
@@ -58,19 +67,48 @@ def sentence_splitter_for(documents: list[str]) -> tuple[PunktSentenceTokenizer,
     return splitter, f"trained on the corpus ({used} documents)"
 
 
+class WordTokenizer:
+    """One sentence -> word tokens (never containing whitespace), spelled as the training text is:
+    quotes normalised and lowercased when configured, then NLTK's word tokenizer."""
+
+    def __init__(self, lowercase: bool, normalize_quotes: bool):
+        self.lowercase = lowercase
+        self.normalize_quotes = normalize_quotes
+        self.word_tokenizer = NLTKWordTokenizer()
+
+    @classmethod
+    def of_model(cls, metadata: dict) -> "WordTokenizer":
+        """The tokenizer of a model's training text, from its params file's metadata (see `settings`);
+        files from before quote normalisation existed lack the key and had none."""
+        return cls(bool(metadata.get("lowercase")), bool(metadata.get("normalize_quotes", False)))
+
+    def settings(self) -> dict:
+        """What a params file records (`metadata_json`) so that `of_model` rebuilds this tokenizer."""
+        return {"lowercase": self.lowercase, "normalize_quotes": self.normalize_quotes}
+
+    def normalize(self, text: str) -> str:
+        """The text with its quotes normalised (when configured); case is left for `tokenize`."""
+        return text.translate(TYPOGRAPHIC_QUOTES) if self.normalize_quotes else text
+
+    def tokenize(self, sentence: str, pretokenized: bool = False) -> list[str]:
+        """Word tokens of one sentence; `pretokenized` text is split on whitespace only."""
+        text = self.normalize(sentence)
+        if self.lowercase:
+            text = text.lower()
+        return text.split() if pretokenized else self.word_tokenizer.tokenize(text)
+
+
 class DocumentTokenizer:
     """Turns one document into its sentences, each a list of word tokens (never containing whitespace)."""
 
-    def __init__(self, sentence_splitter: PunktSentenceTokenizer, lowercase: bool):
+    def __init__(self, sentence_splitter: PunktSentenceTokenizer, word_tokenizer: WordTokenizer):
         self.sentence_splitter = sentence_splitter
-        self.lowercase = lowercase
-        self.word_tokenizer = NLTKWordTokenizer()
+        self.word_tokenizer = word_tokenizer
 
     def sentences(self, document: str) -> list[list[str]]:
         sentences = []
-        for sentence in self.sentence_splitter.tokenize(document):
-            if self.lowercase:
-                sentence = sentence.lower()
+        # Normalised before splitting, so Punkt sees the same quotes in every document.
+        for sentence in self.sentence_splitter.tokenize(self.word_tokenizer.normalize(document)):
             tokens = self.word_tokenizer.tokenize(sentence)
             if tokens:
                 sentences.append(tokens)
@@ -111,14 +149,16 @@ def tokenize_documents(documents: list[str], tokenizer: DocumentTokenizer, proce
 
 
 def tokenize_corpus(documents_path: str | Path, sentences_path: str | Path, stats_path: str | Path,
-                    lowercase: bool = True, processes: int = 1) -> dict:
+                    lowercase: bool = True, processes: int = 1, normalize_quotes: bool = True) -> dict:
     """Run the tokenize stage: write one sentence a line (tokens joined by spaces) and the stats."""
     documents = read_documents(documents_path)
     if not documents:
         raise RnnlmError(f"{documents_path} holds no documents; check the corpus and re-run the download stage")
-    splitter, punkt_source = sentence_splitter_for(documents)
+    words = WordTokenizer(lowercase, normalize_quotes)
+    # Punkt learns from the text it will split: the normalised one.
+    splitter, punkt_source = sentence_splitter_for([words.normalize(document) for document in documents])
     log.info("sentence splitter: Punkt %s; %d processes", punkt_source, processes)
-    tokenizer = DocumentTokenizer(splitter, lowercase)
+    tokenizer = DocumentTokenizer(splitter, words)
     word_counts: collections.Counter[str] = collections.Counter()
     sentences = 0
     with atomic_path(sentences_path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
@@ -134,6 +174,7 @@ def tokenize_corpus(documents_path: str | Path, sentences_path: str | Path, stat
         "tokens": sum(word_counts.values()),
         "distinct_words": len(word_counts),
         "lowercase": lowercase,
+        "normalize_quotes": normalize_quotes,
         "punkt": punkt_source,
         "nltk_version": nltk.__version__,
         "python_version": platform.python_version(),
@@ -153,3 +194,41 @@ def read_sentences(path: str | Path):
                     yield tokens
     except FileNotFoundError:
         raise RnnlmError(f"{path}: file not found; run the tokenize stage first") from None
+
+
+_detokenizer = TreebankWordDetokenizer()
+
+
+def detokenize(tokens: list[str], capitalize: bool = False) -> str:
+    """Readable text from word tokens: the inverse of NLTK's word tokenizer (no space before
+    punctuation, contractions joined, `` and '' back to ").
+
+    Treebank detokenization attaches every lone ' to the word before it. Here lone quotes alternate
+    instead, the first opening (attached to the next word: "' tis" -> "'tis") and the next closing;
+    when their number is odd, the first one after a word ending in s is taken for a plural
+    possessive ("dogs ' bones" -> "dogs' bones") and left out of the alternation.
+    `capitalize` upper-cases the sentence's first letter (unless a digit comes first), for text that
+    was lowercased."""
+    lone = [i for i, token in enumerate(tokens) if token == "'"]
+    possessive = None
+    if len(lone) % 2:
+        possessive = next((i for i in lone if i > 0 and tokens[i - 1][-1:] in ("s", "S")), None)
+    merged: list[str] = []
+    attach_next = False
+    quotes = 0
+    for index, token in enumerate(tokens):
+        if attach_next:
+            merged[-1] += token
+            attach_next = False
+            continue
+        merged.append(token)
+        if token == "'" and index != possessive:
+            attach_next = quotes % 2 == 0  # an opening quote joins the word after it
+            quotes += 1
+    text = _detokenizer.detokenize(merged)
+    if capitalize:
+        # The first letter or digit starts the sentence (a digit stays as it is).
+        first = next((i for i, ch in enumerate(text) if ch.isalnum()), None)
+        if first is not None:
+            text = text[:first] + text[first].upper() + text[first + 1:]
+    return text

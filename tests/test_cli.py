@@ -50,8 +50,8 @@ def test_generate_writes_samples(workspace, tmp_path):
     assert main(["generate", "--params", str(workspace[3]), "--out", str(out), "--num-sentences", "3",
                  "--min-length", "4", "--beam-width", "2", "--prime", "A", "--device", "cpu"]) == 0
     lines = out.read_text().splitlines()
-    assert len(lines) == 1 + 3 + 1 + 2
-    assert all(line.startswith("a ") for line in lines[1:4])
+    assert len(lines) == 2 + 3 + 2 + 2
+    assert all(line.startswith("A ") and "\ta " in line for line in lines[2:5])  # text, then its tokens
 
 
 def test_score_ranks_sentences_from_files(workspace, tmp_path, capsys):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
 import pytest
 
 from rnnlm.backend import get_backend
-from rnnlm.generate import (GenerateConfig, beam_search, format_scores, run_generation, sample_sentences,
-                            score_sentences, tokenize_lines)
-from rnnlm.io import RnnlmError
+from rnnlm.generate import (GenerateConfig, TrainedModel, beam_search, format_scores, run_generation,
+                            sample_sentences, score_sentences)
+from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.vocab import SPECIAL_TOKENS, UNKNOWN_ID
 from tiny_language import VOCAB_WORDS, WORDS, run, sentences
@@ -19,7 +20,8 @@ from tiny_language import VOCAB_WORDS, WORDS, run, sentences
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    _, model, out = run(tmp_path_factory.mktemp("generate"), {"epochs": 30}, metadata={"lowercase": True})
+    _, model, out = run(tmp_path_factory.mktemp("generate"), {"epochs": 30},
+                        metadata={"lowercase": True, "normalize_quotes": True})
     return model, out / "params.npz"
 
 
@@ -100,20 +102,65 @@ def test_scores_rank_grammatical_above_scrambled_and_count_unknown_words(trained
     assert table[1].endswith("\tthe cat sees the ball today")
 
 
-def test_score_input_is_tokenized_like_the_training_text():
-    assert tokenize_lines(["The Cat sees the ball, today.\n"], lowercase=True) == [
-        ["the", "cat", "sees", "the", "ball", ",", "today", "."]]
-    assert tokenize_lines(["The cat,x"], lowercase=False, pretokenized=True) == [["The", "cat,x"]]
+def test_score_input_is_tokenized_like_the_training_text(trained):
+    lm = TrainedModel.load(trained[1], device="cpu")
+    scored = lm.score(["The Cat sees the ball, today.\n", "Her sister’s \u201cball\u201d"])
+    assert [s.words for s in scored] == [["the", "cat", "sees", "the", "ball", ",", "today", "."],
+                                         ["her", "sister", "'s", "``", "ball", "''"]]
+    assert [s.words for s in lm.score(["The cat,x"], pretokenized=True)] == [["the", "cat,x"]]
 
 
-def test_run_generation_writes_samples_and_beam_sections(trained, tmp_path):
+def test_a_model_without_quote_normalisation_recorded_keeps_its_quotes(trained, tmp_path):
+    arrays = load_npz(trained[1])
+    arrays["metadata_json"] = np.array(json.dumps({"lowercase": False}))
+    old = tmp_path / "params.npz"
+    save_npz(old, **arrays)
+    lm = TrainedModel.load(old, device="cpu")
+    assert lm.score(["Her sister’s"])[0].words == ["Her", "sister", "’", "s"]  # as the old pipeline split it
+    assert lm.display(["the", "cat", "."]) == "the cat."  # not capitalised: the text kept its case
+
+
+def quote_model(tmp_path):
+    """An untrained model whose vocabulary holds a contraction, saved as the pipeline saves one."""
+    words = [*SPECIAL_TOKENS, "function", "'s", "value", "is", "n't", "here", "."]
+    model = RNNLM(ModelConfig(vocab_size=len(words), hidden_size=5), get_backend("cpu"), seed=0)
+    path = tmp_path / "params.npz"
+    model.save(path, words, {"lowercase": True, "normalize_quotes": True})
+    return path
+
+
+@pytest.mark.parametrize("prime", ["function's", "Function’s"])
+def test_prime_is_tokenized_like_the_training_text(tmp_path, prime):
+    config = GenerateConfig(num_sentences=3, min_length=3, max_length=8, beam_width=2, prime=prime)
+    lines = [line for line in run_generation(quote_model(tmp_path), None, config, device="cpu").splitlines()
+             if not line.startswith("#")]
+    assert len(lines) == 3 + 2
+    for line in lines[:3]:
+        text, tokens = line.split("\t")
+        assert tokens.startswith("function 's ") and text.startswith("Function's")
+    for line in lines[3:]:
+        assert line.split("\t")[2].startswith("function 's ")
+
+
+def test_run_generation_writes_detokenized_samples_with_their_tokens(trained, tmp_path):
     out = tmp_path / "samples.txt"
     config = GenerateConfig(num_sentences=4, min_length=3, max_length=10, beam_width=2, prime="The")
     text = run_generation(trained[1], out, config, device="cpu")
     assert out.read_text() == text
     lines = text.splitlines()
-    assert lines[0] == "# sampled sentences (temperature 1, seed 0, 3 to 10 words, prime 'The')"
-    assert lines[5].startswith("# beam search: the 2 most probable")
-    assert all(line.startswith("the ") for line in lines[1:5])
-    log_prob, sentence = lines[6].split("\t")
-    assert float(log_prob) < 0 and sentence.startswith("the ")
+    assert lines[:2] == ["# sampled sentences (temperature 1, seed 0, 3 to 10 words, prime 'The')",
+                         "# columns: text, tokens"]
+    assert lines[6].startswith("# beam search: the 2 most probable")
+    assert lines[7] == "# columns: log_prob (natural log), text, tokens"
+    for line in lines[2:6]:
+        display, tokens = line.split("\t")
+        assert tokens.startswith("the ") and display.startswith("The ")  # capitalised for display
+        assert " ." not in display and display.replace(" ", "") == ("T" + tokens[1:]).replace(" ", "")
+    log_prob, display, tokens = lines[8].split("\t")
+    assert float(log_prob) < 0 and display.startswith("The ") and tokens.startswith("the ")
+
+
+def test_trained_model_samples_text(trained):
+    lm = TrainedModel.load(trained[1], device="cpu")
+    sampled = lm.sample(3, prime="her sister", min_length=4, max_length=10, seed=2)
+    assert len(sampled) == 3 and all(text.startswith("Her sister ") for text in sampled)

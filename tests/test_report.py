@@ -130,11 +130,14 @@ def test_zipf_plot_and_corpus_page(tmp_path):
 
 def test_samples_page_sections_scores_and_escaping(tmp_path):
     path = tmp_path / "samples.html"
-    text = "# sampled sentences (t=1)\na <b> sentence\n\nanother one\n# beam search\n-4.2500\tthe end\n"
+    text = ("# sampled sentences (t=1)\n# columns: text, tokens\nA <b> sentence.\ta <b> sentence .\n\n"
+            "Another one.\tanother one .\n# beam search\n# columns: log_prob (natural log), text, tokens\n"
+            "-4.2500\tThe end.\tthe end .\n")
     report.write_samples_page({"rnn": text}, path)
     page = path.read_text()
-    assert "&lt;b&gt;" in page and page.count("<li>") == 3 and page.count("<ol>") == 2
-    assert "<h3>beam search</h3>" in page and "the end <span class=\"score\">(log p = -4.2500)</span>" in page
+    assert "&lt;b&gt;" in page and page.count("<li ") == 3 and page.count("<ol>") == 2 and "columns" not in page
+    assert "<h3>beam search</h3>" in page
+    assert '<li title="the end .">The end. <span class="score">(log p = -4.2500)</span></li>' in page
 
 
 def test_gradient_plot_and_summary(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 from rnnlm import tokenize
 from rnnlm.corpus import write_documents
 from rnnlm.io import RnnlmError
-from rnnlm.tokenize import DocumentTokenizer, read_sentences, tokenize_corpus, train_sentence_splitter
+from rnnlm.tokenize import (DocumentTokenizer, WordTokenizer, detokenize, read_sentences, tokenize_corpus,
+                            train_sentence_splitter)
 
 SUBJECTS = ["The cat", "A dog", "Dr. Brown", "My neighbour", "The old sailor", "Every child"]
 VERBS = ["sees", "likes", "follows", "paints", "remembers"]
@@ -35,18 +36,18 @@ def make_documents(count: int) -> list[str]:
 
 def test_sentences_are_split_lowercased_and_word_tokenized():
     splitter, _ = train_sentence_splitter(make_documents(60))
-    tokenizer = DocumentTokenizer(splitter, lowercase=True)
+    tokenizer = DocumentTokenizer(splitter, WordTokenizer(lowercase=True, normalize_quotes=True))
     assert tokenizer.sentences("The cat sees the river. It isn't wet!") == [
         ["the", "cat", "sees", "the", "river", "."],
         ["it", "is", "n't", "wet", "!"],
     ]
-    cased = DocumentTokenizer(splitter, lowercase=False)
+    cased = DocumentTokenizer(splitter, WordTokenizer(lowercase=False, normalize_quotes=True))
     assert cased.sentences("Hello World.") == [["Hello", "World", "."]]
 
 
 def test_tokens_never_contain_whitespace():
     splitter, _ = train_sentence_splitter(make_documents(10))
-    tokenizer = DocumentTokenizer(splitter, lowercase=True)
+    tokenizer = DocumentTokenizer(splitter, WordTokenizer(lowercase=True, normalize_quotes=True))
     lines = tokenizer.lines(["Tabs\tand\u00a0no-break\u2003spaces\u2028and lines.\nNext line here."])
     for line in lines:
         assert all(token and not any(ch.isspace() for ch in token) for token in line.split(" "))
@@ -121,3 +122,42 @@ def test_bad_documents_file_is_reported(tmp_path):
     documents_path.write_text('"fine"\n{"not": "a string"}\n')
     with pytest.raises(RnnlmError, match="line 2 is not a JSON string"):
         tokenize_corpus(documents_path, tmp_path / "sentences.txt", tmp_path / "stats.json")
+
+
+def test_typographic_quotes_are_normalised_when_configured():
+    splitter, _ = train_sentence_splitter(make_documents(60))
+    text = "The function\u2019s value hasn\u2019t changed: \u201cyes\u201d, \u2018no\u2019."
+    normalised = DocumentTokenizer(splitter, WordTokenizer(lowercase=True, normalize_quotes=True))
+    assert normalised.sentences(text) == [
+        ["the", "function", "'s", "value", "has", "n't", "changed", ":", "``", "yes", "''", ",", "'", "no", "'", "."]]
+    kept = DocumentTokenizer(splitter, WordTokenizer(lowercase=True, normalize_quotes=False))
+    assert "\u2019" in kept.sentences(text)[0]
+
+
+def test_stats_record_quote_normalisation(tmp_path):
+    documents_path = tmp_path / "documents.jsonl"
+    write_documents(documents_path, ["It\u2019s here. It's there."])
+    stats = tokenize_corpus(documents_path, tmp_path / "sentences.txt", tmp_path / "stats.json")
+    assert stats["normalize_quotes"] is True
+    assert (tmp_path / "sentences.txt").read_text() == "it 's here .\nit 's there .\n"
+    stats = tokenize_corpus(documents_path, tmp_path / "sentences.txt", tmp_path / "stats.json",
+                            normalize_quotes=False)
+    assert stats["normalize_quotes"] is False and "\u2019" in (tmp_path / "sentences.txt").read_text()
+
+
+@pytest.mark.parametrize("text, capitalize, shown", [
+    ("it is n't here , he said .", True, "It isn't here, he said."),
+    ("the function 's value ( see below ) : `` yes '' !", True, 'The function\'s value (see below): "yes"!'),
+    ("marcius : ay , ' tis a merry mother ?", True, "Marcius: ay, 'tis a merry mother?"),
+    ("the ' quoted ' word", False, "the 'quoted' word"),
+    ("the dogs ' bones", False, "the dogs' bones"),
+    ("`` 3 '' is $ 5 ...", True, '"3" is $5 ...'),
+])
+def test_detokenize_reads_like_text(text, capitalize, shown):
+    assert detokenize(text.split(" "), capitalize=capitalize) == shown
+
+
+def test_word_tokenizer_round_trips_through_detokenize():
+    words = WordTokenizer(lowercase=False, normalize_quotes=True)
+    for sentence in ["He said \"it isn't here,\" and left.", "Use f(x) - it's 3.5% of $10, isn't it?"]:
+        assert words.tokenize(detokenize(words.tokenize(sentence))) == words.tokenize(sentence)

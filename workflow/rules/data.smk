@@ -59,6 +59,7 @@ rule tokenize:
         runtime=60,
     params:
         lowercase=config["lowercase"],
+        normalize_quotes=config["normalize_quotes"],
     script:
         "../scripts/tokenize.py"
 

@@ -41,6 +41,7 @@ rule train:
         dtype=config["dtype"],
         # Recorded in the parameters file so that scoring and priming tokenize like the training text.
         lowercase=config["lowercase"],
+        normalize_quotes=config["normalize_quotes"],
     script:
         "../scripts/train.py"
 

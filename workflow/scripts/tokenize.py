@@ -10,5 +10,6 @@ tokenize_corpus(
     snakemake.output.sentences,
     snakemake.output.stats,
     lowercase=snakemake.params.lowercase,
+    normalize_quotes=snakemake.params.normalize_quotes,
     processes=snakemake.threads,
 )

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from rnnlm.io import log_to
+from rnnlm.tokenize import WordTokenizer
 from rnnlm.train import run_training
 
 # Errors (tracebacks ending in the RnnlmError message), progress and the epoch lines go to the log.
@@ -19,5 +20,6 @@ run_training(
     snakemake.params.hyperparameters,
     device=snakemake.params.device,
     dtype=snakemake.params.dtype,
-    metadata={"lowercase": snakemake.params.lowercase},
+    # Recorded in the params file so that generation and scoring tokenize like the training text.
+    metadata=WordTokenizer(snakemake.params.lowercase, snakemake.params.normalize_quotes).settings(),
 )
