@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -59,13 +61,15 @@ def run_stages(documents: list[str], workdir: Path, processes: int) -> dict:
     documents_path = workdir / "documents.jsonl"
     write_documents(documents_path, documents)
     timings: dict[str, float] = {}
+    config = yaml.safe_load((REPO_ROOT / "config.yaml").read_text(encoding="utf-8"))
+    lengths = {"min_length": config["min_sentence_length"], "max_length": config["max_sentence_length"]}
     start = time.perf_counter()
     tokens = timed("tokenize", timings, tokenize_corpus, documents_path, workdir / "sentences.txt",
                    workdir / "tokens.json", lowercase=True, processes=processes)
     vocab = timed("vocab", timings, build_vocabulary, workdir / "sentences.txt", workdir / "vocab.tsv",
-                  workdir / "vocab.json", 8000)
+                  workdir / "vocab.json", config["vocabulary_size"], **lengths)
     index = timed("index", timings, build_index, workdir / "sentences.txt", workdir / "vocab.tsv",
-                  {name: workdir / f"{name}.npz" for name in SPLIT_NAMES}, workdir / "data.json")
+                  {name: workdir / f"{name}.npz" for name in SPLIT_NAMES}, workdir / "data.json", **lengths)
     timings["total"] = round(time.perf_counter() - start, 2)
     return {"seconds": timings, "tokenize": tokens, "vocab": vocab, "index": index,
             "peak_rss_mib": {"main": round(peak_rss_mib(resource.RUSAGE_SELF)),

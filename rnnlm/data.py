@@ -1,11 +1,14 @@
 """Index stage: sentences -> word ids -> train/valid/test `Split`s, and padded minibatches.
 
 Sentence i of a split has x = [SENTENCE_START] + ids and y = ids + [SENTENCE_END], stored flat:
-x[offsets[i]:offsets[i+1]], y likewise. No object arrays, no pickles.
+x[offsets[i]:offsets[i+1]], y likewise. No object arrays, no pickles. Each file also records the
+fingerprint of the vocabulary that made the ids (`vocab_fingerprint`), checked wherever a model
+meets data (`check_vocabulary`).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from pathlib import Path
 from typing import Iterator
@@ -13,8 +16,8 @@ from typing import Iterator
 import numpy as np
 
 from rnnlm.io import RnnlmError, load_npz, save_npz, write_json
-from rnnlm.tokenize import read_sentences
-from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary
+from rnnlm.vocab import (SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary, fingerprint, require_sentences,
+                         sentences_within)
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +25,16 @@ SPLIT_NAMES = ("train", "valid", "test")
 
 
 class Split:
-    """A set of sentences as flat int32 `x`, `y` and int64 `offsets` (length n + 1, offsets[0] == 0)."""
+    """A set of sentences as flat int32 `x`, `y` and int64 `offsets` (length n + 1, offsets[0] == 0),
+    and the fingerprint of the vocabulary whose ids they hold (None: unknown)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, offsets: np.ndarray, source: str = "split"):
+    def __init__(self, x: np.ndarray, y: np.ndarray, offsets: np.ndarray, source: str = "split",
+                 vocab_fingerprint: str | None = None):
         problem = _layout_problem(x, y, offsets)
         if problem:
             raise RnnlmError(f"{source}: {problem}; re-create it with the index stage")
         self.x, self.y, self.offsets = x, y, offsets
+        self.source, self.vocab_fingerprint = source, vocab_fingerprint
         self.lengths = np.diff(offsets)
         self.num_tokens = len(y)
 
@@ -36,7 +42,7 @@ class Split:
         return len(self.offsets) - 1
 
     @classmethod
-    def from_ids(cls, flat_ids: np.ndarray, lengths: np.ndarray) -> "Split":
+    def from_ids(cls, flat_ids: np.ndarray, lengths: np.ndarray, vocab_fingerprint: str | None = None) -> "Split":
         """Build x/y from sentences given as concatenated word ids and per-sentence word counts."""
         flat_ids = np.asarray(flat_ids, dtype=np.int32)
         lengths = np.asarray(lengths, dtype=np.int64)
@@ -53,7 +59,7 @@ class Split:
         word_in_y[ends] = False
         x[word_in_x] = flat_ids
         y[word_in_y] = flat_ids
-        return cls(x, y, offsets)
+        return cls(x, y, offsets, vocab_fingerprint=vocab_fingerprint)
 
     def subset(self, indices: np.ndarray) -> "Split":
         """The sentences at `indices`, in that order."""
@@ -63,15 +69,32 @@ class Split:
         np.cumsum(lengths, out=offsets[1:])
         # Position k of the result comes from offsets_old[sentence] + (k - offsets_new[sentence]).
         source = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return Split(self.x[source], self.y[source], offsets)
+        return Split(self.x[source], self.y[source], offsets, vocab_fingerprint=self.vocab_fingerprint)
 
     @classmethod
     def load(cls, path: str | Path) -> "Split":
         arrays = load_npz(path, required=("x", "y", "offsets"))
-        return cls(arrays["x"], arrays["y"], arrays["offsets"], source=str(path))
+        recorded = arrays.get("vocab_fingerprint")
+        return cls(arrays["x"], arrays["y"], arrays["offsets"], source=str(path),
+                   vocab_fingerprint=None if recorded is None else str(recorded))
 
     def save(self, path: str | Path) -> None:
-        save_npz(path, x=self.x, y=self.y, offsets=self.offsets)
+        recorded = {} if self.vocab_fingerprint is None else {"vocab_fingerprint": np.array(self.vocab_fingerprint)}
+        save_npz(path, x=self.x, y=self.y, offsets=self.offsets, **recorded)
+
+    def check_vocabulary(self, words: list[str], owner: str) -> None:
+        """Refuse to pair these ids with `words` (the vocabulary of `owner`, e.g. a parameters file)
+        unless the split was indexed with exactly that vocabulary."""
+        if self.vocab_fingerprint is None:
+            raise RnnlmError(
+                f"{self.source}: records no vocabulary fingerprint (made before fingerprints existed), so it cannot be "
+                "matched to a model; re-create it with the index stage (snakemake --forcerun index)"
+            )
+        if self.vocab_fingerprint != fingerprint(words):
+            raise RnnlmError(
+                f"{self.source} was indexed with another vocabulary than {owner} ({len(words)} words): its ids mean "
+                "other words; use the data the model was trained on, or retrain the model on this data"
+            )
 
     def batch(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Time-major padded (T, B) int32 x and y and float32 mask (1 real, 0 padding); T = longest sentence."""
@@ -140,35 +163,24 @@ def split_sizes(sentences: int, valid_fraction: float, test_fraction: float) -> 
 def encode_sentences(sentences_path: str | Path, vocabulary: Vocabulary, min_length: int, max_length: int):
     """Word ids of the sentences whose word count lies in [min_length, max_length], and drop counts."""
     flat, lengths = [], []
-    too_short = too_long = 0
-    for tokens in read_sentences(sentences_path):
-        if len(tokens) < min_length:
-            too_short += 1
-        elif len(tokens) > max_length:
-            too_long += 1
-        else:
-            flat.append(vocabulary.encode(tokens))
-            lengths.append(len(tokens))
+    dropped: collections.Counter[str] = collections.Counter()
+    for tokens in sentences_within(sentences_path, min_length, max_length, dropped):
+        flat.append(vocabulary.encode(tokens))
+        lengths.append(len(tokens))
+    require_sentences(len(lengths), min_length, max_length, dropped)
     flat_ids = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32)
-    return flat_ids, np.asarray(lengths, dtype=np.int64), too_short, too_long
+    return flat_ids, np.asarray(lengths, dtype=np.int64), dropped["too_short"], dropped["too_long"]
 
 
 def build_index(sentences_path: str | Path, vocab_path: str | Path, output_paths: dict[str, str | Path],
                 stats_path: str | Path, min_length: int = 1, max_length: int = 80,
                 valid_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> dict:
     """Run the index stage: write train/valid/test .npz (keys of `output_paths`) and stats; return the stats."""
-    if min_length > max_length:
-        raise RnnlmError(f"min_sentence_length ({min_length}) exceeds max_sentence_length ({max_length}); fix them in config.yaml")
     if valid_fraction + test_fraction >= 1:
         raise RnnlmError(f"valid_fraction + test_fraction = {valid_fraction + test_fraction} leaves nothing to train on; lower them")
     vocabulary = Vocabulary.load(vocab_path)
     flat_ids, lengths, too_short, too_long = encode_sentences(sentences_path, vocabulary, min_length, max_length)
-    if len(lengths) == 0:
-        raise RnnlmError(
-            f"no sentence has between {min_length} and {max_length} words ({too_short} shorter, {too_long} longer); "
-            "widen min_sentence_length/max_sentence_length in config.yaml"
-        )
-    everything = Split.from_ids(flat_ids, lengths)
+    everything = Split.from_ids(flat_ids, lengths, vocab_fingerprint=vocabulary.fingerprint)
     train, valid, _ = split_sizes(len(everything), valid_fraction, test_fraction)
     permutation = np.random.default_rng(seed).permutation(len(everything))
     # Each split keeps corpus order; only membership is random.

@@ -133,9 +133,10 @@ def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLik
                     seed: int, max_distance: int, max_sentences: int, batch_size: int, device: str = "auto") -> dict:
     """Load a trained model and the validation split, measure both curves, write the JSON atomically."""
     backend = get_backend(device)
-    trained, _, _ = RNNLM.load(params_path, backend)
+    trained, words, _ = RNNLM.load(params_path, backend)
     initial = RNNLM(trained.config, backend, seed=seed)
     split = Split.load(valid_path)
+    split.check_vocabulary(words, f"the model {params_path}")
     result = diagnose(trained, initial, split, max_distance, max_sentences, batch_size)
     result["seed"] = int(seed)
     write_json(output_path, result)

@@ -123,6 +123,8 @@ def run_evaluation(params_path, split_paths: Mapping[str, str], vocab_path, metr
     model, words, _ = load_trained(params_path, device)
     check_vocabulary(words, Vocabulary.load(vocab_path).words)
     splits = {name: Split.load(path) for name, path in split_paths.items()}
+    for split in splits.values():
+        split.check_vocabulary(words, f"the model {params_path}")
     if "train" not in splits:
         raise RnnlmError("evaluation needs the train split to fit the unigram baseline; pass it too")
     metrics = evaluate(model, splits, splits["train"])

@@ -96,6 +96,7 @@ def interpolate_model(params_path, vocab_path, split_paths: dict, ngram_path, ou
     scores = {}
     for name in ("valid", "test"):
         split = Split.load(split_paths[name])
+        split.check_vocabulary(model_words, f"the model {params_path}")
         check_split_ids(split, model.config.vocab_size, name)
         scores[name] = (rnn_token_log_probs(model, split), _ngram_scores(ngram_arrays, split, name, ngram_path))
     weight = tune_weight(*scores["valid"])

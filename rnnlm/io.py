@@ -24,9 +24,26 @@ class RnnlmError(ValueError):
 
 
 def log_to(path: str | os.PathLike) -> None:
-    """Send logging and stderr (progress bars, warnings, tracebacks) of a Snakemake job to its log file."""
+    """Send logging and stderr (progress bars, warnings, tracebacks) of a Snakemake job to its log file.
+
+    Warnings and a failing RnnlmError also reach the terminal, where the user runs Snakemake: a
+    degenerate corpus or a bad setting must not hide in a log that nobody opens after a success.
+    An RnnlmError ends the job as one line (its message) in the log and on the terminal, with no
+    traceback; any other exception keeps its traceback in the log."""
     sys.stderr = open(path, "w", encoding="utf-8", buffering=1)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
+    terminal = logging.StreamHandler(sys.__stderr__)
+    terminal.setLevel(logging.WARNING)
+    terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(terminal)
+    sys.excepthook = _report_rnnlm_errors
+
+
+def _report_rnnlm_errors(kind, error, traceback) -> None:
+    if issubclass(kind, RnnlmError):
+        logging.getLogger("rnnlm").error("%s", error)
+    else:
+        sys.__excepthook__(kind, error, traceback)
 
 
 @contextlib.contextmanager

@@ -243,8 +243,11 @@ def _arrays(split, vocab_size: int, name: str):
 def build_baseline(split_paths: dict, vocab_path, order: int, json_path, log_probs_path) -> dict:
     """Baseline stage: fit on the train split, write perplexities per split (JSON) and the valid/test
     per-token log-probabilities (.npz: `<split>` float64, `<split>_y` int32 targets, `order`; for interpolation)."""
-    vocab_size = len(Vocabulary.load(vocab_path))
+    vocabulary = Vocabulary.load(vocab_path)
+    vocab_size = len(vocabulary)
     splits = {name: Split.load(path) for name, path in split_paths.items()}
+    for split in splits.values():
+        split.check_vocabulary(vocabulary.words, f"the vocabulary {vocab_path}")
     start = time.perf_counter()
     model = KneserNey.fit(splits["train"], vocab_size, order)
     # The fit time goes to the log, not the artifact: artifacts must be byte-identical across rebuilds.

@@ -411,6 +411,8 @@ def run_training(train_path, valid_path, vocab_path, params_path, checkpoint_pat
     """The train stage from files: index matrices + vocabulary -> params, checkpoint, training log."""
     vocabulary = Vocabulary.load(vocab_path)
     train_split, valid_split = Split.load(train_path), Split.load(valid_path)
+    for split in (train_split, valid_split):
+        split.check_vocabulary(vocabulary.words, f"the vocabulary {vocab_path}")
     model_config, train_config = split_hyperparameters(hyperparameters, len(vocabulary), dtype)
     # The counts shape the word classes of `output: class`.
     model = RNNLM(model_config, get_backend(device), seed=train_config.seed, word_counts=vocabulary.counts)

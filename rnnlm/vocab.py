@@ -2,14 +2,17 @@
 
 Ids: 0 = SENTENCE_START, 1 = SENTENCE_END, 2 = UNKNOWN_TOKEN, then words by descending count, ties
 broken by code points ascending. A corpus token spelled like a special token counts as unknown.
+Only the sentences the index stage keeps (within the length limits) are counted, so a dropped
+sentence cannot change the vocabulary.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -23,7 +26,8 @@ SENTENCE_END = "SENTENCE_END"
 UNKNOWN_TOKEN = "UNKNOWN_TOKEN"
 SPECIAL_TOKENS = (SENTENCE_START, SENTENCE_END, UNKNOWN_TOKEN)
 SENTENCE_START_ID, SENTENCE_END_ID, UNKNOWN_ID = range(len(SPECIAL_TOKENS))
-# A corpus needs at least as many distinct words as there are special tokens to be worth modelling.
+# A corpus needs at least as many distinct words (tokens with a letter or digit; punctuation alone is
+# no language) as there are special tokens to be worth modelling.
 MIN_DISTINCT_WORDS = len(SPECIAL_TOKENS)
 TSV_HEADER = "id\tword\tcount"
 
@@ -51,16 +55,21 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.words)
 
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.words)
+
     @classmethod
     def build(cls, word_counts: collections.Counter, sentences: int, size: int) -> "Vocabulary":
         """The `size` - 3 most frequent words of `word_counts` (from `sentences` sentences) plus the special tokens."""
         if size <= len(SPECIAL_TOKENS):
             raise RnnlmError(f"vocabulary_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {size}; raise it in config.yaml")
         candidates = [(word, count) for word, count in word_counts.items() if word not in SPECIAL_TOKENS]
-        if len(candidates) < MIN_DISTINCT_WORDS:
+        words = sum(any(character.isalnum() for character in word) for word, _ in candidates)
+        if words < MIN_DISTINCT_WORDS:
             raise RnnlmError(
-                f"the corpus has only {len(candidates)} distinct words, fewer than the {MIN_DISTINCT_WORDS} a vocabulary "
-                "needs besides its special tokens; use a larger corpus"
+                f"the corpus has only {words} distinct words with a letter or digit ({len(candidates)} distinct tokens "
+                f"in all), fewer than the {MIN_DISTINCT_WORDS} a language model needs; use a larger corpus"
             )
         candidates.sort(key=lambda item: (-item[1], item[0]))
         kept = candidates[: size - len(SPECIAL_TOKENS)]
@@ -104,19 +113,51 @@ class Vocabulary:
         return cls(words, counts)
 
 
-def count_words(sentences_path: str | Path) -> tuple[collections.Counter, int]:
-    """Token counts and number of sentences of a sentences file."""
-    word_counts: collections.Counter[str] = collections.Counter()
-    sentences = 0
+def fingerprint(words: Iterable[str]) -> str:
+    """Identity of a vocabulary's ids: sha256 of its words in id order (counts do not matter)."""
+    return "sha256:" + hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
+
+
+def sentences_within(sentences_path: str | Path, min_length: int, max_length: int,
+                     dropped: collections.Counter) -> Iterator[list[str]]:
+    """The token lists of the sentences with `min_length` to `max_length` words, the ones the index
+    stage keeps; the others are counted in `dropped["too_short"]` and `dropped["too_long"]`."""
+    if min_length > max_length:
+        raise RnnlmError(f"min_sentence_length ({min_length}) exceeds max_sentence_length ({max_length}); fix them in config.yaml")
     for tokens in read_sentences(sentences_path):
+        if len(tokens) < min_length:
+            dropped["too_short"] += 1
+        elif len(tokens) > max_length:
+            dropped["too_long"] += 1
+        else:
+            yield tokens
+
+
+def require_sentences(kept: int, min_length: int, max_length: int, dropped: collections.Counter) -> None:
+    if kept == 0:
+        raise RnnlmError(
+            f"no sentence has between {min_length} and {max_length} words ({dropped['too_short']} shorter, "
+            f"{dropped['too_long']} longer); widen min_sentence_length/max_sentence_length in config.yaml"
+        )
+
+
+def count_words(sentences_path: str | Path, min_length: int, max_length: int) -> tuple[collections.Counter, int, collections.Counter]:
+    """Token counts and number of the sentences within the length limits, and the dropped counts."""
+    word_counts: collections.Counter[str] = collections.Counter()
+    dropped: collections.Counter[str] = collections.Counter()
+    sentences = 0
+    for tokens in sentences_within(sentences_path, min_length, max_length, dropped):
         word_counts.update(tokens)
         sentences += 1
-    return word_counts, sentences
+    require_sentences(sentences, min_length, max_length, dropped)
+    return word_counts, sentences, dropped
 
 
-def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_path: str | Path, size: int) -> dict:
-    """Run the vocab stage: write vocab.tsv and its stats; return the stats."""
-    word_counts, sentences = count_words(sentences_path)
+def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_path: str | Path, size: int,
+                     min_length: int, max_length: int) -> dict:
+    """Run the vocab stage on the sentences with `min_length` to `max_length` words: write vocab.tsv
+    and its stats; return the stats."""
+    word_counts, sentences, dropped = count_words(sentences_path, min_length, max_length)
     vocabulary = Vocabulary.build(word_counts, sentences, size)
     tokens = sum(word_counts.values())
     unknown = int(vocabulary.counts[UNKNOWN_ID])
@@ -124,6 +165,8 @@ def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_p
     stats = {
         "requested_size": size,
         "size": len(vocabulary),
+        "sentences": sentences,
+        "sentences_outside_length_limits": dropped["too_short"] + dropped["too_long"],
         "distinct_words": len(word_counts),
         "tokens": tokens,
         "unknown_tokens": unknown,
@@ -132,7 +175,8 @@ def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_p
         "least_frequent_count": int(vocabulary.counts[least_frequent]),
     }
     if len(vocabulary) < size:
-        log.warning("the corpus has only %d distinct words: the vocabulary has %d entries, not %d", len(word_counts), len(vocabulary), size)
+        log.warning("the vocabulary has %d entries, not the %d requested: the corpus has only %d distinct words, "
+                    "so every word is kept and UNKNOWN_TOKEN never occurs in training", len(vocabulary), size, len(word_counts))
     vocabulary.save(vocab_path)
     write_json(stats_path, stats)
     log.info("Using vocabulary size %d.", len(vocabulary))

@@ -137,6 +137,7 @@ def test_build_index_splits_deterministically_and_filters_by_length(tmp_path):
     assert all(2 <= length - 1 <= 8 for split in splits.values() for length in split.lengths)
     assert sum(split.num_tokens for split in splits.values()) == sum(len(s) + 1 for s in sentences if 2 <= len(s) <= 8)
     assert 0 < stats["train"]["unknown_rate"] < 1  # 10 words, 5 kept
+    assert {split.vocab_fingerprint for split in splits.values()} == {Vocabulary.load(tmp_path / "vocab.tsv").fingerprint}
 
     # Same seed, same split; another seed, another split.
     _, again = run_index(tmp_path, **options)

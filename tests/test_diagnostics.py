@@ -12,15 +12,17 @@ from rnnlm.backend import get_backend
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError
 from rnnlm.model import ModelConfig, RNNLM
+from rnnlm.vocab import SPECIAL_TOKENS, fingerprint
 
 VOCAB, HIDDEN = 12, 16
+WORDS = [*SPECIAL_TOKENS] + [f"w{i}" for i in range(VOCAB - 3)]
 
 
 def random_split(sentences=12, length=20, seed=0) -> Split:
     rng = np.random.default_rng(seed)
     lengths = np.full(sentences, length)
     lengths[::3] = length // 2  # mixed lengths: padding must not count
-    return Split.from_ids(rng.integers(3, VOCAB, lengths.sum()).astype(np.int32), lengths)
+    return Split.from_ids(rng.integers(3, VOCAB, lengths.sum()).astype(np.int32), lengths, vocab_fingerprint=fingerprint(WORDS))
 
 
 def tiny_model(activation="tanh", seed=3) -> RNNLM:
@@ -103,7 +105,7 @@ def test_run_diagnostics_compares_trained_with_reinitialised_model(tmp_path):
     seed = 5
     trained = contracting_model(0.6)  # stands in for "after training": W differs from the seed's init
     params_path, valid_path, out_path = tmp_path / "params.npz", tmp_path / "valid.npz", tmp_path / "diag.json"
-    trained.save(params_path, ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN"] + [f"w{i}" for i in range(VOCAB - 3)], {})
+    trained.save(params_path, WORDS, {})
     random_split().save(valid_path)
 
     result = diagnostics.run_diagnostics(params_path, valid_path, out_path, seed=seed, max_distance=5,

@@ -11,7 +11,7 @@ from rnnlm.interpolate import interpolate_model, mixture_log_probs, rnn_token_lo
 from rnnlm.io import RnnlmError, read_json
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.ngram import build_baseline
-from rnnlm.vocab import Vocabulary
+from rnnlm.vocab import Vocabulary, fingerprint
 
 WORDS = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN"] + [f"w{i}" for i in range(9)]
 
@@ -67,7 +67,7 @@ def test_tune_weight_refuses_mismatched_or_empty_scores():
 
 def random_split(rng, sentences):
     lengths = rng.integers(1, 8, size=sentences)
-    return Split.from_ids(rng.integers(3, len(WORDS), size=int(lengths.sum())), lengths)
+    return Split.from_ids(rng.integers(3, len(WORDS), size=int(lengths.sum())), lengths, vocab_fingerprint=fingerprint(WORDS))
 
 
 @pytest.fixture()

@@ -113,11 +113,12 @@ def all_output(workdir: Path, result) -> str:
 
 BAD_INPUTS = {
     "empty corpus": (b"", [], "download", "contains no text"),
-    "too few distinct words": (b"Yes yes.\n\nYes yes yes.\n", [], "vocab", "only 2 distinct words"),
+    "too few distinct words": (b"Yes yes.\n\nYes yes yes.\n", [], "vocab", "only 1 distinct words"),
+    "punctuation only": (b"... !!! ???\n\n-- ; : ,\n\n( ) [ ] ' \"\n", [], "vocab", "only 0 distinct words with a letter"),
     "csv without the column": (b"text\nSome words here.\n", ["corpus_format=csv"], "download", "no column 'body'"),
     "non-utf-8 with strict": ("Caf\u00e9 au lait.".encode("latin-1"), ["encoding_errors=strict"], "download", "not valid UTF-8"),
     "checksum mismatch": (b"Fine text.\n", ["checksum=sha256:" + "0" * 64], "download", "checksum mismatch"),
-    "sentences outside the length limits": (b"Short one.\n", ["min_sentence_length=10"], "index", "no sentence has between 10"),
+    "sentences outside the length limits": (b"Short one.\n", ["min_sentence_length=10"], "vocab", "no sentence has between 10"),
 }
 
 
@@ -127,12 +128,32 @@ def test_bad_input_fails_cleanly(workflow_copy, run_snakemake, case):
     (workflow_copy / "corpus.txt").write_bytes(content)
     result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", "corpus=corpus.txt", *extra_config)
     assert result.returncode != 0
-    assert message in all_output(workflow_copy, result)
+    # The message reaches the terminal as one line, and ends the stage's log without a traceback.
+    assert f"ERROR rnnlm: " in result.stderr and message in result.stderr
+    log = (workflow_copy / f"results/logs/data/{failing_stage}.log").read_text()
+    assert message in log.splitlines()[-1] and "Traceback" not in log
     for stage in STAGES[STAGES.index(failing_stage):]:
         for path in STAGE_OUTPUTS[stage] + [f"results/benchmarks/data/{stage}.tsv"]:
             assert not (workflow_copy / path).exists(), path
     leftovers = [p for p in (workflow_copy / "results").rglob(".*")]
     assert leftovers == []
+
+
+def test_warnings_reach_the_terminal_and_dropped_sentences_do_not_shape_the_vocabulary(workflow_copy, run_snakemake):
+    """A vocabulary smaller than requested is said on the terminal, not only in the log; a sentence
+    longer than max_sentence_length changes no vocabulary entry."""
+    text = tiny_corpus()
+    (workflow_copy / "corpus.txt").write_text(text)
+    result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", "corpus=corpus.txt", "vocabulary_size=500")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING rnnlm.vocab: the vocabulary has 33 entries, not the 500 requested" in result.stderr
+    vocab = (workflow_copy / "results/vocab/vocab.tsv").read_text()
+    long_sentence = " ".join(f"rare{i % 300}" for i in range(1000)) + "."
+    (workflow_copy / "corpus.txt").write_text(text + "\n" + long_sentence + "\n")
+    result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", "corpus=corpus.txt", "vocabulary_size=500")
+    assert result.returncode == 0, result.stderr
+    assert (workflow_copy / "results/vocab/vocab.tsv").read_text() == vocab
+    assert json.loads((workflow_copy / "results/data/stats.json").read_text())["dropped_too_long"] == 1
 
 
 def test_wrong_config_stops_snakemake_with_the_key_named(workflow_copy, run_snakemake):

@@ -33,8 +33,17 @@ def test_special_token_spellings_in_the_corpus_are_unknown_words():
 
 
 def test_too_few_distinct_words_is_refused():
-    with pytest.raises(RnnlmError, match="only 2 distinct words.*larger corpus"):
+    with pytest.raises(RnnlmError, match="only 1 distinct words with a letter or digit.*larger corpus"):
         Vocabulary.build(collections.Counter({"a": 5, ".": 5, "UNKNOWN_TOKEN": 3}), sentences=5, size=100)
+
+
+def test_punctuation_alone_is_no_language():
+    """Many distinct tokens, none of them a word: nothing a language model could learn."""
+    punctuation = collections.Counter({mark: 3 for mark in ".,;:!?-()[]\"'"})
+    with pytest.raises(RnnlmError, match=r"only 0 distinct words with a letter or digit \(13 distinct tokens"):
+        Vocabulary.build(punctuation, sentences=9, size=100)
+    numbers_and_scripts = punctuation + collections.Counter({"1984": 1, "日本": 1, "été": 1})
+    assert len(Vocabulary.build(numbers_and_scripts, sentences=9, size=100)) == 3 + 16
 
 
 def test_vocabulary_size_must_leave_room_for_words():
@@ -70,7 +79,8 @@ def test_load_rejects_malformed_files(tmp_path, content, problem):
 
 def test_build_vocabulary_stage_reports_least_frequent_word(tmp_path):
     write_sentences(tmp_path / "sentences.txt", [["a", "b", "a", "c"], ["a", "b", "d", "e"]])
-    stats = build_vocabulary(tmp_path / "sentences.txt", tmp_path / "vocab.tsv", tmp_path / "stats.json", size=6)
+    stats = build_vocabulary(tmp_path / "sentences.txt", tmp_path / "vocab.tsv", tmp_path / "stats.json", size=6,
+                             min_length=1, max_length=80)
     assert stats["size"] == 6 and stats["requested_size"] == 6
     assert stats["least_frequent_word"] == "c" and stats["least_frequent_count"] == 1
     assert stats["tokens"] == 8 and stats["unknown_tokens"] == 2 and stats["coverage"] == pytest.approx(0.75)
@@ -81,5 +91,38 @@ def test_build_vocabulary_stage_reports_least_frequent_word(tmp_path):
 def test_failed_vocab_stage_writes_nothing(tmp_path):
     write_sentences(tmp_path / "sentences.txt", [["same", "same"]])
     with pytest.raises(RnnlmError):
-        build_vocabulary(tmp_path / "sentences.txt", tmp_path / "out" / "vocab.tsv", tmp_path / "out" / "stats.json", size=10)
+        build_vocabulary(tmp_path / "sentences.txt", tmp_path / "out" / "vocab.tsv", tmp_path / "out" / "stats.json",
+                         size=10, min_length=1, max_length=80)
     assert not (tmp_path / "out").exists()
+
+
+def test_sentences_outside_the_length_limits_do_not_shape_the_vocabulary(tmp_path):
+    """A sentence the index stage drops (here: one very long one) changes neither ids nor counts."""
+    kept = [["the", "cat", "sat"], ["a", "dog", "ran"], ["the", "dog", "sat"]]
+    write_sentences(tmp_path / "kept.txt", kept)
+    write_sentences(tmp_path / "all.txt", kept[:1] + [[f"w{i % 50}" for i in range(500)], ["one"]] + kept[1:])
+    limits = dict(min_length=2, max_length=10)
+    alone = build_vocabulary(tmp_path / "kept.txt", tmp_path / "kept.tsv", tmp_path / "kept.json", size=6, **limits)
+    mixed = build_vocabulary(tmp_path / "all.txt", tmp_path / "all.tsv", tmp_path / "all.json", size=6, **limits)
+    assert (tmp_path / "all.tsv").read_text() == (tmp_path / "kept.tsv").read_text()
+    assert mixed["sentences"] == 3 and mixed["sentences_outside_length_limits"] == 2
+    assert {key: value for key, value in mixed.items() if key != "sentences_outside_length_limits"} == \
+        {key: value for key, value in alone.items() if key != "sentences_outside_length_limits"}
+
+
+def test_vocab_stage_names_empty_length_window(tmp_path):
+    write_sentences(tmp_path / "sentences.txt", [["a", "b"], ["c", "d", "e"]])
+    with pytest.raises(RnnlmError, match=r"no sentence has between 4 and 9 words \(2 shorter, 0 longer\)"):
+        build_vocabulary(tmp_path / "sentences.txt", tmp_path / "vocab.tsv", tmp_path / "stats.json", size=10,
+                         min_length=4, max_length=9)
+    with pytest.raises(RnnlmError, match=r"min_sentence_length \(5\) exceeds max_sentence_length \(4\)"):
+        build_vocabulary(tmp_path / "sentences.txt", tmp_path / "vocab.tsv", tmp_path / "stats.json", size=10,
+                         min_length=5, max_length=4)
+    assert not (tmp_path / "vocab.tsv").exists()
+
+
+def test_smaller_vocabulary_than_requested_warns(tmp_path, caplog):
+    write_sentences(tmp_path / "sentences.txt", [["a", "b", "c", "d"]])
+    build_vocabulary(tmp_path / "sentences.txt", tmp_path / "vocab.tsv", tmp_path / "stats.json", size=50,
+                     min_length=1, max_length=80)
+    assert "the vocabulary has 7 entries, not the 50 requested" in caplog.text

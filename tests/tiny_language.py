@@ -30,7 +30,8 @@ def sentences(count: int, seed: int) -> list[list[str]]:
 def split_of(words: list[list[str]], vocabulary: Vocabulary | None = None) -> Split:
     vocabulary = vocabulary or vocabulary_of()
     ids = np.concatenate([vocabulary.encode(sentence) for sentence in words])
-    return Split.from_ids(ids, np.array([len(sentence) for sentence in words], dtype=np.int64))
+    return Split.from_ids(ids, np.array([len(sentence) for sentence in words], dtype=np.int64),
+                          vocab_fingerprint=vocabulary.fingerprint)
 
 
 def vocabulary_of() -> Vocabulary:

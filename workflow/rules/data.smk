@@ -82,6 +82,9 @@ rule vocab:
         runtime=10,
     params:
         vocabulary_size=config["vocabulary_size"],
+        # Only the sentences the index stage keeps are counted.
+        min_sentence_length=config["min_sentence_length"],
+        max_sentence_length=config["max_sentence_length"],
     script:
         "../scripts/vocab.py"
 
