@@ -227,7 +227,7 @@ class RNNLM:
     # ------------------------------------------------------------------ training
     def loss_and_grads(
         self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
-        dropout: DropoutMasks | None = None,
+        dropout: DropoutMasks | None = None, keep_output_gradients: bool = False,
     ) -> tuple[float, int, dict[str, Any]]:
         """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
 
@@ -236,6 +236,9 @@ class RNNLM:
         `output_step` s: the output layer's parameters p are updated in place, p += s * dL/dp, as
         their gradients are formed, and are left out of the returned gradients (an SGD step that
         never holds dV: the caller must know its step size before the gradient, i.e. no clipping).
+        `keep_output_gradients`: the output layer's gradients are views of buffers it keeps for the
+        next call (no fresh C x H array per step); `apply_update` and `gradient_squared_norm` then
+        treat each buffer as one contiguous array (the clipped SGD step).
         """
         xp = self.backend.xp
         cache = self.forward_cache(x, mask, dropout=dropout)
@@ -243,7 +246,7 @@ class RNNLM:
         steps, batch = cache.x.shape
         hidden_rows, targets, rows = self._valid_rows(cache, y)
         loss, d_hidden, grads = self.output.loss_and_grads(
-            self.backend, self.params, hidden_rows, targets, step=output_step
+            self.backend, self.params, hidden_rows, targets, step=output_step, keep_gradients=keep_output_gradients
         )
         keep = self._hidden_keep(cache)
         if keep is not None:
@@ -261,6 +264,12 @@ class RNNLM:
         """SGD in place: p += step * grad for each gradient (dense or SparseRows); the dense
         gradients are scaled in place on the way (consumed), so no temporary is allocated."""
         step = self.dtype.type(step)
+        grads = dict(grads)
+        for names, buffer, storage in self.output.deferred_updates(grads):
+            buffer *= step
+            storage += buffer
+            for name in names:
+                del grads[name]
         for name, grad in grads.items():
             param = self.params[name]
             if isinstance(grad, SparseRows):
@@ -274,7 +283,13 @@ class RNNLM:
     def gradient_squared_norm(self, grads: dict[str, Any]) -> float:
         """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero)."""
         xp = self.backend.xp
-        parts = [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
+        grads = dict(grads)
+        parts = []
+        for names, buffer, _ in self.output.deferred_updates(grads):
+            parts.append(buffer)  # contiguous, so ravel() below is a view, not a copy
+            for name in names:
+                del grads[name]
+        parts += [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
         # One device-to-host transfer for all parameters, not one each.
         return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
 

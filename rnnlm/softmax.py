@@ -107,6 +107,21 @@ class _WordWeights:
             self._update = xp.empty_like(weights)
         return self._update
 
+    def _kept_gradients(self, update) -> dict:
+        """The [dV, 0, db_y] rows of the kept buffer as the parameters' gradients (views: they live
+        until the next call, see `deferred_update`)."""
+        return {self.weight_name: update[:, : self.hidden_size], self.bias_name: update[:, self.hidden_size + 1]}
+
+    def deferred_updates(self, grads: dict) -> list:
+        """[(names, gradient buffer, [V, 1, b_y] storage)] for this layer's gradients in `grads` that
+        are views of its kept buffer (a `keep_gradients` call), else []. The buffer's ones column is
+        0, so `storage += s * buffer` is the whole SGD step of V and b_y in one contiguous pass, and
+        the buffer's squared sum is their squared gradient norm."""
+        update, names = self._update, (self.weight_name, self.bias_name)
+        if update is None or any(getattr(grads.get(name), "base", None) is not update for name in names):
+            return []
+        return [(names, update, self._storage)]
+
 
 def _fused_block(xp: Any, h_ext, weights, exps, target_columns):
     """Steps 1-3 for one block: fill `exps`, return (shifted target logits, [E V, row sums])."""
@@ -129,6 +144,19 @@ def _repair_rows(xp: Any, h, weights, target_columns, exps, target, weighted) ->
 
 def _needs_repair(weighted) -> bool:
     return not bool((weighted[:, -1] >= _underflow_limit(weighted.dtype)).all())
+
+
+def _gradient_right_side(xp: Any, h, inverse, step=None):
+    """[s h / sum, 0, s / sum] (n, H+2): E^T times it is [V, 1, b_y]'s gradient (times s), with
+    nothing in the ones column, so it lands in (or is added to) the storage's layout directly."""
+    if step is not None:
+        inverse = inverse * step
+    rows, hidden = h.shape
+    right = xp.empty((rows, hidden + 2), dtype=h.dtype)
+    xp.multiply(h, inverse[:, None], out=right[:, :hidden])
+    right[:, hidden] = 0
+    right[:, hidden + 1] = inverse
+    return right
 
 
 def _stepped_in_place(params, grads: dict, step) -> dict:
@@ -165,17 +193,26 @@ class FullSoftmax(_WordWeights):
         super().__init__(vocab_size, hidden_size, names)
         self.chunk_rows = max(1, chunk_elements // vocab_size)
 
-    def loss_and_grads(self, backend, params, h, y, step=None):
+    def loss_and_grads(self, backend, params, h, y, step=None, keep_gradients=False):
         """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients
-        (with `step` s: V, b_y += s * their gradients in place instead, see RNNLM.loss_and_grads)."""
+        (with `step` s: V, b_y += s * their gradients in place instead, see RNNLM.loss_and_grads;
+        with `keep_gradients`: the gradients are views of a buffer kept for the next call, see
+        `deferred_update`)."""
         xp = backend.xp
         n, hidden = h.shape
         weights = self.extended(xp, params)
         h_ext = self.shifted_inputs(xp, params, h)
         single_chunk = 0 < n <= self.chunk_rows  # then the one dV GEMM writes every entry
         fused_step = step is not None and single_chunk
-        grad_ext = None
-        if not fused_step:
+        # Both write E^T [s h / sum, 0, s / sum] into the kept buffer: added to [V, 1, b_y] at once,
+        # or held as the gradient until the caller knows its step (clipping needs the global norm).
+        into_buffer = fused_step or (keep_gradients and step is None)
+        grad_ext = update = None
+        if into_buffer:
+            update = self._update_buffer(xp, weights)
+            if not single_chunk:
+                update.fill(0)
+        else:
             grad_ext = (xp.empty if single_chunk else xp.zeros)((self.vocab_size, hidden + 1), dtype=h.dtype)
         dh = xp.empty_like(h)
         loss = 0.0
@@ -192,18 +229,14 @@ class FullSoftmax(_WordWeights):
             xp.multiply(weighted[:, :hidden], inverse[:, None], out=dh[chunk])
             dh[chunk] -= params[self.weight_name][y[chunk]]  # before a fused step moves V
             exps[xp.arange(exps.shape[0]), y[chunk]] -= sums  # (E - sum onehot) / sum = p - onehot
-            if fused_step:
-                # [V, 1, b_y] += E^T [s h / sum, 0, s / sum]: the step rides on the small right
-                # side, the 0 keeps the ones column exact, and the product lands in a kept buffer,
-                # so the update is one GEMM plus one contiguous add
-                inverse *= step
-                right = xp.empty((n, hidden + 2), dtype=h.dtype)
-                xp.multiply(h, inverse[:, None], out=right[:, :hidden])
-                right[:, hidden] = 0
-                right[:, hidden + 1] = inverse
-                update = self._update_buffer(xp, weights)
-                xp.dot(exps.T, right, out=update)
-                weights += update
+            if into_buffer:
+                # the step (if any) rides on the small right side; the product lands in the kept
+                # buffer, so the update is one GEMM plus one contiguous add
+                right = _gradient_right_side(xp, h[chunk], inverse, step if fused_step else None)
+                if single_chunk:
+                    xp.dot(exps.T, right, out=update)
+                else:
+                    update += exps.T @ right
                 continue
             # reuse `weighted` for the dV GEMM's right side: [h / sum, 1 / sum]
             xp.multiply(h[chunk], inverse[:, None], out=weighted[:, :hidden])
@@ -213,7 +246,10 @@ class FullSoftmax(_WordWeights):
             else:
                 grad_ext += exps.T @ weighted
         if fused_step:
+            weights += update
             return loss, dh, {}
+        if into_buffer:
+            return loss, dh, self._kept_gradients(update)
         grads = {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
         return loss, dh, _stepped_in_place(params, grads, step)
 
@@ -329,10 +365,11 @@ class ClassSoftmax(_WordWeights):
             row, offset = rows.stop, offset + logits.size
         return blocks
 
-    def _word_part(self, backend, params, h, y, want_grads: bool, step=None):
+    def _word_part(self, backend, params, h, y, want_grads: bool, step=None, keep_gradients=False):
         """Within-class log-probabilities of the targets of the rows `order` (grouped by class) and,
-        when asked, their dL/dh and the [dV, db_y] gradient of the summed within-class loss (with
-        `step` s: V, b_y += s * that gradient in place, class by class, and None for it)."""
+        when asked, their dL/dh and the {V, b_y} gradients of the summed within-class loss (with
+        `step` s: V, b_y += s * those gradients in place, class by class, and {} for them; with
+        `keep_gradients`: views of the kept buffer, as FullSoftmax.loss_and_grads)."""
         xp = backend.xp
         hidden = self.hidden_size
         weights = self.extended(xp, params)
@@ -342,7 +379,12 @@ class ClassSoftmax(_WordWeights):
         sizes = np.diff(self.class_start)
         flat = xp.empty(int(counts @ sizes), dtype=h.dtype)
         fused_step = want_grads and step is not None
-        grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype) if want_grads and not fused_step else None
+        kept = want_grads and keep_gradients and not fused_step
+        grad_ext = None
+        if kept:
+            grad_ext = self._update_buffer(xp, weights)
+        elif want_grads and not fused_step:
+            grad_ext = xp.empty((self.vocab_size, hidden + 1), dtype=h.dtype)
         blocks = self._word_blocks(xp, counts, flat, h_ext, weights, grad_ext)
         row_offsets = xp.empty(order.shape[0], dtype=xp.int64)
         weighted = xp.empty((order.shape[0], hidden + 1), dtype=h.dtype)
@@ -364,27 +406,25 @@ class ClassSoftmax(_WordWeights):
         dh_sorted = weighted[:, :hidden] * inverse[:, None]
         dh_sorted -= params["V"][y[order]]
         flat[target_index] -= sums  # (E - sum onehot) / sum = p - onehot
-        if fused_step:
-            # Each class's [V, 1, b_y] += E^T [s h / sum, 0, s / sum] (as FullSoftmax's fused step):
-            # classes without targets are never touched, and no dense (C, H+1) gradient is formed.
-            inverse *= step
-            right = xp.empty((order.shape[0], hidden + 2), dtype=h.dtype)
-            xp.multiply(h_sorted, inverse[:, None], out=right[:, :hidden])
-            right[:, hidden] = 0
-            right[:, hidden + 1] = inverse
-            update = self._update_buffer(xp, weights)
+        for k in np.flatnonzero(counts == 0) if grad_ext is not None else ():
+            grad_ext[self.class_start[k] : self.class_start[k + 1]] = 0  # classes without targets
+        if fused_step or kept:
+            # Each class's E^T [s h / sum, 0, s / sum] (as FullSoftmax's): with a step it is added to
+            # the class's [V, 1, b_y] at once, so classes without targets are never touched and no
+            # dense (C, H+1) gradient is formed; kept, it fills the class's rows of the kept buffer.
+            right = _gradient_right_side(xp, h_sorted, inverse, step)
+            scratch = self._update_buffer(xp, weights)
             for block in blocks:
-                block_update = update[: block.weights.shape[0]]
+                block_update = block.grad if kept else scratch[: block.weights.shape[0]]
                 xp.dot(block.logits.T, right[block.rows], out=block_update)
-                xp.add(block.weights, block_update, out=block.weights)
-            return order, log_probs, dh_sorted, None
+                if fused_step:
+                    xp.add(block.weights, block_update, out=block.weights)
+            return order, log_probs, dh_sorted, self._kept_gradients(grad_ext) if kept else {}
         xp.multiply(h_sorted, inverse[:, None], out=weighted[:, :hidden])
         weighted[:, hidden] = inverse
-        for k in np.flatnonzero(counts == 0):  # classes without targets get no gradient
-            grad_ext[self.class_start[k] : self.class_start[k + 1]] = 0
         for block in blocks:
             xp.dot(block.logits.T, weighted[block.rows], out=block.grad)
-        return order, log_probs, dh_sorted, grad_ext
+        return order, log_probs, dh_sorted, {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
 
     def _repair_class_rows(self, xp: Any, h_sorted, blocks, target_index, target, weighted):
         """Exact recomputation of rows whose within-class sum underflowed (or is not finite)."""
@@ -398,17 +438,22 @@ class ClassSoftmax(_WordWeights):
             block.logits[local] = xp.exp(logits)
             weighted[row] = block.logits[local] @ block.weights[:, :-1]
 
-    def loss_and_grads(self, backend, params, h, y, step=None):
-        hidden = self.hidden_size
+    def loss_and_grads(self, backend, params, h, y, step=None, keep_gradients=False):
         class_of_word, _ = self._tables(backend)
-        loss, dh, grads = self.class_layer.loss_and_grads(backend, params, h, class_of_word[y], step=step)
+        loss, dh, grads = self.class_layer.loss_and_grads(
+            backend, params, h, class_of_word[y], step=step, keep_gradients=keep_gradients
+        )
         # word layer, rows grouped by class
-        order, log_probs, dh_sorted, grad_ext = self._word_part(backend, params, h, y, want_grads=True, step=step)
+        order, log_probs, dh_sorted, word_grads = self._word_part(
+            backend, params, h, y, want_grads=True, step=step, keep_gradients=keep_gradients
+        )
         loss -= float(log_probs.sum())
         dh[order] += dh_sorted
-        if grad_ext is not None:
-            grads.update({"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]})
+        grads.update(word_grads)
         return loss, dh, grads
+
+    def deferred_updates(self, grads: dict) -> list:
+        return super().deferred_updates(grads) + self.class_layer.deferred_updates(grads)
 
     def target_log_probs(self, backend, params, h, y):
         class_of_word, _ = self._tables(backend)

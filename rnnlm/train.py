@@ -225,7 +225,8 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     if not clip_norm:
         fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout)
+    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
+                                              keep_output_gradients=True)
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)

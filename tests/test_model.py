@@ -384,3 +384,28 @@ def test_dropout_acts_in_the_training_pass_only(output):
     # All-ones masks are the deterministic network.
     ones = type(masks)(np.ones_like(masks.inputs), np.ones_like(masks.hidden))
     assert with_dropout.loss_and_grads(x, y, mask, dropout=ones)[0] == pytest.approx(without.loss(x, y, mask)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("output, chunk_rows", [("full", None), ("full", 3), ("class", None)])
+def test_kept_output_gradients_match_the_dense_ones_and_their_update(output, chunk_rows):
+    """keep_output_gradients (the trainer's clipped step): the same gradients, norm and update as
+    freshly allocated ones, with the output layer's update done on its kept buffer."""
+    x, y, mask = random_batch(np.random.default_rng(4), 30, [8, 5, 7])
+    dense, kept = (make_model(vocab=30, output=output) for _ in range(2))
+    if chunk_rows:
+        kept.output.chunk_rows = chunk_rows
+    step = -0.3
+    loss, count, grads = dense.loss_and_grads(x, y, mask)
+    expected = {name: host_params(dense)[name] + step * np.asarray(grads[name]) for name in grads}
+    expected_norm = sum(float((np.asarray(grad) ** 2).sum()) for grad in grads.values())
+    for _ in range(2):  # the second call reuses (and must fully overwrite) the kept buffers
+        kept_loss, kept_count, kept_grads = kept.loss_and_grads(x, y, mask, sparse_input=True,
+                                                                keep_output_gradients=True)
+    assert (kept_loss, kept_count) == pytest.approx((loss, count), rel=1e-12)
+    assert kept.output.deferred_updates(kept_grads), "the output gradients should live in kept buffers"
+    for name in ("V", "b_y"):
+        np.testing.assert_allclose(np.asarray(kept_grads[name]), np.asarray(grads[name]), rtol=1e-12, atol=1e-15)
+    assert kept.gradient_squared_norm(kept_grads) == pytest.approx(expected_norm, rel=1e-12)
+    kept.apply_update(kept_grads, step)
+    for name, value in expected.items():
+        np.testing.assert_allclose(host_params(kept)[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
