@@ -88,6 +88,39 @@ def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, outp
     return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
 
 
+def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str, Any]:
+    """The trainer's own step (SGD or Adam, clipping, dropout masks) with one `models:` entry's
+    settings (its hidden size, cell, output layer, batch size), at this benchmark's C."""
+    from rnnlm.optim import Adam
+    from rnnlm.train import adam_step, split_hyperparameters
+
+    backend = get_backend(args.device)
+    model_config, train_config = split_hyperparameters(hyperparameters, args.vocab_size, "float32")
+    model = RNNLM(model_config, backend, seed=0, word_counts=zipf_counts(args.vocab_size))
+    optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
+    dropout_rng = backend.rng(0) if (model_config.dropout or model_config.input_dropout) else None
+    batch_size = train_config.batch_size
+    batches = [
+        tuple(backend.asarray(part) for part in (batch[:-1], batch[1:], np.ones(batch[1:].shape, np.float32)))
+        for batch in (sentences[start : start + batch_size].T
+                      for start in range(0, len(sentences) - batch_size + 1, batch_size))
+    ]
+    # A rate a tenth of the model's keeps the timed steps away from divergence on random text.
+    rate = train_config.learning_rate / 10
+
+    def step(i: int) -> int:
+        x, y, mask = batches[i % len(batches)]
+        if optimizer is None:
+            _, count, _ = sgd_step(model, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)
+        else:
+            _, count, _ = adam_step(model, optimizer, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)
+        return count
+
+    result = _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
+    result["settings"] = dict(hyperparameters)
+    return result
+
+
 def bench_torch(args, sentences: np.ndarray, batch_size: int) -> dict[str, Any]:
     import torch
 
@@ -167,6 +200,22 @@ def bench_tutorial_loop(args, sentences: np.ndarray, dtype) -> dict[str, Any]:
     return _best_rate(step, args.tutorial_sentences, args)
 
 
+def _config_models(path) -> dict[str, dict]:
+    """The `models:` entries of a config file ({} without one)."""
+    if not path:
+        return {}
+    import yaml
+
+    from rnnlm.io import RnnlmError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            models = (yaml.safe_load(handle) or {}).get("models") or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise RnnlmError(f"cannot read the models of {path}: {exc}; give --config a readable config.yaml") from None
+    return {str(name): dict(hyperparameters or {}) for name, hyperparameters in models.items()}
+
+
 def _torch_version() -> str | None:
     try:
         import torch
@@ -190,6 +239,12 @@ def run(args) -> dict[str, Any]:
     if torch_version is not None:
         for batch_size in args.batch_sizes:
             results[f"torch_b{batch_size}"] = bench_torch(args, sentences, batch_size)
+    for name, hyperparameters in _config_models(args.config).items():
+        hyperparameters = {**hyperparameters, "epochs": 1}
+        results[f"model_{name}"] = bench_model(args, sentences, hyperparameters)
+        # the engine's benchmark setting (full softmax, B = 32, no clipping or dropout) at its H
+        reference = argparse.Namespace(**{**vars(args), "hidden_size": hyperparameters.get("hidden_size", 64)})
+        results[f"model_{name}_reference_full_b32"] = bench_ours(reference, sentences, 32, 0, "full")
     results["tutorial_loop_float64"] = bench_tutorial_loop(args, sentences, np.float64)
     results["tutorial_loop_float32"] = bench_tutorial_loop(args, sentences, np.float32)
 
@@ -205,6 +260,8 @@ def run(args) -> dict[str, Any]:
     for batch_size in args.batch_sizes:
         ratios[f"ours_vs_torch_b{batch_size}"] = ratio(f"ours_full_b{batch_size}", f"torch_b{batch_size}")
         ratios[f"class_vs_full_b{batch_size}"] = ratio(f"ours_class_b{batch_size}", f"ours_full_b{batch_size}")
+    for name in _config_models(args.config):
+        ratios[f"model_{name}_vs_full_b32"] = ratio(f"model_{name}", f"model_{name}_reference_full_b32")
     return {
         "settings": {
             "vocab_size": args.vocab_size,
@@ -252,6 +309,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default="cpu")
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--skip-class", action="store_true")
+    parser.add_argument(
+        "--config",
+        default="config.yaml" if os.path.exists("config.yaml") else "",
+        help="also time each model of this config's `models:` with its own settings (batch size, clipping, "
+        "dropout, optimizer, cell, output) next to the full softmax at B = 32 and its H (default: "
+        "./config.yaml if present; '' for none)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     print(json.dumps(run(args), indent=2))

@@ -24,18 +24,25 @@ class RnnlmError(ValueError):
 
 
 def log_to(path: str | os.PathLike) -> None:
-    """Send logging and stderr (progress bars, warnings, tracebacks) of a Snakemake job to its log file.
+    """Send logging and stderr (warnings, tracebacks) of a Snakemake job to its log file.
 
     Warnings and a failing RnnlmError also reach the terminal, where the user runs Snakemake: a
     degenerate corpus or a bad setting must not hide in a log that nobody opens after a success.
     An RnnlmError ends the job as one line (its message) in the log and on the terminal, with no
-    traceback; any other exception keeps its traceback in the log."""
+    traceback; any other exception keeps its traceback in the log. The `rnnlm.progress` lines (one
+    per training epoch) go to both as well."""
     sys.stderr = open(path, "w", encoding="utf-8", buffering=1)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
     terminal = logging.StreamHandler(sys.__stderr__)
     terminal.setLevel(logging.WARNING)
     terminal.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger().addHandler(terminal)
+    progress = logging.StreamHandler(sys.__stderr__)
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    progress.addFilter(lambda record: record.levelno < logging.WARNING)  # warnings come through `terminal`
+    progress_logger = logging.getLogger("rnnlm.progress")
+    progress_logger.handlers.clear()  # a second call replaces, not doubles, the terminal lines
+    progress_logger.addHandler(progress)
     sys.excepthook = _report_rnnlm_errors
 
 

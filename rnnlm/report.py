@@ -410,3 +410,40 @@ def build_gradient_report(diagnostics_paths: Mapping[str, str], png_path, html_p
     diagnostics = {name: read_json(path) for name, path in diagnostics_paths.items()}
     plot_gradient_norms(diagnostics, png_path)
     write_gradient_page(diagnostics, html_path)
+
+
+# --- time to quality -------------------------------------------------------------------------
+
+
+def plot_time_to_quality(logs: Mapping[str, pd.DataFrame], ngram: Mapping, path: str | os.PathLike) -> None:
+    """Validation perplexity of every model against its training CPU-seconds (the `cpu_seconds`
+    column of train_log.csv: epochs and validation passes), with the n-gram baseline's."""
+    fig = Figure(figsize=(7.0, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for name, log in logs.items():
+        if "cpu_seconds" not in log.columns:
+            raise RnnlmError(f"the training log of model {name} has no cpu_seconds column; re-run its training")
+        seconds = pd.to_numeric(log["cpu_seconds"], errors="coerce").to_numpy(dtype=float)
+        perplexity = np.exp(pd.to_numeric(log["valid_loss"], errors="coerce").to_numpy(dtype=float))
+        measured = np.isfinite(perplexity) & np.isfinite(seconds) & (seconds > 0)
+        if not measured.any():
+            continue
+        best = int(np.nanargmin(np.where(measured, perplexity, np.inf)))
+        ax.plot(seconds[measured], perplexity[measured], marker="o", markersize=3, linewidth=1.6,
+                label=f"{name}: best {perplexity[best]:,.1f} after {seconds[best]:,.0f} CPU-s")
+    valid = ngram.get("splits", {}).get("valid", {}).get("perplexity")
+    if valid is not None and math.isfinite(valid):
+        ax.axhline(valid, color="gray", linestyle="--", linewidth=1, label=f"KN{ngram.get('order', '')}: {valid:,.1f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training CPU-seconds (epochs and validation passes)")
+    ax.set_ylabel("validation perplexity")
+    ax.set_title("Time to quality")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def build_time_to_quality_figure(train_log_paths: Mapping[str, str], ngram_path, png_path) -> None:
+    plot_time_to_quality({name: read_train_log(path) for name, path in train_log_paths.items()},
+                         read_json(ngram_path), png_path)

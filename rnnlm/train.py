@@ -48,9 +48,16 @@ from rnnlm.optim import Adam, ParameterAverage
 from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
+# Epoch lines: Snakemake jobs show them on the terminal as well as in their log (rnnlm.io.log_to).
+progress_log = logging.getLogger("rnnlm.progress")
 
 CHECKPOINT_FORMAT_VERSION = 1
-LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss", "learning_rate", "tokens_per_s", "seconds")
+LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss", "learning_rate", "tokens_per_s", "seconds",
+               "cpu_seconds")
+# Columns that measure time rather than what was computed (they differ between identical runs).
+TIMING_COLUMNS = ("tokens_per_s", "seconds", "cpu_seconds")
+# Minimum wall seconds between two within-epoch progress lines.
+PROGRESS_INTERVAL = 60.0
 # A batch whose mean loss exceeds this multiple of ln(vocabulary size), the loss of uniform guessing,
 # is diverging rather than learning.
 EXPLODING_LOSS_FACTOR = 3.0
@@ -119,6 +126,7 @@ class TrainState:
     stopped_early: bool = False
     optimizer_steps: int = 0             # Adam's update count (its bias correction depends on it)
     averaged_updates: int = 0            # samples in the parameter average; 0 = not started
+    cpu_seconds: float = 0.0             # this process's CPU time spent training and measuring, all runs
     rows: list[dict] = field(default_factory=list)
 
 
@@ -237,9 +245,10 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
 def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, clip_norm: float,
               check: Callable[[float, int, float], None] | None = None,
               dropout_rng=None) -> tuple[float, int, float]:
-    """As `sgd_step`, with an Adam update (dense gradients: Adam moves every entry each step)."""
+    """As `sgd_step`, with an Adam update: dense for every parameter but U, whose gradient stays
+    sparse and gets the lazy update of `rnnlm.optim.Adam` (the batch's words only)."""
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, dropout=dropout)
+    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout)
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)
@@ -249,11 +258,16 @@ def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, c
 
 def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, vocab_words: list[str],
           params_path, checkpoint_path, log_path, metadata: Mapping | None = None,
-          progress: bool = True) -> TrainState:
+          progress: bool = True, name: str = "train",
+          observer: Callable[[TrainState, RNNLM], bool] | None = None) -> TrainState:
     """Train `model` in place (it ends holding the best parameters), resuming from `checkpoint_path` when it matches; write params and log.
 
     The parameters file holds the best parameters (lowest measured loss), `vocab_words` and
     `metadata` plus a summary of the run, so nothing else is needed to evaluate, sample or score.
+    `progress`: one line per epoch (and a bar on a terminal) on the `rnnlm.progress` logger,
+    prefixed with `name`. `observer(state, model)` runs after each measurement, with the model
+    holding the measured parameters; its CPU time is not counted, and a true result ends training
+    as if it had run its last epoch (benchmarks use it to score and to stop at a budget).
     """
     cfg = train_config
     vocab_size = model.config.vocab_size
@@ -267,16 +281,22 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     monitored = valid if len(valid) else train
     run_id = fingerprint(model.config, cfg, train, valid, vocab_words)
     backend = model.backend
+    clock = _CpuClock()
+    report = _Progress(name, cfg.epochs, len(train), enabled=progress)
 
     optimizer = Adam(model.params, backend.xp) if cfg.optimizer == "adam" else None
     if optimizer is not None and cfg.learning_rate >= ADAM_RATE_WARNING:
         log.warning("learning_rate %g is very large for Adam (usual: 0.001 to 0.005)", cfg.learning_rate)
     restored = load_checkpoint(checkpoint_path, model, run_id, optimizer)
     average = None
+    stop = False
     if restored is None:
         state = TrainState(learning_rate=cfg.learning_rate)
         best = {k: v.copy() for k, v in model.params.items()}
-        _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=None, seconds=0.0, tokens=0)
+        _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=None, seconds=0.0, tokens=0,
+                 clock=clock)
+        report.measured(state)
+        stop = _observe(observer, state, model, None, clock)
     else:
         best, state, average = restored
         log.info("resuming from %s after epoch %d (learning rate %g)", checkpoint_path, state.epoch, state.learning_rate)
@@ -284,16 +304,14 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     kept = (f"the checkpoint after epoch {state.epoch}, {checkpoint_path}, is kept" if restored
             else "no checkpoint had been written yet")
     explode_at = EXPLODING_LOSS_FACTOR * math.log(vocab_size)
-    bar = tqdm(total=cfg.epochs * len(train), initial=min(state.epoch, cfg.epochs) * len(train), unit="sent",
-               file=sys.stderr, disable=not progress, mininterval=0.5 if sys.stderr.isatty() else 10.0,
-               dynamic_ncols=True, desc="train")
     try:
-        while state.epoch < cfg.epochs and not state.stopped_early:
+        while state.epoch < cfg.epochs and not state.stopped_early and not stop:
             epoch = state.epoch + 1
             rng = np.random.default_rng([cfg.seed, epoch])
             dropout_rng = backend.rng(_stream_seed(cfg.seed, epoch, DROPOUT_STREAM))
             started = time.perf_counter()
             loss_sum, tokens = 0.0, 0
+            report.start_epoch(epoch)
 
             def check(batch_loss: float, count: int, norm: float) -> None:
                 if not (math.isfinite(batch_loss) and math.isfinite(norm)) or batch_loss / count > explode_at:
@@ -316,22 +334,24 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                 loss_sum += batch_loss
                 tokens += int(count)
                 state.examples_seen += x.shape[1]
-                bar.update(x.shape[1])
-                bar.set_postfix(loss=f"{batch_loss / count:.3f}", lr=f"{state.learning_rate:g}", refresh=False)
+                report.batch(x.shape[1], tokens, loss_sum / tokens)
             state.epoch = epoch
             seconds = time.perf_counter() - started
             if epoch % cfg.evaluate_every == 0 or epoch == cfg.epochs:
                 average = _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=loss_sum / tokens,
-                                   seconds=seconds, tokens=tokens, average=average)
+                                   seconds=seconds, tokens=tokens, average=average, clock=clock)
+                stop = _observe(observer, state, model, average, clock)
             else:
+                state.cpu_seconds += clock.lap()
                 state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens))
-            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early:
+            report.measured(state, averaged=average is not None)
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early or stop:
                 save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer, average)
                 kept = f"the checkpoint after epoch {epoch}, {checkpoint_path}, is kept"
     except Divergence as exc:
         raise Divergence(f"{exc}; {kept}") from None
     finally:
-        bar.close()
+        report.close()
 
     # Written only now: a declared output left by a killed job would make Snakemake refuse to rerun
     # it without --rerun-incomplete, while the checkpoint (not an output) carries the rows meanwhile.
@@ -350,6 +370,94 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     return state
 
 
+class _CpuClock:
+    """This process's CPU seconds, in laps; `pause()` ... `resume()` leaves time out of the next lap."""
+
+    def __init__(self):
+        self._start = time.process_time()
+        self._paused_at = None
+
+    def lap(self) -> float:
+        now = time.process_time()
+        elapsed, self._start = now - self._start, now
+        return elapsed
+
+    def pause(self) -> None:
+        self._paused_at = time.process_time()
+
+    def resume(self) -> None:
+        self._start += time.process_time() - self._paused_at
+
+
+def _observe(observer, state: TrainState, model: RNNLM, average: ParameterAverage | None, clock: _CpuClock) -> bool:
+    """Run the observer on the measured parameters (the average while one runs), off the clock."""
+    if observer is None:
+        return False
+    clock.pause()
+    if average is not None:
+        average.swap(model.params)
+    try:
+        return bool(observer(state, model))
+    finally:
+        if average is not None:
+            average.swap(model.params)
+        clock.resume()
+
+
+class _Progress:
+    """What a person watching sees: one line per epoch (loss, perplexity, speed, CPU time), and
+    within long epochs a bar on a terminal or, in a log file, a plain line at most every
+    PROGRESS_INTERVAL seconds (no carriage returns)."""
+
+    def __init__(self, name: str, epochs: int, sentences: int, enabled: bool):
+        self.name, self.epochs, self.sentences, self.enabled = name, epochs, sentences, enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.bar = None
+        self.epoch = 0
+        self.next_line = 0.0
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.next_line = time.monotonic() + PROGRESS_INTERVAL
+        if self.tty:
+            self.bar = tqdm(total=self.sentences, unit="sent", file=sys.stderr, leave=False, dynamic_ncols=True,
+                            desc=f"{self.name} epoch {epoch}/{self.epochs}")
+
+    def batch(self, sentences: int, tokens: int, mean_loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(sentences)
+            self.bar.set_postfix(loss=f"{mean_loss:.3f}", refresh=False)
+        elif self.enabled and time.monotonic() >= self.next_line:
+            self.next_line = time.monotonic() + PROGRESS_INTERVAL
+            progress_log.info("%s: epoch %d/%d: %s tokens so far, train loss %.3f", self.name, self.epoch,
+                              self.epochs, f"{tokens:,}", mean_loss)
+
+    def measured(self, state: TrainState, averaged: bool = False) -> None:
+        self.close()
+        if not self.enabled:
+            return
+        row = state.rows[-1]
+        parts = [f"{self.name}: epoch {row['epoch']}/{self.epochs}"]
+        if row["train_loss"] is not None:
+            parts.append(f"train loss {row['train_loss']:.3f}")
+        if row["valid_loss"] is not None:
+            parts.append(f"valid perplexity {math.exp(row['valid_loss']):.1f}")
+        if row["tokens_per_s"]:
+            parts.append(f"{row['tokens_per_s']:,.0f} tokens/s")
+        parts.append(f"lr {row['learning_rate']:g}")
+        parts.append(f"{row['cpu_seconds']:,.0f} CPU-s")
+        if averaged:
+            parts.append("averaged parameters")
+        if state.best_epoch == row["epoch"] and row["valid_loss"] is not None:
+            parts.append("best")
+        progress_log.info(", ".join(parts))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _stream_seed(*key: int) -> int:
     """A 32-bit seed for a device generator, a pure function of `key`."""
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
@@ -361,12 +469,12 @@ def _row(state: TrainState, train_loss, valid_loss, seconds: float, tokens: int)
             "valid_loss": None if valid_loss is None else round(valid_loss, 6),
             "learning_rate": state.learning_rate,
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "seconds": round(seconds, 3)}
+            "seconds": round(seconds, 3), "cpu_seconds": round(state.cpu_seconds, 3)}
 
 
 def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: TrainState, best: dict,
              cfg: TrainConfig, train_loss, seconds: float, tokens: int,
-             average: ParameterAverage | None = None) -> ParameterAverage | None:
+             average: ParameterAverage | None = None, clock: "_CpuClock | None" = None) -> ParameterAverage | None:
     """Measure the monitored loss, log it, then apply the schedule and early stopping; returns the
     parameter average (started here, with `averaging`, at the first rise of the loss).
 
@@ -378,10 +486,9 @@ def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: Tr
         loss = mean_loss(model, monitored)
     except RnnlmError as exc:
         raise Divergence(f"training diverged after epoch {state.epoch}: {exc}") from None
+    if clock is not None:
+        state.cpu_seconds += clock.lap()
     state.rows.append(_row(state, train_loss, loss if monitored_is_valid else None, seconds, tokens))
-    log.info("epoch %d: train loss %s, monitored loss %.4f%s, learning rate %g", state.epoch,
-             "-" if train_loss is None else f"{train_loss:.4f}", loss,
-             "" if average is None else " (averaged parameters)", state.learning_rate)
     rose = state.last_measured_loss is not None and loss > state.last_measured_loss
     state.last_measured_loss = loss
     if loss < state.best_loss:
@@ -408,7 +515,8 @@ def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: Tr
 
 def run_training(train_path, valid_path, vocab_path, params_path, checkpoint_path, log_path,
                  hyperparameters: Mapping, device: str = "auto", dtype: str = "float32",
-                 metadata: Mapping | None = None, progress: bool = True) -> TrainState:
+                 metadata: Mapping | None = None, progress: bool = True, name: str = "train",
+                 observer: Callable[[TrainState, RNNLM], bool] | None = None) -> TrainState:
     """The train stage from files: index matrices + vocabulary -> params, checkpoint, training log."""
     vocabulary = Vocabulary.load(vocab_path)
     train_split, valid_split = Split.load(train_path), Split.load(valid_path)
@@ -418,4 +526,4 @@ def run_training(train_path, valid_path, vocab_path, params_path, checkpoint_pat
     # The counts shape the word classes of `output: class`.
     model = RNNLM(model_config, get_backend(device), seed=train_config.seed, word_counts=vocabulary.counts)
     return train(model, train_config, train_split, valid_split, vocabulary.words, params_path, checkpoint_path,
-                 log_path, metadata=metadata, progress=progress)
+                 log_path, metadata=metadata, progress=progress, name=name, observer=observer)

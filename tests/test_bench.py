@@ -9,7 +9,7 @@ from rnnlm import bench
 
 def test_bench_runs_every_measurement_and_prints_json(capsys):
     argv = ["--vocab-size", "60", "--hidden-size", "8", "--length", "6", "--batch-sizes", "2", "4",
-            "--tokens", "48", "--tutorial-sentences", "2", "--repeats", "1", "--clock", "cpu"]
+            "--tokens", "48", "--tutorial-sentences", "2", "--repeats", "1", "--clock", "cpu", "--config", ""]
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     results = report["results"]
@@ -19,6 +19,23 @@ def test_bench_runs_every_measurement_and_prints_json(capsys):
     assert all(entry["tokens_per_s"] > 0 and len(entry["runs"]) == 1 for entry in results.values())
     assert report["settings"]["vocab_size"] == 60
     assert "tutorial_mode_vs_tutorial_loop" in report["ratios"] and "class_vs_full_b4" in report["ratios"]
+
+
+def test_bench_times_each_configured_model_with_its_own_settings(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("models:\n  small: {hidden_size: 6, batch_size: 4, clip_norm: 0.5, dropout: 0.3}\n"
+                      "  gated: {cell: gru, hidden_size: 5, output: class, optimizer: adam, learning_rate: 0.002}\n",
+                      encoding="utf-8")
+    argv = ["--vocab-size", "40", "--hidden-size", "8", "--length", "5", "--batch-sizes", "2", "--tokens", "40",
+            "--tutorial-sentences", "1", "--repeats", "1", "--clock", "cpu", "--skip-torch", "--skip-class",
+            "--config", str(config)]
+    assert bench.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    for name in ("small", "gated"):
+        assert report["results"][f"model_{name}"]["tokens_per_s"] > 0
+        assert report["results"][f"model_{name}_reference_full_b32"]["tokens_per_s"] > 0
+        assert report["ratios"][f"model_{name}_vs_full_b32"] > 0
+    assert report["results"]["model_small"]["settings"]["dropout"] == 0.3
 
 
 def test_tutorial_loop_learns_its_sentence():

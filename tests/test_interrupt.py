@@ -58,7 +58,9 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path, snakemake_env):
     train_log = (workdir / f"results/logs/train/{MODEL}.log").read_text(encoding="utf-8")
     resumed = re.search(r"resuming from \S+ after epoch (\d+)", train_log)
     assert resumed and int(resumed.group(1)) >= 1, train_log[-2000:]
-    assert not re.search(r"epoch 1: ", train_log.split(resumed.group(0), 1)[1]), "epoch 1 was trained again"
+    after_resume = train_log.split(resumed.group(0), 1)[1]
+    assert re.search(rf"epoch {int(resumed.group(1)) + 1}/\d+, train loss", after_resume), train_log[-2000:]
+    assert not re.search(r"epoch 1/\d+, train loss", after_resume), "epoch 1 was trained again"
 
     # Same parameters file and same training log (wall times aside) as the uninterrupted run.
     assert model_digests(workdir) == model_digests(reference)

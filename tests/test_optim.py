@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from rnnlm.model import SparseRows
 from rnnlm.optim import BETA1, BETA2, EPSILON, Adam, ParameterAverage
 
 
@@ -39,6 +40,40 @@ def test_adam_matches_the_reference_update():
     assert optimizer.steps == 4
     for name, value in expected.items():
         np.testing.assert_allclose(params[name], value, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def lazy_reference_adam(params, gradients, learning_rate):
+    """Sparse (lazy) Adam: the reference update on the word rows each step names, nothing else
+    (moments of absent rows do not decay); the global step count t as in dense Adam."""
+    params = {name: value.astype(np.float64).copy() for name, value in params.items()}
+    first = {name: np.zeros_like(value) for name, value in params.items()}
+    second = {name: np.zeros_like(value) for name, value in params.items()}
+    for t, (words, rows) in enumerate(gradients, start=1):
+        for word, row in zip(words, rows):
+            for unit, g in enumerate(row):
+                index = (unit, word)  # U is (G*H, C): a word is a column
+                first["U"][index] = BETA1 * first["U"][index] + (1 - BETA1) * g
+                second["U"][index] = BETA2 * second["U"][index] + (1 - BETA2) * g * g
+                m_hat = first["U"][index] / (1 - BETA1**t)
+                v_hat = second["U"][index] / (1 - BETA2**t)
+                params["U"][index] -= learning_rate * m_hat / (math.sqrt(v_hat) + EPSILON / math.sqrt(1 - BETA2**t))
+    return params
+
+
+def test_sparse_rows_get_the_lazy_adam_update_and_other_words_stay():
+    rng = np.random.default_rng(1)
+    params = {"U": np.ascontiguousarray(rng.standard_normal((7, 4))).T}  # word-major, as the model keeps it
+    steps = [(np.array([0, 2, 3]), rng.standard_normal((3, 4))), (np.array([2, 6]), rng.standard_normal((2, 4))),
+             (np.array([0, 6]), rng.standard_normal((2, 4)))]
+    expected = lazy_reference_adam(params, steps, learning_rate=0.01)
+    before = params["U"].copy()
+    optimizer = Adam(params, np)
+    for words, rows in steps:
+        optimizer.update(params, {"U": SparseRows(words, rows * 2.0)}, 0.5, 0.01)
+    np.testing.assert_allclose(params["U"], expected["U"], rtol=1e-12, atol=1e-12)
+    untouched = [1, 4, 5]
+    np.testing.assert_array_equal(params["U"][:, untouched], before[:, untouched])
+    assert not optimizer.first["U"][:, untouched].any() and not optimizer.second["U"][:, untouched].any()
 
 
 def test_first_step_moves_every_entry_by_the_learning_rate():

@@ -62,6 +62,16 @@ def test_loss_curves_png(tmp_path):
     assert_png(path)
 
 
+def test_time_to_quality_plot_of_every_model_and_the_baseline(tmp_path):
+    logs = {"rnn": train_log().assign(cpu_seconds=lambda log: 10.0 * log["epoch"]),
+            "gru": train_log().assign(cpu_seconds=lambda log: 25.0 * log["epoch"])}
+    path = tmp_path / "time_to_quality.png"
+    report.plot_time_to_quality(logs, {"order": 3, "splits": {"valid": {"perplexity": 120.0}}}, path)
+    assert_png(path)
+    with pytest.raises(RnnlmError, match="cpu_seconds"):
+        report.plot_time_to_quality({"rnn": train_log()}, {}, path)
+
+
 def test_train_log_without_required_column_is_refused(tmp_path):
     path = tmp_path / "train_log.csv"
     train_log().drop(columns="valid_loss").to_csv(path, index=False)
@@ -180,7 +190,7 @@ def test_snakemake_report_is_self_contained(tiny_run, snakemake_env):
     for artifact in ("perplexity.html", "samples.html", "corpus.html", "gradient_norms.html"):
         assert artifact in page
     # Self-contained: every figure is embedded as a data URI and nothing is loaded from elsewhere.
-    for figure in ("gradient_norms.png", "zipf.png", "tiny.png"):
+    for figure in ("gradient_norms.png", "zipf.png", "tiny.png", "time_to_quality.png"):
         assert f"data:image/png;charset=utf8;filename={figure};base64," in page
     assert not re.search(r"<(script|img|link)\b[^>]*\b(src|href)=\"(?!data:)", page)
 

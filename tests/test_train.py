@@ -22,7 +22,7 @@ from rnnlm.backend import get_backend
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError, load_npz
 from rnnlm.model import RNNLM
-from rnnlm.train import LOG_COLUMNS, TrainConfig, split_hyperparameters
+from rnnlm.train import LOG_COLUMNS, TIMING_COLUMNS, TrainConfig, split_hyperparameters
 from tiny_language import FAST, VOCAB_WORDS, run, tiny_splits, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def read_log(path: Path) -> list[dict]:
 
 
 def without_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("tokens_per_s", "seconds")} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
 
 
 def test_training_learns_and_writes_a_self_contained_params_file(tmp_path):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from rnnlm.train import TIMING_COLUMNS  # columns of train_log.csv that measure time
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 
@@ -31,8 +33,6 @@ TWO_MODELS = {
                   "batch_size": 8, "epochs": 2, "seed": 4},
 }
 
-# Columns of train_log.csv that measure wall time rather than what was computed.
-TIMING_COLUMNS = {"tokens_per_s", "seconds"}
 
 _SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "her sister", "the bird", "a child"]
 _VERBS = ["sees", "likes", "finds", "follows", "watches", "calls", "helps"]

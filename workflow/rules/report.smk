@@ -31,6 +31,33 @@ rule report_loss_curves:
         "../scripts/report_loss_curves.py"
 
 
+rule report_time_to_quality:
+    input:
+        logs=expand(f"{RESULTS}/models/{{model}}/train_log.csv", model=model_names()),
+        ngram=f"{RESULTS}/baseline/kn{NGRAM_ORDER}.json",
+    output:
+        report(
+            f"{REPORT}/time_to_quality.png",
+            caption="../report/time_to_quality.rst",
+            category="2. Training",
+            labels={"model": "all", "result": "time to quality"},
+        ),
+    log:
+        f"{RESULTS}/logs/report/time_to_quality.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/report/time_to_quality.tsv"
+    conda:
+        "../envs/rnnlm.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        models=model_names(),
+    script:
+        "../scripts/report_time_to_quality.py"
+
+
 rule report_perplexity:
     input:
         metrics=expand(f"{RESULTS}/models/{{model}}/metrics.json", model=model_names()),
@@ -161,6 +188,7 @@ rule report_gradients:
 
 ALL_TARGETS += [
     *expand(f"{REPORT}/loss/{{model}}.png", model=model_names()),
+    f"{REPORT}/time_to_quality.png",
     f"{REPORT}/perplexity.html",
     f"{REPORT}/samples.html",
     f"{REPORT}/corpus.html",

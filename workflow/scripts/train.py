@@ -6,7 +6,8 @@ from rnnlm.io import log_to
 from rnnlm.tokenize import WordTokenizer
 from rnnlm.train import run_training
 
-# Errors (tracebacks ending in the RnnlmError message), progress and the epoch lines go to the log.
+# Errors (tracebacks ending in the RnnlmError message) and progress go to the log; the epoch lines
+# also to the terminal.
 log_to(snakemake.log[0])
 
 run_training(
@@ -22,4 +23,5 @@ run_training(
     dtype=snakemake.params.dtype,
     # Recorded in the params file so that generation and scoring tokenize like the training text.
     metadata=WordTokenizer(snakemake.params.lowercase, snakemake.params.normalize_quotes).settings(),
+    name=snakemake.wildcards.model,
 )

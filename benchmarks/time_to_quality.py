@@ -1,0 +1,377 @@
+"""Time to a good model: perplexity against training CPU-seconds on a real corpus, next to KN3
+and a PyTorch reference trained on exactly the same splits and predicted tokens.
+
+What it does:
+  1. builds the data with the pipeline itself (a copy of this workflow, `snakemake` on the
+     corpus with the chosen config: tokenize, vocabulary, index, the KN baseline);
+  2. trains every model of the config's `models:` with `rnnlm.train` (one process per model, one
+     BLAS thread each, `--jobs` at a time), stopping each at `--budget` CPU-seconds of training
+     (its own epochs and validation passes; scoring the test split for this benchmark is not
+     counted). After each validation it records valid and test perplexity of the parameters a
+     user would get when stopping there (the best so far on valid);
+  3. trains the PyTorch reference (the recipe of PyTorch's word_language_model example: 2-layer
+     LSTM, 200 units, embedding 200, dropout 0.2, SGD lr 20 divided by 4 when valid stops improving,
+     gradient norm clipped at 0.25, BPTT 35, batch 20, untied, one thread) on the same token streams:
+     the flat `x` of a split as input and its `y` as targets, so it predicts exactly the tokens the
+     RNN predicts (each sentence's words and SENTENCE_END), carrying its state across sentences as
+     that recipe does; it is measured after every epoch and once more when the budget runs out;
+  4. interpolates each model's final parameters with KN3 (weight tuned on valid);
+  5. writes `time_to_quality.json` and `time_to_quality.png` (test perplexity against CPU-seconds).
+
+Usage (the figures in README.md and docs/training.md):
+  pip install -e '.[bench]'
+  python benchmarks/time_to_quality.py --corpus ../shared/corpora/tinyshakespeare/input.txt \\
+      --configfile config/tinyshakespeare.yaml --budget 1200 --out benchmarks/results/tinyshakespeare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# One BLAS / OpenMP thread in every process this script starts (set before NumPy is imported).
+THREAD_ENV = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+os.environ.update(THREAD_ENV)
+sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "rnnlm", "config")
+SPLITS = ("train", "valid", "test")
+# The PyTorch example's recipe.
+TORCH_RECIPE = {"layers": 2, "hidden_size": 200, "embedding_size": 200, "dropout": 0.2, "learning_rate": 20.0,
+                "anneal": 4.0, "clip_norm": 0.25, "bptt": 35, "batch_size": 20, "init_range": 0.1}
+
+
+# ---------------------------------------------------------------------------------------- data
+def build_data(corpus: Path, configfile: Path | None, workdir: Path, overrides: list[str], cores: int) -> Path:
+    """Run the pipeline's data stages and the KN3 baseline on a copy of this workflow; its results/."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        source, target = REPO_ROOT / name, workdir / name
+        if not source.exists():
+            continue
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    order = load_config(workdir / "config.yaml", configfile)["baseline"]["order"]
+    targets = [f"results/data/{split}.npz" for split in SPLITS] + [f"results/baseline/kn{order}.json"]
+    command = [sys.executable, "-m", "snakemake", "--cores", str(cores)]
+    if configfile is not None:
+        command += ["--configfile", str(configfile.resolve())]
+    command += ["--config", f"corpus={corpus.resolve()}", *overrides, "--", *targets]
+    subprocess.run(command, cwd=workdir, check=True)
+    return workdir / "results"
+
+
+def load_config(default: Path, configfile: Path | None) -> dict:
+    """config.yaml with a --configfile merged over it key by key (Snakemake's rule for top-level keys)."""
+    config = yaml.safe_load(default.read_text(encoding="utf-8"))
+    if configfile is not None:
+        config.update(yaml.safe_load(configfile.read_text(encoding="utf-8")))
+    return config
+
+
+# ------------------------------------------------------------------------------- our models
+def train_ours(results: Path, name: str, hyper: dict, budget: float, dtype: str, out: Path) -> None:
+    """Train one model to the budget, recording perplexities after each validation (a subprocess)."""
+    from rnnlm.data import Split
+    from rnnlm.evaluate import mean_loss
+    from rnnlm.interpolate import mixture_log_probs, rnn_token_log_probs, tune_weight
+    from rnnlm.io import load_npz
+    from rnnlm.ngram import perplexity
+    from rnnlm.train import run_training
+
+    data = results / "data"
+    test = Split.load(data / "test.npz")
+    curve = []
+
+    def observe(state, model) -> bool:
+        row = state.rows[-1]
+        if state.best_epoch == state.epoch:  # the parameters a user would keep if it stopped now
+            curve.append({"cpu_seconds": row["cpu_seconds"], "epoch": state.epoch,
+                          "valid_perplexity": math.exp(row["valid_loss"]),
+                          "test_perplexity": math.exp(mean_loss(model, test))})
+        elif curve:
+            curve.append({**curve[-1], "cpu_seconds": row["cpu_seconds"], "epoch": state.epoch})
+        return state.cpu_seconds >= budget
+
+    model_dir = out.parent / f"model-{name}"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "checkpoint.npz").unlink(missing_ok=True)  # always from scratch: CPU time is the point
+    started = time.perf_counter()
+    state = run_training(data / "train.npz", data / "valid.npz", results / "vocab" / "vocab.tsv",
+                         model_dir / "params.npz", model_dir / "checkpoint.npz", model_dir / "train_log.csv",
+                         hyper, device="cpu", dtype=dtype, name=name, observer=observe)
+    result = {"hyperparameters": hyper, "curve": curve, "epochs": state.epoch, "stopped_early": state.stopped_early,
+              "cpu_seconds": state.cpu_seconds, "wall_seconds": time.perf_counter() - started,
+              "tokens_per_s": [row["tokens_per_s"] for row in state.rows if row["tokens_per_s"]]}
+    result["final"] = {"valid_perplexity": curve[-1]["valid_perplexity"], "test_perplexity": curve[-1]["test_perplexity"]}
+    result["final"].update(interpolate_with_ngram(
+        results, lambda split: rnn_token_log_probs(_load(model_dir / "params.npz"), split),
+        Split, load_npz, tune_weight, mixture_log_probs, perplexity))
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+def _load(params_path):
+    from rnnlm.backend import get_backend
+    from rnnlm.model import RNNLM
+
+    return RNNLM.load(params_path, get_backend("cpu"))[0]
+
+
+def interpolate_with_ngram(results: Path, token_log_probs, Split, load_npz, tune_weight, mixture_log_probs,
+                           perplexity) -> dict:
+    """Interpolated valid/test perplexity with the baseline (weight tuned on valid, as the pipeline)."""
+    ngram_path = next((results / "baseline").glob("kn*_log_probs.npz"))
+    ngram = load_npz(ngram_path)
+    scores = {split: (token_log_probs(Split.load(results / "data" / f"{split}.npz")), ngram[split])
+              for split in ("valid", "test")}
+    weight = tune_weight(*scores["valid"])
+    return {"interpolation_weight": weight,
+            **{f"{split}_interpolated_perplexity": perplexity(mixture_log_probs(rnn, kn, weight))
+               for split, (rnn, kn) in scores.items()}}
+
+
+# -------------------------------------------------------------------------- PyTorch reference
+def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
+    """The PyTorch word_language_model recipe on the same token streams, to the budget (a subprocess)."""
+    import torch
+    from torch import nn
+
+    from rnnlm.data import Split
+    from rnnlm.interpolate import mixture_log_probs, tune_weight
+    from rnnlm.io import load_npz
+    from rnnlm.ngram import perplexity
+    from rnnlm.vocab import Vocabulary
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    recipe = TORCH_RECIPE
+    vocab_size = len(Vocabulary.load(results / "vocab" / "vocab.tsv"))
+    splits = {name: Split.load(results / "data" / f"{name}.npz") for name in SPLITS}
+
+    class LSTMLanguageModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(recipe["dropout"])
+            self.embedding = nn.Embedding(vocab_size, recipe["embedding_size"])
+            self.lstm = nn.LSTM(recipe["embedding_size"], recipe["hidden_size"], recipe["layers"],
+                                dropout=recipe["dropout"])
+            self.decoder = nn.Linear(recipe["hidden_size"], vocab_size)
+            for weight in (self.embedding.weight, self.decoder.weight):
+                nn.init.uniform_(weight, -recipe["init_range"], recipe["init_range"])
+            nn.init.zeros_(self.decoder.bias)
+
+        def forward(self, inputs, state):
+            output, state = self.lstm(self.drop(self.embedding(inputs)), state)
+            return self.decoder(self.drop(output)), state
+
+    def streams(split, batch_size):
+        """(T, batch) inputs and targets: the split's x and y cut into batch_size parallel streams."""
+        columns = len(split.x) // batch_size
+        shape = (batch_size, columns)
+        as_tensor = lambda ids: torch.from_numpy(ids[: batch_size * columns].astype(np.int64).reshape(shape).T.copy())
+        return as_tensor(split.x), as_tensor(split.y)
+
+    def token_log_probs(model, split) -> np.ndarray:
+        """log p of every target of the split in order (one stream: no token left out)."""
+        model.eval()
+        inputs, targets = streams(split, 1)
+        scores, state = [], None
+        with torch.no_grad():
+            for start in range(0, inputs.shape[0], recipe["bptt"]):
+                logits, state = model(inputs[start : start + recipe["bptt"]], state)
+                log_probs = torch.log_softmax(logits, dim=-1)
+                scores.append(log_probs.gather(-1, targets[start : start + recipe["bptt"]].unsqueeze(-1)).reshape(-1))
+        return torch.cat(scores).double().numpy()
+
+    def mean_loss(model, split) -> float:
+        return float(-token_log_probs(model, split).mean())
+
+    model = LSTMLanguageModel()
+    inputs, targets = streams(splits["train"], recipe["batch_size"])
+    learning_rate, best_valid, best_state = recipe["learning_rate"], math.inf, None
+    curve, epoch, spent = [], 0, 0.0
+    clock = time.process_time()
+    done = False
+
+    def measure() -> None:
+        nonlocal best_valid, best_state, learning_rate, clock, spent
+        valid = mean_loss(model, splits["valid"])
+        spent += time.process_time() - clock
+        if valid < best_valid:
+            best_valid, best_state = valid, {k: v.clone() for k, v in model.state_dict().items()}
+            curve.append({"cpu_seconds": spent, "epoch": epoch, "valid_perplexity": math.exp(valid),
+                          "test_perplexity": math.exp(mean_loss(model, splits["test"]))})
+        else:
+            learning_rate /= recipe["anneal"]
+            curve.append({**curve[-1], "cpu_seconds": spent, "epoch": epoch})
+        print(f"torch: epoch {epoch}, valid perplexity {math.exp(valid):.1f}, lr {learning_rate:g}, "
+              f"{spent:,.0f} CPU-s", file=sys.stderr, flush=True)
+        clock = time.process_time()
+
+    started = time.perf_counter()
+    while not done:
+        epoch += 1
+        model.train()
+        state = None
+        for start in range(0, inputs.shape[0] - 1, recipe["bptt"]):
+            if state is not None:
+                state = tuple(part.detach() for part in state)
+            logits, state = model(inputs[start : start + recipe["bptt"]], state)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, vocab_size),
+                                               targets[start : start + recipe["bptt"]].reshape(-1))
+            model.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), recipe["clip_norm"])
+            with torch.no_grad():
+                for parameter in model.parameters():
+                    parameter.add_(parameter.grad, alpha=-learning_rate)
+            if spent + time.process_time() - clock >= budget:
+                done = True
+                break
+        measure()
+    model.load_state_dict(best_state)
+    result = {"recipe": recipe, "curve": curve, "epochs": epoch, "cpu_seconds": spent,
+              "wall_seconds": time.perf_counter() - started, "torch_version": torch.__version__,
+              "final": {"valid_perplexity": curve[-1]["valid_perplexity"],
+                        "test_perplexity": curve[-1]["test_perplexity"]}}
+    result["final"].update(interpolate_with_ngram(results, lambda split: token_log_probs(model, split), Split,
+                                                  load_npz, tune_weight, mixture_log_probs, perplexity))
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------- summary
+def at_budget(curve: list[dict], seconds: float) -> float | None:
+    """Test perplexity of the parameters kept at `seconds` CPU-seconds (None before the first point)."""
+    reached = [point for point in curve if point["cpu_seconds"] <= seconds]
+    return reached[-1]["test_perplexity"] if reached else None
+
+
+def first_below(curve: list[dict], perplexity: float) -> float | None:
+    """CPU-seconds at which the kept parameters' test perplexity first reaches `perplexity`."""
+    return next((point["cpu_seconds"] for point in curve if point["test_perplexity"] <= perplexity), None)
+
+
+def plot(runs: dict, ngram: dict, path: Path, checkpoints: list[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, run in runs.items():
+        points = run["curve"]
+        ax.step([p["cpu_seconds"] for p in points], [p["test_perplexity"] for p in points], where="post",
+                label=f"{name}: {run['final']['test_perplexity']:.1f} at {run['cpu_seconds']:,.0f} CPU-s")
+    ax.axhline(ngram["test"], color="gray", linestyle="--", label=f"KN{ngram['order']}: {ngram['test']:.1f}")
+    for seconds in checkpoints:
+        ax.axvline(seconds, color="lightgray", linestyle=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training CPU-seconds (one thread; validation included)")
+    ax.set_ylabel("test perplexity of the parameters kept so far")
+    ax.set_title("Time to quality")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, help="a real text corpus (any format the pipeline reads)")
+    parser.add_argument("--configfile", type=Path, help="merged over config.yaml (data settings and models:)")
+    parser.add_argument("--models", nargs="*", help="names under models: (default: all of them)")
+    parser.add_argument("--budget", type=float, default=1200.0, help="training CPU-seconds per model")
+    parser.add_argument("--checkpoints", type=float, nargs="*", default=[300.0, 1200.0],
+                        help="CPU-second budgets to report (test perplexity of the parameters kept then)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "time_to_quality")
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="further --config overrides for the data stages")
+    parser.add_argument("--data", type=Path, help="the results/ folder of an earlier run of this benchmark "
+                        "(data and baseline): reuse it instead of building the data again")
+    parser.add_argument("--reference-only", action="store_true", help="train only the PyTorch reference")
+    # internal: one training in its own process
+    parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--hyper", help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the trainers' epoch lines
+    if args.worker == "ours":
+        return train_ours(args.results, args.model, json.loads(args.hyper), args.budget, args.dtype, args.result_file)
+    if args.worker == "torch":
+        return train_torch(args.results, args.budget, 0, args.result_file)
+    if args.corpus is None:
+        parser.error("--corpus is required")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.data is not None:
+        results = args.data.resolve()
+    else:
+        results = build_data(args.corpus, args.configfile, args.out / "workflow", args.config, cores=args.jobs)
+    config = load_config(REPO_ROOT / "config.yaml", args.configfile)
+    models = {name: hyper for name, hyper in config["models"].items()
+              if (not args.models or name in args.models) and not args.reference_only}
+    jobs = {name: [sys.executable, __file__, "--worker", "ours", "--results", str(results), "--model", name,
+                   "--hyper", json.dumps(hyper), "--dtype", config.get("dtype", "float32"),
+                   "--budget", str(args.budget), "--result-file", str(args.out / f"run-{name}.json")]
+            for name, hyper in models.items()}
+    if not args.no_torch:
+        jobs["pytorch"] = [sys.executable, __file__, "--worker", "torch", "--results", str(results),
+                           "--budget", str(args.budget), "--result-file", str(args.out / "run-pytorch.json")]
+    env = {**os.environ, **THREAD_ENV}
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for name, done in zip(jobs, pool.map(lambda command: subprocess.run(command, env=env), jobs.values())):
+            if done.returncode:
+                raise SystemExit(f"training {name} failed (exit {done.returncode})")
+
+    baseline = json.loads(next((results / "baseline").glob("kn*.json")).read_text(encoding="utf-8"))
+    ngram = {"order": baseline["order"], "valid": baseline["splits"]["valid"]["perplexity"],
+             "test": baseline["splits"]["test"]["perplexity"]}
+    runs = {name: json.loads((args.out / f"run-{name}.json").read_text(encoding="utf-8")) for name in jobs}
+    data_stats = json.loads((results / "data" / "stats.json").read_text(encoding="utf-8"))
+    summary = {}
+    for name, run in runs.items():
+        summary[name] = {"cpu_seconds_to_ngram_test": first_below(run["curve"], ngram["test"]),
+                         **{f"test_at_{seconds:g}": at_budget(run["curve"], seconds) for seconds in args.checkpoints},
+                         **run["final"]}
+    report = {"corpus": str(args.corpus), "configfile": str(args.configfile) if args.configfile else None,
+              "budget": args.budget, "tokens": {split: data_stats[split]["tokens"] for split in SPLITS},
+              "vocabulary_size": data_stats.get("vocabulary_size"), "ngram": ngram, "summary": summary, "runs": runs,
+              "load_average": os.getloadavg()}
+    (args.out / "time_to_quality.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    plot(runs, ngram, args.out / "time_to_quality.png", args.checkpoints)
+    print(f"KN{ngram['order']} test perplexity {ngram['test']:.1f}")
+    header = ["model", "CPU-s to KN test", *[f"test @{s:g} s" for s in args.checkpoints], "final test",
+              "final + KN", "CPU-s"]
+    print(" | ".join(header))
+    for name, row in summary.items():
+        cells = [name, row["cpu_seconds_to_ngram_test"], *[row[f"test_at_{s:g}"] for s in args.checkpoints],
+                 row["test_perplexity"], row["test_interpolated_perplexity"], runs[name]["cpu_seconds"]]
+        print(" | ".join(f"{c:,.1f}" if isinstance(c, float) else str(c) for c in cells))
+    print(f"wrote {args.out / 'time_to_quality.json'} and {args.out / 'time_to_quality.png'}")
+
+
+if __name__ == "__main__":
+    main()
