@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, help="the results/ folder of an earlier run of this benchmark "
                         "(data and baseline): reuse it instead of building the data again")
     parser.add_argument("--reference-only", action="store_true", help="train only the PyTorch reference")
+    parser.add_argument("--include", type=Path, nargs="*", default=[],
+                        help="run-NAME.json files of earlier runs (same --data) to show beside this run's")
     # internal: one training in its own process
     parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
@@ -350,12 +352,20 @@ def main(argv: list[str] | None = None) -> None:
     ngram = {"order": baseline["order"], "valid": baseline["splits"]["valid"]["perplexity"],
              "test": baseline["splits"]["test"]["perplexity"]}
     runs = {name: json.loads((args.out / f"run-{name}.json").read_text(encoding="utf-8")) for name in jobs}
+    for path in args.include:
+        runs.setdefault(path.stem.removeprefix("run-"), json.loads(path.read_text(encoding="utf-8")))
     data_stats = json.loads((results / "data" / "stats.json").read_text(encoding="utf-8"))
     summary = {}
     for name, run in runs.items():
         summary[name] = {"cpu_seconds_to_ngram_test": first_below(run["curve"], ngram["test"]),
                          **{f"test_at_{seconds:g}": at_budget(run["curve"], seconds) for seconds in args.checkpoints},
                          **run["final"]}
+    reference = runs.get("pytorch")
+    if reference is not None:
+        for name, row in summary.items():
+            row["final_vs_reference"] = row["test_perplexity"] / reference["final"]["test_perplexity"]
+            row["final_interpolated_vs_reference"] = (row["test_interpolated_perplexity"]
+                                                      / reference["final"]["test_perplexity"])
     report = {"corpus": str(args.corpus), "configfile": str(args.configfile) if args.configfile else None,
               "budget": args.budget, "tokens": {split: data_stats[split]["tokens"] for split in SPLITS},
               "vocabulary_size": data_stats.get("vocabulary_size"), "ngram": ngram, "summary": summary, "runs": runs,
@@ -364,12 +374,14 @@ def main(argv: list[str] | None = None) -> None:
     plot(runs, ngram, args.out / "time_to_quality.png", args.checkpoints)
     print(f"KN{ngram['order']} test perplexity {ngram['test']:.1f}")
     header = ["model", "CPU-s to KN test", *[f"test @{s:g} s" for s in args.checkpoints], "final test",
-              "final + KN", "CPU-s"]
+              "final + KN", "CPU-s", "final / PyTorch", "final + KN / PyTorch"]
     print(" | ".join(header))
     for name, row in summary.items():
         cells = [name, row["cpu_seconds_to_ngram_test"], *[row[f"test_at_{s:g}"] for s in args.checkpoints],
-                 row["test_perplexity"], row["test_interpolated_perplexity"], runs[name]["cpu_seconds"]]
-        print(" | ".join(f"{c:,.1f}" if isinstance(c, float) else str(c) for c in cells))
+                 row["test_perplexity"], row["test_interpolated_perplexity"], runs[name]["cpu_seconds"],
+                 row.get("final_vs_reference"), row.get("final_interpolated_vs_reference")]
+        print(" | ".join(f"{c:,.3g}" if isinstance(c, float) and c < 10 else f"{c:,.1f}" if isinstance(c, float)
+                         else str(c) for c in cells))
     print(f"wrote {args.out / 'time_to_quality.json'} and {args.out / 'time_to_quality.png'}")
 
 
