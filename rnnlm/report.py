@@ -55,15 +55,21 @@ def html_page(title: str, body: str) -> str:
 
 
 def format_number(value) -> str:
-    """Human-readable cell: thousands separators for counts, 4 significant digits otherwise."""
+    """One human format for every table cell: counts and values from 1,000 up as integers with
+    thousands separators, smaller values with 4 significant digits, never in scientific notation;
+    true/false as yes/no; a missing value as a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
+        return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):
         return f"{int(value):,}"
     if isinstance(value, (float, np.floating)):
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        if not math.isfinite(value):
+            return "∞" if value > 0 else "−∞"
+        shown = np.format_float_positional(value, precision=4, unique=False, fractional=False, trim="-")
+        # Rounding can carry into the thousands (999.96 -> 1000): those get separators too.
+        return f"{value:,.0f}" if abs(float(shown)) >= 1000 else shown
     return str(value)
 
 
@@ -98,10 +104,33 @@ def read_train_log(path: str | os.PathLike) -> pd.DataFrame:
     return log
 
 
+def schedule_events(log: pd.DataFrame) -> dict:
+    """What the loss plot marks, from the training log: the best measured epoch (the parameters kept),
+    where the parameter average began (`averaged` column) and each learning-rate change; positions
+    are sentences seen. A change decided at a measurement shows from the next row on, so it is placed
+    at the measurement's row."""
+    seen = log["examples_seen"].to_numpy(dtype=float)
+    events: dict = {"best": None, "averaging": None, "learning_rate": []}
+    valid = pd.to_numeric(log["valid_loss"], errors="coerce").to_numpy(dtype=float)
+    if np.isfinite(valid).any():
+        best = int(np.nanargmin(valid))  # the first of equal losses, as training keeps it
+        events["best"] = (seen[best], valid[best], int(log["epoch"].iloc[best]))
+    if "averaged" in log.columns:
+        averaged = np.flatnonzero(pd.to_numeric(log["averaged"], errors="coerce").fillna(0).to_numpy() > 0)
+        if averaged.size and averaged[0] > 0:
+            events["averaging"] = (seen[averaged[0] - 1], int(log["epoch"].iloc[averaged[0] - 1]))
+    if "learning_rate" in log.columns:
+        rates = pd.to_numeric(log["learning_rate"], errors="coerce").to_numpy(dtype=float)
+        for row in np.flatnonzero(rates[1:] != rates[:-1]):
+            events["learning_rate"].append((seen[row], rates[row + 1]))
+    return events
+
+
 def plot_loss_curves(
     log: pd.DataFrame, model_name: str, path: str | os.PathLike, unigram_loss: float | None = None
-) -> None:
-    """Training and validation loss (nats per token) against the number of training sentences seen."""
+) -> Figure:
+    """Training and validation loss (nats per token) against the number of training sentences seen,
+    with the best epoch, the start of parameter averaging and learning-rate changes marked."""
     fig = Figure(figsize=(7.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     seen = log["examples_seen"].to_numpy(dtype=float)
@@ -115,13 +144,28 @@ def plot_loss_curves(
             ax.plot(seen[measured], values[measured], label=label, markersize=4, linewidth=1.6, **style)
     if unigram_loss is not None and math.isfinite(unigram_loss):
         ax.axhline(unigram_loss, color="gray", linestyle="--", linewidth=1, label="unigram model (valid)")
+    events = schedule_events(log)
+    if events["best"] is not None:
+        x, loss, epoch = events["best"]
+        ax.plot([x], [loss], marker="*", markersize=15, color="tab:red", linestyle="none",
+                label=f"best: epoch {epoch}, loss {loss:.3f} (kept)")
+    if events["averaging"] is not None:
+        x, epoch = events["averaging"]
+        ax.axvline(x, color="tab:green", linestyle="-.", linewidth=1.2,
+                   label=f"parameter averaging from epoch {epoch + 1}")
+    for index, (x, rate) in enumerate(events["learning_rate"]):
+        ax.axvline(x, color="tab:purple", linestyle=":", linewidth=1.2,
+                   label="learning rate lowered (new rate at the top)" if index == 0 else None)
+        ax.annotate(f"lr {rate:g}", (x, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                    textcoords="offset points", fontsize=8, color="tab:purple")
     ax.set_xlabel("training sentences seen")
     ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_ylabel("cross-entropy loss (nats per token)")
     ax.set_title(f"Loss during training: model '{model_name}'")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     save_figure(fig, path)
+    return fig
 
 
 # --- perplexity table ------------------------------------------------------------------------

@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 progress_log = logging.getLogger("rnnlm.progress")
 
 CHECKPOINT_FORMAT_VERSION = 1
+# averaged: 1 when the epoch trained with the parameter average running (its valid_loss is the average's).
 LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss", "learning_rate", "tokens_per_s", "seconds",
-               "cpu_seconds")
+               "cpu_seconds", "averaged")
 # Columns that measure time rather than what was computed (they differ between identical runs).
 TIMING_COLUMNS = ("tokens_per_s", "seconds", "cpu_seconds")
 # Minimum wall seconds between two within-epoch progress lines.
@@ -199,7 +200,8 @@ def render_log(rows: list[dict]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in LOG_COLUMNS})
+        # .get: rows of a checkpoint from before a column existed lack it.
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in LOG_COLUMNS})
     return buffer.getvalue()
 
 
@@ -343,7 +345,7 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                 stop = _observe(observer, state, model, average, clock)
             else:
                 state.cpu_seconds += clock.lap()
-                state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens))
+                state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens, average is not None))
             report.measured(state, averaged=average is not None)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early or stop:
                 save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer, average)
@@ -463,13 +465,13 @@ def _stream_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0])
 
 
-def _row(state: TrainState, train_loss, valid_loss, seconds: float, tokens: int) -> dict:
+def _row(state: TrainState, train_loss, valid_loss, seconds: float, tokens: int, averaged: bool) -> dict:
     return {"epoch": state.epoch, "examples_seen": state.examples_seen,
             "train_loss": None if train_loss is None else round(train_loss, 6),
             "valid_loss": None if valid_loss is None else round(valid_loss, 6),
             "learning_rate": state.learning_rate,
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "seconds": round(seconds, 3), "cpu_seconds": round(state.cpu_seconds, 3)}
+            "seconds": round(seconds, 3), "cpu_seconds": round(state.cpu_seconds, 3), "averaged": int(averaged)}
 
 
 def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: TrainState, best: dict,
@@ -488,7 +490,8 @@ def _measure(model: RNNLM, monitored: Split, monitored_is_valid: bool, state: Tr
         raise Divergence(f"training diverged after epoch {state.epoch}: {exc}") from None
     if clock is not None:
         state.cpu_seconds += clock.lap()
-    state.rows.append(_row(state, train_loss, loss if monitored_is_valid else None, seconds, tokens))
+    state.rows.append(_row(state, train_loss, loss if monitored_is_valid else None, seconds, tokens,
+                           average is not None))
     rose = state.last_measured_loss is not None and loss > state.last_measured_loss
     state.last_measured_loss = loss
     if loss < state.best_loss:

@@ -72,6 +72,43 @@ def test_time_to_quality_plot_of_every_model_and_the_baseline(tmp_path):
         report.plot_time_to_quality({"rnn": train_log()}, {}, path)
 
 
+def test_loss_plot_marks_best_epoch_averaging_and_learning_rate_changes(tmp_path):
+    log = pd.DataFrame({"epoch": range(6), "examples_seen": [0, 100, 200, 300, 400, 500],
+                        "train_loss": [np.nan, 5.5, 4.8, 4.6, 4.4, 4.3],
+                        "valid_loss": [6.0, 5.0, 4.5, 4.7, 4.4, 4.6],
+                        "learning_rate": [1.0, 1.0, 1.0, 0.5, 0.5, 0.25],
+                        "averaged": [0, 0, 0, 0, 1, 1]})
+    events = report.schedule_events(log)
+    assert events["best"] == (400.0, 4.4, 4)
+    assert events["averaging"] == (300.0, 3)
+    assert events["learning_rate"] == [(200.0, 0.5), (400.0, 0.25)]
+    fig = report.plot_loss_curves(log, "rnn", tmp_path / "loss.png")
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    assert "best: epoch 4, loss 4.400 (kept)" in labels
+    assert "parameter averaging from epoch 4" in labels
+    assert sum(label.startswith("learning rate lowered") for label in labels) == 1
+    # A log without the newer columns (or without validation) still plots, with nothing to mark.
+    plain = report.schedule_events(log.drop(columns=["learning_rate", "averaged"]).assign(valid_loss=np.nan))
+    assert plain == {"best": None, "averaging": None, "learning_rate": []}
+
+
+@pytest.mark.parametrize("value, shown", [
+    (45838.0, "45,838"), (2631, "2,631"), (np.int64(7), "7"), (True, "yes"), (np.bool_(False), "no"),
+    (68.04123, "68.04"), (0.5, "0.5"), (4.0, "4"), (0.00001234, "0.00001234"), (999.96, "1,000"),
+    (None, "–"), (float("nan"), "–"),
+])
+def test_numbers_have_one_human_format(value, shown):
+    assert report.format_number(value) == shown
+
+
+def test_tables_show_no_scientific_notation_or_python_booleans():
+    frame = pd.DataFrame({"statistic": ["tokens", "words", "lowercase", "coverage"],
+                          "value": [45838.0, 2631, True, 0.9634]})
+    page = report.html_table(frame)
+    assert "45,838" in page and "2,631" in page and "yes" in page and "0.9634" in page
+    assert "e+" not in page and "True" not in page
+
+
 def test_train_log_without_required_column_is_refused(tmp_path):
     path = tmp_path / "train_log.csv"
     train_log().drop(columns="valid_loss").to_csv(path, index=False)

@@ -282,6 +282,8 @@ def test_averaging_starts_at_the_first_rise_and_keeps_the_mean_of_the_later_iter
     monkeypatch.setattr(train_module, "mean_loss", scripted([3.0, 2.5, 2.7, 2.6, 2.0]))
     state, _, out = run(tmp_path, {"epochs": 4, "averaging": True, "patience": 5}, name="averaged")
     assert [row["learning_rate"] for row in state.rows] == [0.5] * 5  # never decayed
+    # The log marks the epochs trained with the average running: after the rise measured in epoch 2.
+    assert [row["averaged"] for row in read_log(out / "train_log.csv")] == ["0", "0", "0", "1", "1"]
     assert state.best_epoch == 4
     written = load_npz(out / "params.npz")
     for name, value in expected.items():
