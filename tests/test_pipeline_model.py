@@ -45,7 +45,8 @@ def test_train_evaluate_generate_and_rerun_only_what_a_change_shapes(workflow_co
         entry = metrics["splits"][split]
         assert entry["perplexity"] < 0.6 * entry["unigram_perplexity"], (split, entry)
     samples = (model_dir / "samples.txt").read_text().splitlines()
-    assert samples[0].startswith("# sampled sentences") and len(samples) == 1 + 4 + 1 + 2
+    # Two "#" lines per section (title, columns), the sentences as text<TAB>tokens.
+    assert samples[0].startswith("# sampled sentences") and len(samples) == 2 + 4 + 2 + 2
     assert "backend: numpy (device=cpu)" in (workflow_copy / f"results/logs/train/{MODEL}.log").read_text()
     assert (workflow_copy / f"results/benchmarks/train/{MODEL}.tsv").exists()
 
