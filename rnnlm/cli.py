@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from rnnlm import __version__
 from rnnlm.io import RnnlmError, write_text
 
 SPLITS = ("train", "valid", "test")
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
     parser.add_argument(*QUIET_FLAGS, action="store_true", help="log warnings only")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # The same global options after the subcommand; SUPPRESS keeps them from resetting a value given before it.
     global_options = argparse.ArgumentParser(add_help=False)
     global_options.add_argument(*QUIET_FLAGS, action="store_true", default=argparse.SUPPRESS, help="log warnings only")

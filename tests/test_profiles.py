@@ -46,10 +46,13 @@ def test_every_profile_entry_is_commented():
 def test_sweep_runs_each_model_as_its_own_jobs(tmp_path, snakemake_env):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     sweep = REPO / "config" / "sweep.yaml"
-    plan = job_counts(run_snakemake(tmp_path, "--dry-run", "--configfile", str(sweep), env=snakemake_env))
-    models = len(load(sweep)["models"])
-    assert models == 3
+    output = run_snakemake(tmp_path, "--dry-run", "--configfile", str(sweep), env=snakemake_env)
+    # Every rule runs a script, so printed shell commands would only say "None".
+    assert "Shell command" not in output
+    plan = job_counts(output)
+    models = load(sweep)["build_models"]
+    assert len(models) == 3
     for rule in ("train", "evaluate", "generate"):
-        assert plan[rule] == models
+        assert plan[rule] == len(models)
     for rule in ("download", "tokenize", "vocab", "index"):
         assert plan[rule] == 1

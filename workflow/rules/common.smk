@@ -1,14 +1,19 @@
 # Helpers shared by the rule files.
 import math
+import os
+
+from rnnlm import resources
+from rnnlm.vocab import Vocabulary
 
 
 def model_names():
-    return list(config["models"])
+    """The models this run builds (`build_models`, else every entry of `models:`)."""
+    return workflow_config.selected_models(config)
 
 
 def model_config(name):
-    """Hyper-parameters of one model: validate() in the Snakefile has already filled in every default
-    of the schema's $defs/model, so each entry holds the complete set."""
+    """Hyper-parameters of one model: the Snakefile has already filled in every default of the
+    schema's $defs/model, so each entry holds the complete set."""
     return dict(config["models"][name])
 
 
@@ -30,10 +35,24 @@ def model_mem_mb(name):
     return 1000 + math.ceil(item * (6 * weights + activations) / 2**20)
 
 
-def train_runtime(name):
-    """Minutes a training job may take: generous per epoch, since the corpus size is not known here.
-    Raise it with --set-resources train:runtime=... for large corpora on a cluster."""
-    return 10 + 10 * model_config(name)["epochs"]
+def train_runtime(wildcards, input):
+    """Minutes a training job may take (SLURM --time): estimated from the model, the data's token
+    counts and train_runtime.speed, at most train_runtime.max_minutes (docs/cluster.md); an entry of
+    train_runtime.minutes replaces it. Until the index matrices exist (a dry run in a fresh directory)
+    the cap stands in: Snakemake evaluates resources again when it submits the job."""
+    settings = config["train_runtime"]
+    if wildcards.model in settings["minutes"]:
+        return settings["minutes"][wildcards.model]
+    if not all(os.path.exists(path) for path in (input.train, input.valid, input.vocab)):
+        return settings["max_minutes"]
+    return resources.train_minutes(
+        model_config(wildcards.model),
+        len(Vocabulary.load(input.vocab)),
+        resources.split_tokens(input.train),
+        resources.split_tokens(input.valid),
+        settings["speed"],
+        settings["max_minutes"],
+    )
 
 
 wildcard_constraints:

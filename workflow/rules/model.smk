@@ -34,7 +34,7 @@ rule train:
     resources:
         **device_resources(),
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
-        runtime=lambda wildcards: train_runtime(wildcards.model),
+        runtime=train_runtime,
     params:
         hyperparameters=lambda wildcards: model_config(wildcards.model),
         device=config["device"],

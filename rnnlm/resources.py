@@ -1,0 +1,55 @@
+"""How long a training job may run: the `runtime` (SLURM --time) of the train rule, from the model's
+size, the data's token counts and a measured speed (docs/cluster.md).
+
+One training token costs about three times the multiply-adds of its forward step (forward, then the
+gradients for the weights and for the hidden state), and one validation token once. The output layer
+dominates: vocabulary_size x hidden_size per token for the full softmax.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from collections.abc import Mapping
+
+import numpy as np
+
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+# A job's start (interpreter, imports, loading the data) and end (writing the parameters), minutes.
+STARTUP_MINUTES = 5
+# Speed varies between nodes, and with the load of a shared one.
+SAFETY_FACTOR = 2.0
+
+
+def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
+    """Multiply-adds of one token's forward step: the recurrent cell plus the output layer."""
+    hidden = hyper["hidden_size"]
+    cell = GATES[hyper["cell"]] * hidden * (hidden + 1)
+    if hyper["output"] == "class":
+        classes = hyper["num_classes"] or round(math.sqrt(vocab_size))
+        output = hidden * (classes + math.ceil(vocab_size / classes))  # class scores, then one class's words
+    else:
+        output = hidden * vocab_size
+    return cell + output
+
+
+def split_tokens(path: str | os.PathLike) -> int:
+    """Predicted tokens of an index matrix file (results/data/{split}.npz), from its array header alone."""
+    with zipfile.ZipFile(path) as archive, archive.open("y.npy") as member:
+        major, _ = np.lib.format.read_magic(member)
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, _ = read_header(member)
+    return int(shape[0])
+
+
+def train_minutes(hyper: Mapping, vocab_size: int, train_tokens: int, valid_tokens: int, speed: float,
+                  max_minutes: int) -> int:
+    """Minutes for `epochs` epochs (the most training may take: early stopping only shortens it), each a
+    pass over the train split and an evaluation of the valid split, at `speed` multiply-adds per
+    second, times SAFETY_FACTOR, plus STARTUP_MINUTES; at most `max_minutes`."""
+    per_token = forward_multiply_adds(hyper, vocab_size)
+    evaluations = hyper["epochs"] / hyper["evaluate_every"] + 1  # the untrained model is measured too
+    work = hyper["epochs"] * 3 * per_token * train_tokens + evaluations * per_token * valid_tokens
+    minutes = STARTUP_MINUTES + math.ceil(SAFETY_FACTOR * work / speed / 60)
+    return min(minutes, max_minutes)

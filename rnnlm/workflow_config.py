@@ -1,0 +1,107 @@
+"""The workflow's configuration between loading and use: the Snakefile calls `prepare` before and
+`finish` after validating it against workflow/schemas/config.schema.yaml.
+
+- `snakemake --config key=value` hands nested values over as strings ("models={rnn: {hidden_size:
+  64}}" gives hidden_size "64") and only `True`/`False` as booleans; `prepare` reads such strings as
+  the number, boolean or list the schema asks for, and fills in the schema's defaults.
+- JSON Schema counts 1000.0 as an integer; `finish` turns every integral number where the schema
+  wants an integer into an int once, so no stage sees 8.0 for a batch size or looks for kn3.0.json.
+- `finish` also checks what one key cannot say on its own (`build_models` names defined models).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from rnnlm.io import RnnlmError
+
+
+def _resolve(schema: Mapping, root: Mapping) -> Mapping:
+    """Follow a local `$ref` ("#/$defs/name"); the schema uses no other kind."""
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def _child_schema(schema: Mapping, key: str, root: Mapping) -> Mapping | None:
+    properties = schema.get("properties", {})
+    if key in properties:
+        return _resolve(properties[key], root)
+    extra = schema.get("additionalProperties")
+    return _resolve(extra, root) if isinstance(extra, Mapping) else None
+
+
+def _from_text(text: str, kind: str) -> Any:
+    """`text` as the schema's `kind`, or `text` itself when it does not read as one (the schema then
+    reports it)."""
+    word = text.strip()
+    if kind == "boolean":
+        return {"true": True, "false": False}.get(word.lower(), text)
+    if kind in ("integer", "number"):
+        try:
+            return int(word)
+        except ValueError:
+            pass
+        try:
+            value = float(word)
+        except ValueError:
+            return text
+        return int(value) if kind == "integer" and value.is_integer() else value
+    if kind == "array":
+        return [item.strip() for item in word.strip("[]").split(",") if item.strip()]
+    return text
+
+
+def _walk(value: Any, schema: Mapping, root: Mapping, fix) -> Any:
+    """Apply `fix(value, schema)` to every value the schema describes, depth first, filling in defaults."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+        for key in value:
+            child = _child_schema(schema, key, root)
+            if child is not None:
+                value[key] = _walk(value[key], child, root, fix)
+        return value
+    return fix(value, schema)
+
+
+def _coerce(value: Any, schema: Mapping) -> Any:
+    kind = schema.get("type")
+    if isinstance(value, str):
+        return _from_text(value, kind)
+    if kind == "string" and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # `--config text_column=2024` arrives as an int
+    return value
+
+
+def _integral(value: Any, schema: Mapping) -> Any:
+    if schema.get("type") == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def prepare(config: dict, schema: Mapping) -> dict:
+    """Before validation: command-line strings to the schema's types, defaults filled in (in place)."""
+    return _walk(config, schema, schema, _coerce)
+
+
+def finish(config: dict, schema: Mapping) -> dict:
+    """After validation: integral numbers to int where the schema wants integers; cross-key checks."""
+    _walk(config, schema, schema, _integral)
+    unknown = [name for name in config.get("build_models", []) if name not in config["models"]]
+    if unknown:
+        raise RnnlmError(f"build_models names {', '.join(unknown)}, which models: does not define "
+                         f"(it defines {', '.join(config['models'])}); add them under models: or fix build_models")
+    return config
+
+
+def selected_models(config: Mapping) -> list[str]:
+    """The models this run builds: those `build_models` names, or every entry of `models:`."""
+    return list(config.get("build_models") or config["models"])
