@@ -11,9 +11,22 @@ from rnnlm import workflow_config
 min_version("9.0")
 
 
+# This file's directory, even when the workflow is used as a module (workflow.basedir is the
+# caller's then); a module fetched from a git host has no local copy.
+WORKFLOW_DIR = workflow.current_basedir
+LOCAL_COPY = isinstance(WORKFLOW_DIR, LocalSourceFile)
+
+
 # The configuration: config.yaml of the working directory when it has one (a deployed copy, as with
 # snakedeploy), else this workflow's own; --configfile and --config are merged into it key by key.
-configfile: "config.yaml" if os.path.exists("config.yaml") else workflow.source_path("config.yaml")
+OWN_CONFIG = (
+    os.path.join(WORKFLOW_DIR.get_path_or_uri(secret_free=True), "config.yaml")
+    if LOCAL_COPY
+    else workflow.source_path("config.yaml")
+)
+
+
+configfile: "config.yaml" if os.path.exists("config.yaml") else OWN_CONFIG
 
 
 CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
@@ -29,12 +42,13 @@ report: "workflow/report/workflow.rst"
 
 
 # Jobs import the rnnlm package that sits beside this Snakefile, whether or not it is installed (and
-# inside --use-conda environments, which hold only the third-party packages). current_basedir is this
-# file's directory even when the workflow is used as a module (workflow.basedir is the caller's then);
-# a module fetched from a git host has no local copy, and its jobs need rnnlm installed.
-if isinstance(workflow.current_basedir, LocalSourceFile):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(workflow.current_basedir), os.environ.get("PYTHONPATH")])
+# inside --use-conda environments, which hold only the third-party packages). Without a local copy
+# (a module from a git host) the jobs need rnnlm installed.
+if LOCAL_COPY:
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [WORKFLOW_DIR.get_path_or_uri(secret_free=True), os.environ.get("PYTHONPATH")])
+        )
     )
 
 RESULTS = "results"

@@ -4,7 +4,8 @@ Each configuration is trained for --epochs epochs on synthetic index matrices (Z
 sentence lengths like prose, capped at 80) with one BLAS thread, as the rule runs it. The speed is the
 multiply-adds rnnlm.resources counts for that run divided by its CPU time (on a dedicated core, the
 wall time; on a shared machine, steadier than it); the spread across model shapes says how far a
-single speed can be trusted.
+single speed can be trusted. `estimate_seconds` is what the default `train_runtime.speed` predicts
+for the run (before the rule's safety factor and start-up allowance).
 
     PYTHONPATH=. python benchmarks/bench_train_runtime.py [--train-tokens 40000] [--epochs 2]
 """
@@ -76,8 +77,9 @@ def measure(name: str, vocab_size: int, entry: dict, train_tokens: int, epochs: 
         wall, seconds = time.perf_counter() - start, time.process_time() - start_cpu
     per_token = forward_multiply_adds(hyper, vocab_size)
     work = epochs * 3 * per_token * train_split.num_tokens + (epochs + 1) * per_token * valid_split.num_tokens
+    default_speed = SCHEMA["properties"]["train_runtime"]["properties"]["speed"]["default"]
     return {"case": name, "train_tokens": train_split.num_tokens, "epochs": epochs, "wall_seconds": round(wall, 2),
-            "cpu_seconds": round(seconds, 2),
+            "cpu_seconds": round(seconds, 2), "estimate_seconds": round(work / default_speed, 2),
             "train_tokens_per_s": round(epochs * train_split.num_tokens / seconds),
             "multiply_adds_per_token": per_token, "speed": float(f"{work / seconds:.3g}")}
 

@@ -20,15 +20,20 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 STARTUP_MINUTES = 5
 # Speed varies between nodes, and with the load of a shared one.
 SAFETY_FACTOR = 2.0
+# The class softmax works in many small products, one per word class: measured, each of its
+# multiply-adds takes as long as 16 to 26 of the full softmax's (benchmarks/bench_train_runtime.py).
+CLASS_OUTPUT_COST = 20
 
 
 def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
-    """Multiply-adds of one token's forward step: the recurrent cell plus the output layer."""
+    """Multiply-adds of one token's forward step, the recurrent cell plus the output layer, counted in
+    full-softmax-speed units (see CLASS_OUTPUT_COST)."""
     hidden = hyper["hidden_size"]
     cell = GATES[hyper["cell"]] * hidden * (hidden + 1)
     if hyper["output"] == "class":
         classes = hyper["num_classes"] or round(math.sqrt(vocab_size))
-        output = hidden * (classes + math.ceil(vocab_size / classes))  # class scores, then one class's words
+        # Class scores, then the scores of one class's words.
+        output = CLASS_OUTPUT_COST * hidden * (classes + math.ceil(vocab_size / classes))
     else:
         output = hidden * vocab_size
     return cell + output

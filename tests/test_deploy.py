@@ -94,8 +94,15 @@ use rule * from rnnlm as rnnlm_*
 rule which_rnnlm:
     output:
         "which_rnnlm.txt",
-    shell:
-        "python -c 'import rnnlm; print(rnnlm.__file__)' > {{output}}"
+    script:
+        "which_rnnlm.py"
+"""
+# Run like the workflow's own scripts: a job of the caller's, with the environment the module set up.
+WHICH_RNNLM = """\
+import rnnlm
+
+with open(snakemake.output[0], "w") as handle:
+    handle.write(rnnlm.__file__)
 """
 
 
@@ -104,6 +111,7 @@ def test_used_as_a_module_jobs_import_the_modules_own_package(tmp_path, workflow
     """The caller's directory holds a decoy `rnnlm` package: jobs must import the module's copy."""
     caller = make_workdir(tmp_path / "caller", models={"tiny": TINY})
     (caller / "Snakefile").write_text(CALLER_SNAKEFILE.format(snakefile=workflow_copy / "Snakefile"))
+    (caller / "which_rnnlm.py").write_text(WHICH_RNNLM)
     (caller / "rnnlm").mkdir()
     (caller / "rnnlm" / "__init__.py").write_text('raise ImportError("the caller\'s directory was searched")\n')
     (workflow_copy / "config.yaml").unlink()  # the caller's config is the only one

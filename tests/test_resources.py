@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnlm.data import Split
-from rnnlm.resources import STARTUP_MINUTES, forward_multiply_adds, split_tokens, train_minutes
+from rnnlm.resources import CLASS_OUTPUT_COST, STARTUP_MINUTES, forward_multiply_adds, split_tokens, train_minutes
 
 MODEL = {"hidden_size": 100, "cell": "rnn", "output": "full", "num_classes": 0, "epochs": 10, "evaluate_every": 1}
 
@@ -23,8 +23,9 @@ def test_split_tokens_reads_the_header_only(tmp_path):
 def test_multiply_adds_count_the_cell_and_the_output_layer():
     assert forward_multiply_adds(MODEL, 8000) == 100 * 101 + 100 * 8000
     assert forward_multiply_adds(dict(MODEL, cell="lstm"), 8000) == 4 * 100 * 101 + 100 * 8000
-    # The class softmax scores ~sqrt(V) classes, then the words of one class.
-    assert forward_multiply_adds(dict(MODEL, output="class"), 10000) == 100 * 101 + 100 * (100 + 100)
+    # The class softmax scores ~sqrt(V) classes, then the words of one class, at a lower speed.
+    assert forward_multiply_adds(dict(MODEL, output="class"), 10000) == 100 * 101 + CLASS_OUTPUT_COST * 100 * 200
+    assert forward_multiply_adds(dict(MODEL, output="class"), 10000) < forward_multiply_adds(MODEL, 10000)
 
 
 def test_runtime_follows_epochs_and_tokens_and_stops_at_the_cap():
