@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,11 +115,10 @@ def test_used_as_a_module_jobs_import_the_modules_own_package(tmp_path, workflow
     (caller / "rnnlm" / "__init__.py").write_text('raise ImportError("the caller\'s directory was searched")\n')
     (workflow_copy / "config.yaml").unlink()  # the caller's config is the only one
 
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "rnnlm_all", "which_rnnlm"],
-                            cwd=caller, env=snakemake_env, capture_output=True, text=True, timeout=600)
+    targets = ["results/models/tiny/metrics.json", "which_rnnlm"]
+    result = subprocess.run(["timeout", "-s", "KILL", "900", sys.executable, "-m", "snakemake", "--cores", "2",
+                             *targets], cwd=caller, env=snakemake_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     imported = Path((caller / "which_rnnlm.txt").read_text().strip())
     assert imported == workflow_copy / "rnnlm" / "__init__.py"
-    assert (caller / "results/models/tiny/metrics.json").exists()
-    assert (caller / "results/report/perplexity.csv").exists()
-    shutil.rmtree(caller / "rnnlm")
+    assert json.loads((caller / "results/models/tiny/metrics.json").read_text())["splits"]["test"]["tokens"] > 0
