@@ -203,6 +203,19 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
     def mean_loss(model, split) -> float:
         return float(-token_log_probs(model, split).mean())
 
+    def sentence_log_probs(model, split) -> np.ndarray:
+        """As token_log_probs, but each sentence scored from a fresh state (no earlier sentence
+        in the context), as the sentence-level models of this pipeline score it."""
+        model.eval()
+        scores = []
+        with torch.no_grad():
+            for start, stop in zip(split.offsets[:-1], split.offsets[1:]):
+                inputs = torch.from_numpy(split.x[start:stop].astype(np.int64)).unsqueeze(1)
+                targets = torch.from_numpy(split.y[start:stop].astype(np.int64)).unsqueeze(1)
+                log_probs = torch.log_softmax(model(inputs, None)[0], dim=-1)
+                scores.append(log_probs.gather(-1, targets.unsqueeze(-1)).reshape(-1))
+        return torch.cat(scores).double().numpy()
+
     model = LSTMLanguageModel()
     inputs, targets = streams(splits["train"], recipe["batch_size"])
     learning_rate, best_valid, best_state = recipe["learning_rate"], math.inf, None
@@ -253,6 +266,9 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
                         "test_perplexity": curve[-1]["test_perplexity"]}}
     result["final"].update(interpolate_with_ngram(results, lambda split: token_log_probs(model, split), Split,
                                                   load_npz, tune_weight, mixture_log_probs, perplexity))
+    # How much of its perplexity comes from the previous sentences it sees (the sentence-level
+    # models here start every sentence afresh).
+    result["final"]["test_perplexity_sentence_level"] = perplexity(sentence_log_probs(model, splits["test"]))
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
