@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from rnnlm.io import RnnlmError, atomic_path, write_json
 
@@ -293,21 +294,25 @@ def write_documents(path: str | Path, documents: list[str]) -> None:
             handle.write(json.dumps(document, ensure_ascii=False) + "\n")
 
 
-def read_documents(path: str | Path) -> list[str]:
-    """Documents written by `write_documents`."""
-    documents, number = [], 0
+def iter_documents(path: str | Path) -> Iterator[str]:
+    """Yield the documents written by `write_documents` one at a time (memory: one document)."""
+    number = 0
     try:
         with open(path, encoding="utf-8") as handle:
             for number, line in enumerate(handle, 1):
                 document = json.loads(line)
                 if not isinstance(document, str):
                     raise ValueError("not a JSON string")
-                documents.append(document)
+                yield document
     except FileNotFoundError:
         raise RnnlmError(f"{path}: file not found; run the download stage first") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise RnnlmError(f"{path}: line {number} is not a JSON string ({exc}); delete it and re-run the download stage") from None
-    return documents
+
+
+def read_documents(path: str | Path) -> list[str]:
+    """Every document written by `write_documents`, as a list (small corpora and tests)."""
+    return list(iter_documents(path))
 
 
 def _fetch_source(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnlm import tokenize
@@ -161,3 +162,49 @@ def test_word_tokenizer_round_trips_through_detokenize():
     words = WordTokenizer(lowercase=False, normalize_quotes=True)
     for sentence in ["He said \"it isn't here,\" and left.", "Use f(x) - it's 3.5% of $10, isn't it?"]:
         assert words.tokenize(detokenize(words.tokenize(sentence))) == words.tokenize(sentence)
+
+
+def test_word_tokenizer_gives_nltks_tokens_on_tricky_text():
+    """The guarded, re-compiled substitutions must reproduce NLTK's word tokenizer exactly."""
+    from nltk.tokenize import NLTKWordTokenizer
+
+    pieces = ["word", "Word", "can", "not", "cannot", "CANNOT", "gonna", "gimme", "lemme", "wanna", "gotta",
+              "d'ye", "more'n", "'tis", "'Twas", "isn't", "I'm", "they'll", "we'd", "you've", "rock 'n' roll",
+              "'", "''", '"', "`", "``", ".", "..", "...", ",", ":", ";", "1,000", "3:4", "?", "!", "(", ")", "[",
+              "]", "{", "}", "<", ">", "-", "--", "\u2013", "\u2014", "\u2012", "\u2015", "«", "»", "“", "”", "‘",
+              "’", "„", "*", "@", "#", "$", "%", "&", " ", "  ", "\t", "\u00a0", "\u2028", "\n", "Mr.", "e.g."]
+    rng = np.random.default_rng(0)
+    tokenizer, reference = tokenize.NLTKWordTokens(), NLTKWordTokenizer()
+    assert tokenizer.fast
+    for _ in range(3000):
+        parts = rng.choice(pieces, size=int(rng.integers(1, 14)))
+        joiners = rng.choice(["", " ", " "], size=len(parts))
+        text = "".join(part + joiner for part, joiner in zip(parts, joiners))
+        assert tokenizer.tokenize(text) == reference.tokenize(text), text
+
+
+def test_unknown_nltk_patterns_fall_back_to_nltk(monkeypatch):
+    monkeypatch.setattr(tokenize, "_ANY_OF", {})
+    tokenizer = tokenize.NLTKWordTokens()
+    assert not tokenizer.fast
+    assert tokenizer.tokenize("It isn't.") == ["It", "is", "n't", "."]
+
+
+def test_documents_are_read_lazily_and_in_bounded_windows(tmp_path, monkeypatch):
+    """The stage never asks for more documents than the tasks in flight need."""
+    monkeypatch.setattr(tokenize, "DOCUMENTS_PER_TASK", 2)
+    splitter, _ = train_sentence_splitter(make_documents(10))
+    tokenizer = DocumentTokenizer(splitter, WordTokenizer(lowercase=True, normalize_quotes=True))
+    consumed = []
+
+    def documents():
+        for index, document in enumerate(make_documents(200)):
+            consumed.append(index)
+            yield document
+
+    blocks = tokenize.tokenize_blocks(documents(), tokenizer, processes=2)
+    next(blocks)
+    window = 2 * tokenize.TASKS_IN_FLIGHT_PER_PROCESS * tokenize.DOCUMENTS_PER_TASK
+    assert len(consumed) <= window + tokenize.DOCUMENTS_PER_TASK
+    rest = list(blocks)
+    assert len(consumed) == 200 and sum(block.documents for block in rest) == 198
