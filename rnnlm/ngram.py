@@ -15,7 +15,8 @@ seen in training hands its whole mass to the next lower order. p_0 is uniform.
 N-grams are numbered order by order without hashing collisions: a k-gram's key is
 (id of its first k-1 words as a (k-1)-gram) * vocab_size + last word, and its id is the key's rank in
 the sorted table of keys seen in training, so keys stay below (number of training tokens) * vocab_size
-whatever the order.
+whatever the order. Counting and scoring go through the tokens in chunks of whole sentences
+(CHUNK_TOKENS), so memory holds arrays sized by the distinct n-grams plus one chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -76,24 +78,90 @@ def _history_ids(x: np.ndarray, pos: np.ndarray, lower_ids: np.ndarray | None, k
     return np.where(pos >= k - 2, previous, MISSING)
 
 
-def _ngram_ids(x, y, pos, order, vocab_size, tables=None):
-    """Per flat position j, the id of the k-gram ending at y[j] for k = 1..order (list index k-1).
-
-    With `tables` None, the tables are built from these tokens and returned too (training);
-    otherwise the given tables are looked up (scoring).
-    """
+def _ngram_ids(x, y, pos, order, vocab_size, tables):
+    """Per flat position j, the id of the k-gram ending at y[j] for k = 1..order (list index k-1),
+    looked up in the sorted key `tables` (index k-1 for order k); MISSING where there is none."""
     ids = [y]
-    built = [None]
     for k in range(2, order + 1):
         history = _history_ids(x, pos, ids[-1], k)
         valid = history != MISSING
-        keys = history[valid] * vocab_size + y[valid]
-        table = np.unique(keys) if tables is None else tables[k - 1]
         current = np.full(x.shape, MISSING, dtype=np.int64)
-        current[valid] = _lookup(keys, table)
+        current[valid] = _lookup(history[valid] * vocab_size + y[valid], tables[k - 1])
         ids.append(current)
-        built.append(table)
-    return ids, built
+    return ids
+
+
+# Tokens per chunk of whole sentences: counting and scoring hold a dozen int64 arrays of this length,
+# so memory is bounded by the number of distinct n-grams, not by the corpus size.
+CHUNK_TOKENS = 1 << 20
+
+
+def _chunks(split, vocab_size: int, name: str):
+    """(x, y, positions) as int64 arrays, chunk by chunk of whole sentences of about CHUNK_TOKENS tokens."""
+    offsets = np.asarray(split.offsets, dtype=np.int64)
+    sentences, first = len(offsets) - 1, 0
+    while first < sentences:
+        last = int(np.searchsorted(offsets, offsets[first] + CHUNK_TOKENS, side="right")) - 1
+        last = min(max(last, first + 1), sentences)
+        start, stop = int(offsets[first]), int(offsets[last])
+        chunk = SimpleNamespace(x=split.x[start:stop], y=split.y[start:stop], offsets=offsets[first : last + 1] - start)
+        yield _arrays(chunk, vocab_size, name)
+        first = last
+
+
+class _DistinctCounter:
+    """Distinct int64 keys with their number of occurrences and one attribute per key (the same for
+    every occurrence), merged chunk by chunk. Chunk results wait in a list and are merged once they
+    outgrow the merged table, so the total cost stays O(n log n) in distinct keys."""
+
+    def __init__(self):
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, keys: np.ndarray, *attributes: np.ndarray) -> None:
+        self.parts.append(self._unique(keys, np.ones(keys.size, dtype=np.int64), attributes))
+        if sum(part[0].size for part in self.parts[1:]) > self.parts[0][0].size:
+            self.parts = [self._merged()]
+
+    @staticmethod
+    def _unique(keys, counts, attributes):
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        # float64 sums are exact below 2**53 occurrences.
+        total = np.bincount(inverse, weights=counts, minlength=unique.size).astype(np.int64)
+        return (unique, total, *(attribute[first] for attribute in attributes))
+
+    def _merged(self):
+        if len(self.parts) == 1:
+            return self.parts[0]
+        keys, counts, *attributes = (np.concatenate(column) for column in zip(*self.parts))
+        return self._unique(keys, counts, attributes)
+
+    def result(self) -> tuple[np.ndarray, ...]:
+        """Sorted distinct keys, their counts, and each attribute per key."""
+        return self._merged()
+
+
+def _count_ngrams(train, vocab_size: int, order: int):
+    """N-gram tables of a Split, counted chunk by chunk: for each order k (list index k-1), the sorted
+    keys (None for k = 1), the raw counts, the id of each k-gram's suffix (k-1)-gram (None for k = 1)
+    and whether it opens its sentence (None for k = 1). Order k takes one pass over the tokens, looking
+    up the complete tables of the lower orders."""
+    unigrams = np.zeros(vocab_size, dtype=np.int64)
+    for _, y, _ in _chunks(train, vocab_size, "train"):
+        unigrams += np.bincount(y, minlength=vocab_size)
+    tables, counts, suffix_of, opens = [None], [unigrams], [None], [None]
+    for k in range(2, order + 1):
+        counter = _DistinctCounter()
+        for x, y, pos in _chunks(train, vocab_size, "train"):
+            ids = _ngram_ids(x, y, pos, k - 1, vocab_size, tables)
+            history = _history_ids(x, pos, ids[-1], k)
+            valid = history != MISSING
+            counter.add(history[valid] * vocab_size + y[valid], ids[k - 2][valid], pos[valid] == k - 2)
+        table, raw, suffix, opening = counter.result()
+        tables.append(table)
+        counts.append(raw)
+        suffix_of.append(suffix)
+        opens.append(opening)
+    return tables, counts, suffix_of, opens
 
 
 def _estimate_discounts(adjusted: np.ndarray, order: int) -> np.ndarray:
@@ -135,31 +203,24 @@ class KneserNey:
         """
         if order < 1:
             raise RnnlmError(f"the n-gram order must be at least 1, got {order}; set baseline.order in config.yaml")
-        x, y, pos = _arrays(train, vocab_size, "train")
-        if y.size == 0:
+        if len(train.y) == 0:
             raise RnnlmError("the train split holds no tokens; an n-gram model needs training text, use a larger corpus")
         if discounts is not None:
             discounts = np.asarray(discounts, dtype=np.float64)
             if discounts.shape != (order, 3) or np.any(discounts < 0) or np.any(discounts > [1.0, 2.0, 3.0]):
                 raise RnnlmError(f"discounts must be an ({order}, 3) array with 0 <= D1 <= 1, D2 <= 2, D3+ <= 3")
-        ids, tables = _ngram_ids(x, y, pos, order, vocab_size)
+        tables, counts, suffix_of, opens = _count_ngrams(train, vocab_size, order)
         sizes = [vocab_size] + [table.size for table in tables[1:]]
         orders = []
         for k in range(1, order + 1):
-            present = ids[k - 1] != MISSING
-            counts = np.bincount(ids[k - 1][present], minlength=sizes[k - 1])
             if k == order:
-                adjusted = counts
+                adjusted = counts[k - 1]
             else:
-                # Each (k+1)-gram has exactly one suffix k-gram: the k-gram ending at the same position.
-                longer = ids[k] != MISSING
-                suffix_of = np.empty(sizes[k], dtype=np.int64)
-                suffix_of[ids[k][longer]] = ids[k - 1][longer]
-                continuation = np.bincount(suffix_of, minlength=sizes[k - 1])
+                # Each (k+1)-gram has exactly one suffix k-gram; a k-gram's continuation count is the
+                # number of distinct (k+1)-grams it ends.
+                continuation = np.bincount(suffix_of[k], minlength=sizes[k - 1])
                 # A k-gram that opens its sentence with SENTENCE_START cannot be extended to the left.
-                opens_sentence = np.zeros(sizes[k - 1], dtype=bool)
-                opens_sentence[ids[k - 1][present & (pos == k - 2)]] = True
-                adjusted = np.where(opens_sentence, counts, continuation)
+                adjusted = continuation if opens[k - 1] is None else np.where(opens[k - 1], counts[k - 1], continuation)
             adjusted = adjusted.astype(np.float64)
             if discounts is None:
                 estimated = _estimate_discounts(adjusted, k)
@@ -183,7 +244,7 @@ class KneserNey:
 
     def _probabilities(self, x: np.ndarray, y: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """p(y[j] | sentence so far) for every flat position j, as float64."""
-        ids, _ = _ngram_ids(x, y, pos, self.order, self.vocab_size, [stats.keys for stats in self._orders])
+        ids = _ngram_ids(x, y, pos, self.order, self.vocab_size, [stats.keys for stats in self._orders])
         prob = np.where(y == SENTENCE_START_ID, 0.0, 1.0 / (self.vocab_size - 1))
         for k, stats in enumerate(self._orders, start=1):
             history = np.zeros_like(y) if k == 1 else _history_ids(x, pos, ids[k - 2], k)
@@ -199,9 +260,9 @@ class KneserNey:
 
     def token_log_probs(self, split, name: str = "scored") -> np.ndarray:
         """Natural-log probability of every predicted token of a Split, aligned with split.y (float64)."""
-        x, y, pos = _arrays(split, self.vocab_size, name)
+        probabilities = [self._probabilities(x, y, pos) for x, y, pos in _chunks(split, self.vocab_size, name)]
         with np.errstate(divide="ignore"):
-            return np.log(self._probabilities(x, y, pos))
+            return np.log(np.concatenate(probabilities)) if probabilities else np.zeros(0)
 
     def distribution(self, history) -> np.ndarray:
         """p(w | history) for every id w; `history` is the sentence so far, starting with SENTENCE_START."""

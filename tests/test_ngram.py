@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rnnlm import ngram
 from rnnlm.io import RnnlmError
 from rnnlm.ngram import FALLBACK_DISCOUNTS, KneserNey, perplexity
 from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID
@@ -196,3 +197,18 @@ def test_refuses_bad_input(corpus):
         model.token_log_probs(make_split([[VOCAB_SIZE]]))
     with pytest.raises(RnnlmError, match="history"):
         model.distribution([])
+
+
+@pytest.mark.parametrize("order", [2, 3, 4])
+def test_counting_and_scoring_in_small_chunks_changes_nothing(corpus, order, monkeypatch):
+    """Chunks of a few sentences, merged many times, give the model counted in one piece."""
+    train, test = (make_split(sentences) for sentences in corpus)
+    whole = KneserNey.fit(train, VOCAB_SIZE, order)
+    whole_scores = whole.token_log_probs(test)
+    monkeypatch.setattr(ngram, "CHUNK_TOKENS", 40)
+    chunked = KneserNey.fit(train, VOCAB_SIZE, order)
+    np.testing.assert_array_equal(chunked.discounts, whole.discounts)
+    np.testing.assert_array_equal(chunked.token_log_probs(test), whole_scores)
+    for mine, theirs in zip(chunked._orders, whole._orders):
+        np.testing.assert_array_equal(mine.adjusted, theirs.adjusted)
+        np.testing.assert_array_equal(mine.history_total, theirs.history_total)

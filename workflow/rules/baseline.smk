@@ -27,7 +27,7 @@ rule baseline:
         "../envs/rnnlm.yaml"
     threads: 1
     resources:
-        # A dozen int64/float64 arrays per order over the training tokens, plus np.unique's sort copies.
+        # The three splits' arrays, plus arrays per distinct n-gram and one chunk's (rnnlm.ngram.CHUNK_TOKENS) work arrays.
         mem_mb=4000,
         runtime=20,
     params:
