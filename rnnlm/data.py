@@ -172,6 +172,15 @@ def encode_sentences(sentences_path: str | Path, vocabulary: Vocabulary, min_len
     return flat_ids, np.asarray(lengths, dtype=np.int64), dropped["too_short"], dropped["too_long"]
 
 
+def _split_stats(split: Split) -> dict:
+    words = split.y[split.y != SENTENCE_END_ID]
+    return {
+        "sentences": len(split),
+        "tokens": split.num_tokens,
+        "unknown_rate": float(np.mean(words == UNKNOWN_ID)) if len(words) else 0.0,
+    }
+
+
 def build_index(sentences_path: str | Path, vocab_path: str | Path, output_paths: dict[str, str | Path],
                 stats_path: str | Path, min_length: int = 1, max_length: int = 80,
                 valid_fraction: float = 0.05, test_fraction: float = 0.05, seed: int = 0) -> dict:
@@ -193,12 +202,28 @@ def build_index(sentences_path: str | Path, vocab_path: str | Path, output_paths
              "vocabulary_size": len(vocabulary)}
     for name in SPLIT_NAMES:
         split = everything.subset(members[name])
-        words = split.y[split.y != SENTENCE_END_ID]
-        stats[name] = {
-            "sentences": len(split),
-            "tokens": split.num_tokens,
-            "unknown_rate": float(np.mean(words == UNKNOWN_ID)) if len(words) else 0.0,
-        }
+        stats[name] = _split_stats(split)
+        split.save(output_paths[name])
+        log.info("%s: %d sentences, %d tokens", name, len(split), split.num_tokens)
+    write_json(stats_path, stats)
+    return stats
+
+
+def build_standard_index(sentence_paths: dict[str, str | Path], vocab_path: str | Path, output_paths: dict[str, str | Path],
+                         stats_path: str | Path, min_length: int = 1, max_length: int = 80) -> dict:
+    """Index stage for a standard-split corpus: each split from its own sentences file, as given.
+
+    The length limits apply to the train split only: valid and test are kept whole, every line
+    scored, so perplexities compare with published tables."""
+    vocabulary = Vocabulary.load(vocab_path)
+    stats = {"splits": "given by the corpus", "vocabulary_size": len(vocabulary)}
+    for name in SPLIT_NAMES:
+        limits = (min_length, max_length) if name == "train" else (0, np.iinfo(np.int64).max)
+        flat_ids, lengths, too_short, too_long = encode_sentences(sentence_paths[name], vocabulary, *limits)
+        if name == "train":
+            stats.update(sentences_kept=len(lengths), dropped_too_short=too_short, dropped_too_long=too_long)
+        split = Split.from_ids(flat_ids, lengths, vocab_fingerprint=vocabulary.fingerprint)
+        stats[name] = _split_stats(split)
         split.save(output_paths[name])
         log.info("%s: %d sentences, %d tokens", name, len(split), split.num_tokens)
     write_json(stats_path, stats)

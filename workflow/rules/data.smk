@@ -8,8 +8,19 @@ from rnnlm.corpus import BUILTIN, local_corpus_path
 DATA_SPLITS = ["train", "valid", "test"]
 DATA_TARGETS = expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS) + [f"{RESULTS}/data/stats.json"]
 ALL_TARGETS.extend(DATA_TARGETS)
+# A standard-split corpus (corpus: {train, valid, test}) is three pretokenized files used as given:
+# rule standard_splits replaces download and tokenize, the vocabulary counts the train file only,
+# and the index stage keeps the given splits instead of drawing them.
+STANDARD_SPLITS = isinstance(config["corpus"], dict)
+# The sentences files that vocab and index read.
+SENTENCE_FILES = (
+    {split: f"{RESULTS}/tokens/{split}.txt" for split in DATA_SPLITS}
+    if STANDARD_SPLITS
+    else {"sentences": f"{RESULTS}/tokens/sentences.txt"}
+)
+VOCABULARY_SENTENCES = SENTENCE_FILES["train" if STANDARD_SPLITS else "sentences"]
 # A local corpus file is an input, so editing it re-runs the download stage.
-LOCAL_CORPUS = local_corpus_path(config["corpus"])
+LOCAL_CORPUS = None if STANDARD_SPLITS else local_corpus_path(config["corpus"])
 
 
 rule download:
@@ -64,9 +75,36 @@ rule tokenize:
         "../scripts/tokenize.py"
 
 
+if STANDARD_SPLITS:
+
+    ruleorder: standard_splits > tokenize
+
+    rule standard_splits:
+        input:
+            **{split: config["corpus"][split] for split in DATA_SPLITS},
+        output:
+            **{split: SENTENCE_FILES[split] for split in DATA_SPLITS},
+            stats=f"{RESULTS}/tokens/stats.json",
+        log:
+            f"{RESULTS}/logs/data/standard_splits.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/standard_splits.tsv"
+        conda:
+            "../envs/rnnlm.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        params:
+            unknown_token=config["corpus"]["unknown_token"],
+            encoding_errors=config["encoding_errors"],
+        script:
+            "../scripts/standard_splits.py"
+
+
 rule vocab:
     input:
-        sentences=rules.tokenize.output.sentences,
+        sentences=VOCABULARY_SENTENCES,
     output:
         vocab=f"{RESULTS}/vocab/vocab.tsv",
         stats=f"{RESULTS}/vocab/stats.json",
@@ -91,7 +129,7 @@ rule vocab:
 
 rule index:
     input:
-        sentences=rules.tokenize.output.sentences,
+        **SENTENCE_FILES,
         vocab=rules.vocab.output.vocab,
     output:
         train=f"{RESULTS}/data/train.npz",
@@ -111,8 +149,9 @@ rule index:
     params:
         min_sentence_length=config["min_sentence_length"],
         max_sentence_length=config["max_sentence_length"],
-        valid_fraction=config["valid_fraction"],
-        test_fraction=config["test_fraction"],
-        split_seed=config["split_seed"],
+        # The seeded split's settings; a standard-split corpus keeps its splits, so they do not apply.
+        valid_fraction=None if STANDARD_SPLITS else config["valid_fraction"],
+        test_fraction=None if STANDARD_SPLITS else config["test_fraction"],
+        split_seed=None if STANDARD_SPLITS else config["split_seed"],
     script:
         "../scripts/index.py"
