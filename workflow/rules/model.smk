@@ -39,9 +39,10 @@ rule train:
         hyperparameters=lambda wildcards: model_config(wildcards.model),
         device=config["device"],
         dtype=config["dtype"],
-        # Recorded in the parameters file so that scoring and priming tokenize like the training text.
-        lowercase=config["lowercase"],
-        normalize_quotes=config["normalize_quotes"],
+        # Recorded in the parameters file so that scoring and priming tokenize like the training text
+        # (a standard-split corpus is used as given: neither applies).
+        lowercase=config["lowercase"] and not STANDARD_SPLITS,
+        normalize_quotes=config["normalize_quotes"] and not STANDARD_SPLITS,
     script:
         "../scripts/train.py"
 
