@@ -95,7 +95,8 @@ def test_invalid_utf8_is_refused_under_strict_and_counted_under_replace(tmp_path
 
 def test_vocabulary_from_train_and_splits_as_given(tmp_path):
     _, sentences = prepare(tmp_path)
-    vocab_stats = build_vocabulary(sentences["train"], tmp_path / "vocab.tsv", tmp_path / "vocab.json", size=100)
+    vocab_stats = build_vocabulary(sentences["train"], tmp_path / "vocab.tsv", tmp_path / "vocab.json", size=100,
+                                   min_length=1, max_length=10)
     vocabulary = Vocabulary.load(tmp_path / "vocab.tsv")
     # Every word of the train file, none of valid/test only ("zebra", "Mat"); <unk> is UNKNOWN_TOKEN.
     assert set(vocabulary.words[3:]) == {"the", "Cat", "sat", "on", "mat", "ran", "N", "miles", "a", "dog", "saw", "cat"}
@@ -145,7 +146,7 @@ def test_pipeline_on_standard_splits(workflow_copy, run_snakemake):
     config.update(corpus={name: f"ptb.{name}.txt" for name in SPLITS}, vocabulary_size=100, max_sentence_length=10)
     (workflow_copy / "config.yaml").write_text(yaml.safe_dump(config))
     targets = ["results/data/stats.json", "results/baseline/kn3.json"]
-    built = run_snakemake(workflow_copy, *targets)
+    built = run_snakemake(workflow_copy, *targets, timeout=900)
     assert built.returncode == 0, built.stderr
     assert not (workflow_copy / "results/corpus").exists()
     stats = json.loads((workflow_copy / "results/data/stats.json").read_text())
@@ -155,11 +156,11 @@ def test_pipeline_on_standard_splits(workflow_copy, run_snakemake):
     assert baseline["splits"]["test"]["tokens"] == 8
     assert (workflow_copy / "results/benchmarks/data/standard_splits.tsv").exists()
 
-    unchanged = run_snakemake(workflow_copy, *targets, "-n", "--config", "valid_fraction=0.3", "split_seed=5", "lowercase=False")
+    unchanged = run_snakemake(workflow_copy, *targets, "-n", "--config", "valid_fraction=0.3", "split_seed=5", "lowercase=False", timeout=900)
     assert unchanged.returncode == 0 and "Nothing to be done" in unchanged.stdout + unchanged.stderr
 
     (workflow_copy / "ptb.test.txt").write_text(" a mat sat \n", encoding="utf-8")
-    rerun = run_snakemake(workflow_copy, *targets)
+    rerun = run_snakemake(workflow_copy, *targets, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     assert json.loads((workflow_copy / "results/data/stats.json").read_text())["test"]["sentences"] == 1
     assert "rule standard_splits" in rerun.stdout + rerun.stderr
@@ -169,7 +170,7 @@ def test_pipeline_on_standard_splits(workflow_copy, run_snakemake):
 def test_lint_is_clean_for_standard_splits(workflow_copy, run_snakemake):
     write_files(workflow_copy)
     (workflow_copy / "splits.yaml").write_text(yaml.safe_dump({"corpus": {name: f"ptb.{name}.txt" for name in SPLITS}}))
-    result = run_snakemake(workflow_copy, "--lint", "--configfile", "splits.yaml")
+    result = run_snakemake(workflow_copy, "--lint", "--configfile", "splits.yaml", timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Lints for" not in output
