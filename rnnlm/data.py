@@ -17,7 +17,7 @@ import numpy as np
 
 from rnnlm.io import RnnlmError, load_npz, save_npz, write_json
 from rnnlm.vocab import (SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary, fingerprint, require_sentences,
-                         sentences_within)
+                         sentence_chunks)
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +164,13 @@ def encode_sentences(sentences_path: str | Path, vocabulary: Vocabulary, min_len
     """Word ids of the sentences whose word count lies in [min_length, max_length], and drop counts."""
     flat, lengths = [], []
     dropped: collections.Counter[str] = collections.Counter()
-    for tokens in sentences_within(sentences_path, min_length, max_length, dropped):
+    for tokens, chunk_lengths in sentence_chunks(sentences_path, min_length, max_length, dropped):
         flat.append(vocabulary.encode(tokens))
-        lengths.append(len(tokens))
+        lengths.append(chunk_lengths)
+    lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     require_sentences(len(lengths), min_length, max_length, dropped)
     flat_ids = np.concatenate(flat) if flat else np.zeros(0, dtype=np.int32)
-    return flat_ids, np.asarray(lengths, dtype=np.int64), dropped["too_short"], dropped["too_long"]
+    return flat_ids, lengths, dropped["too_short"], dropped["too_long"]
 
 
 def _split_stats(split: Split) -> dict:
@@ -189,19 +190,21 @@ def build_index(sentences_path: str | Path, vocab_path: str | Path, output_paths
         raise RnnlmError(f"valid_fraction + test_fraction = {valid_fraction + test_fraction} leaves nothing to train on; lower them")
     vocabulary = Vocabulary.load(vocab_path)
     flat_ids, lengths, too_short, too_long = encode_sentences(sentences_path, vocabulary, min_length, max_length)
-    everything = Split.from_ids(flat_ids, lengths, vocab_fingerprint=vocabulary.fingerprint)
-    train, valid, _ = split_sizes(len(everything), valid_fraction, test_fraction)
-    permutation = np.random.default_rng(seed).permutation(len(everything))
-    # Each split keeps corpus order; only membership is random.
-    members = {
-        "train": np.sort(permutation[:train]),
-        "valid": np.sort(permutation[train : train + valid]),
-        "test": np.sort(permutation[train + valid :]),
-    }
-    stats = {"sentences_kept": len(everything), "dropped_too_short": too_short, "dropped_too_long": too_long,
+    sentences = len(lengths)
+    train, valid, _ = split_sizes(sentences, valid_fraction, test_fraction)
+    permutation = np.random.default_rng(seed).permutation(sentences)
+    # Each split keeps corpus order; only membership is random. Splits are cut from the flat ids by a
+    # per-token split label (one byte a token), never by a per-token int64 gather.
+    split_of = np.empty(sentences, dtype=np.int8)
+    split_of[permutation[:train]] = 0
+    split_of[permutation[train : train + valid]] = 1
+    split_of[permutation[train + valid :]] = 2
+    token_split = np.repeat(split_of, lengths)
+    stats = {"sentences_kept": sentences, "dropped_too_short": too_short, "dropped_too_long": too_long,
              "vocabulary_size": len(vocabulary)}
-    for name in SPLIT_NAMES:
-        split = everything.subset(members[name])
+    for index, name in enumerate(SPLIT_NAMES):
+        split = Split.from_ids(flat_ids[token_split == index], lengths[split_of == index],
+                               vocab_fingerprint=vocabulary.fingerprint)
         stats[name] = _split_stats(split)
         split.save(output_paths[name])
         log.info("%s: %d sentences, %d tokens", name, len(split), split.num_tokens)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import itertools
 import logging
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,7 +18,6 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from rnnlm.io import RnnlmError, atomic_path, write_json
-from rnnlm.tokenize import read_sentences
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,8 @@ SENTENCE_END = "SENTENCE_END"
 UNKNOWN_TOKEN = "UNKNOWN_TOKEN"
 SPECIAL_TOKENS = (SENTENCE_START, SENTENCE_END, UNKNOWN_TOKEN)
 SENTENCE_START_ID, SENTENCE_END_ID, UNKNOWN_ID = range(len(SPECIAL_TOKENS))
+# Text read at a time by the vocab and index stages (readlines' size hint).
+CHUNK_BYTES = 1 << 24
 # A corpus needs at least as many distinct words (tokens with a letter or digit; punctuation alone is
 # no language) as there are special tokens to be worth modelling.
 MIN_DISTINCT_WORDS = len(SPECIAL_TOKENS)
@@ -78,8 +80,8 @@ class Vocabulary:
 
     def encode(self, tokens: Iterable[str]) -> np.ndarray:
         """int32 ids of `tokens`; words outside the vocabulary (and special-token spellings) become UNKNOWN_TOKEN."""
-        lookup = self._token_ids.get
-        return np.fromiter((lookup(token, UNKNOWN_ID) for token in tokens), dtype=np.int32)
+        # map() over dict.get runs in C: about three times faster than a generator expression.
+        return np.array(list(map(self._token_ids.get, tokens, itertools.repeat(UNKNOWN_ID))), dtype=np.int32)
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.words[int(index)] for index in ids]
@@ -118,19 +120,35 @@ def fingerprint(words: Iterable[str]) -> str:
     return "sha256:" + hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
 
 
-def sentences_within(sentences_path: str | Path, min_length: int, max_length: int,
-                     dropped: collections.Counter) -> Iterator[list[str]]:
-    """The token lists of the sentences with `min_length` to `max_length` words, the ones the index
-    stage keeps; the others are counted in `dropped["too_short"]` and `dropped["too_long"]`."""
+def sentence_chunks(sentences_path: str | Path, min_length: int, max_length: int,
+                    dropped: collections.Counter) -> Iterator[tuple[list[str], np.ndarray]]:
+    """Chunk by chunk (about CHUNK_BYTES of text), the tokens of the sentences with `min_length` to
+    `max_length` words, the ones the index stage keeps, as one flat list, and their word counts
+    (int64); the others are counted in `dropped["too_short"]` and `dropped["too_long"]`. Blank lines
+    are skipped. Memory holds one chunk, whatever the file's size."""
     if min_length > max_length:
         raise RnnlmError(f"min_sentence_length ({min_length}) exceeds max_sentence_length ({max_length}); fix them in config.yaml")
-    for tokens in read_sentences(sentences_path):
-        if len(tokens) < min_length:
-            dropped["too_short"] += 1
-        elif len(tokens) > max_length:
-            dropped["too_long"] += 1
-        else:
-            yield tokens
+    try:
+        with open(sentences_path, encoding="utf-8") as handle:
+            while lines := handle.readlines(CHUNK_BYTES):
+                text = "".join(lines)
+                tokens = text.split()
+                # The stages write tokens joined by single spaces: then the spaces of a line give its word
+                # count without splitting each line again. That count is exact when no other whitespace
+                # occurs (isprintable) and never below the true one, so equal totals prove it exact;
+                # any other file is counted line by line.
+                lengths = np.fromiter(map(str.count, lines, itertools.repeat(" ")), dtype=np.int64, count=len(lines)) + 1
+                if lengths.sum() != len(tokens) or not text.replace("\n", "").isprintable():
+                    lengths = np.fromiter(map(len, map(str.split, lines)), dtype=np.int64, count=len(lines))
+                present = lengths > 0
+                dropped["too_short"] += int(np.count_nonzero(present & (lengths < min_length)))
+                dropped["too_long"] += int(np.count_nonzero(lengths > max_length))
+                kept = present & (lengths >= min_length) & (lengths <= max_length)
+                if not kept.all():
+                    tokens = list(itertools.compress(tokens, np.repeat(kept, lengths).tolist()))
+                yield tokens, lengths[kept]
+    except FileNotFoundError:
+        raise RnnlmError(f"{sentences_path}: file not found; run the tokenize stage first") from None
 
 
 def require_sentences(kept: int, min_length: int, max_length: int, dropped: collections.Counter) -> None:
@@ -146,9 +164,9 @@ def count_words(sentences_path: str | Path, min_length: int, max_length: int) ->
     word_counts: collections.Counter[str] = collections.Counter()
     dropped: collections.Counter[str] = collections.Counter()
     sentences = 0
-    for tokens in sentences_within(sentences_path, min_length, max_length, dropped):
+    for tokens, lengths in sentence_chunks(sentences_path, min_length, max_length, dropped):
         word_counts.update(tokens)
-        sentences += 1
+        sentences += len(lengths)
     require_sentences(sentences, min_length, max_length, dropped)
     return word_counts, sentences, dropped
 
