@@ -230,6 +230,8 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     U's gradient stays sparse (the batch's words only). Without clipping the step size is known
     before the gradient, so the output layer's update is fused into the GEMM that forms its
     gradient: it is applied before `check` runs, and the norm covers the other parameters only.
+    With clipping the output layer's gradient stays in the buffer the layer keeps between steps
+    (`keep_output_gradients`), normed and applied as one contiguous array.
     """
     fused_step = None
     if not clip_norm:
