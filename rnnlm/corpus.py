@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from rnnlm.io import RnnlmError, atomic_path, write_json
+from rnnlm.io import WRITE_FAILURE_FIXES, RnnlmError, atomic_path, write_failure, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ NAMED_DATASETS = {
 
 # HTTP statuses worth retrying: the server may answer differently a moment later.
 TRANSIENT_HTTP_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+# Defaults of the download_attempts and download_timeout config keys: a server that accepts the
+# connection and never answers costs at most 3 x 30 s plus the backoff.
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_TIMEOUT_SECONDS = 30.0
+URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 CHUNK_BYTES = 1 << 20
 REPLACEMENT_CHARACTER = "\ufffd"
 
@@ -61,9 +66,24 @@ def is_url(corpus: str) -> bool:
 
 
 def local_corpus_path(corpus: str) -> str | None:
-    """The file a `corpus` value names, or None for the built-in corpus, named data sets and URLs."""
+    """The file a `corpus` value names, or None for the built-in corpus, named data sets and URLs.
+
+    Raises RnnlmError for a URL of another scheme (ftp://, ...) and for a local file that does not
+    exist, so that Snakemake stops with this message when it reads the config, before any job."""
     if corpus == BUILTIN or corpus in NAMED_DATASETS or is_url(corpus):
         return None
+    scheme = URL_SCHEME.match(corpus)
+    if scheme:
+        raise RnnlmError(
+            f"corpus {corpus!r}: {scheme.group(1)}:// is not supported, only http:// and https:// URLs and local files; "
+            "download the file yourself and set corpus to its local path"
+        )
+    if not Path(corpus).is_file():
+        problem = "is a directory" if Path(corpus).is_dir() else "does not exist"
+        raise RnnlmError(
+            f"corpus file {corpus} {problem} (relative paths start at {Path.cwd()}); set corpus to an existing "
+            f"file, an http(s):// URL, {BUILTIN!r} or one of {sorted(NAMED_DATASETS)}"
+        )
     return corpus
 
 
@@ -104,11 +124,15 @@ def verify_checksum(what: str, digests: dict[str, str], expected: str) -> None:
 # --- fetching ---------------------------------------------------------------------------------
 
 
-def download(url: str, destination: Path, attempts: int = 4, backoff_seconds: float = 1.0, timeout: float = 60.0) -> None:
+def download(url: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS, backoff_seconds: float = 1.0,
+             timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> None:
     """Stream `url` into `destination`, retrying transient failures with exponential backoff.
 
-    A client error (404, 403, ...) fails at once: asking again will not change the answer.
+    `timeout` bounds each wait for the server (connecting, or the next bytes), not the whole
+    download. A client error (404, 403, ...) fails at once: asking again will not change the answer.
     """
+    if attempts < 1 or timeout <= 0:
+        raise RnnlmError(f"download_attempts must be >= 1 and download_timeout > 0, got {attempts} and {timeout}")
     request = urllib.request.Request(url, headers={"User-Agent": "rnnlm-workflow"})
     for attempt in range(1, attempts + 1):
         try:
@@ -125,13 +149,18 @@ def download(url: str, destination: Path, attempts: int = 4, backoff_seconds: fl
             reason = f"HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+        except OSError as exc:
+            if exc.errno in WRITE_FAILURE_FIXES:  # the local disk, not the network
+                raise write_failure(destination, exc) from None
+            reason = str(exc)
         if attempt < attempts:
             delay = backoff_seconds * 2 ** (attempt - 1)
             log.warning("download attempt %d/%d of %s failed (%s); retrying in %.1f s", attempt, attempts, url, reason, delay)
             time.sleep(delay)
     raise RnnlmError(
-        f"could not download {url} after {attempts} attempts (last error: {reason}); check the address and "
-        "your network, or download the file yourself and set corpus in config.yaml to its local path"
+        f"could not download {url} after {attempts} attempts of up to {timeout:g} s each (last error: {reason}); check "
+        "the address and your network (download_attempts and download_timeout set the patience), or download the "
+        "file yourself and set corpus to its local path"
     )
 
 
@@ -162,9 +191,13 @@ def text_documents(text: str) -> list[str]:
 
 
 def csv_documents(text: str, what: str, text_column: str) -> list[str]:
-    """CSV with a header row: one document per row, taken from `text_column`."""
+    """CSV with a header row: one document per row, taken from `text_column`.
+
+    Parsed strictly: a quote left open (which would swallow the following rows into one field) or a
+    row with another number of fields than the header stops the stage, naming the line where that
+    row starts. Blank lines are skipped."""
     csv.field_size_limit(2**31 - 1)  # reddit comments and similar can exceed the 128 KiB default
-    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -179,13 +212,27 @@ def csv_documents(text: str, what: str, text_column: str) -> list[str]:
         )
     column = names.index(text_column)
     documents = []
-    try:
-        for row in reader:
-            if column < len(row) and row[column].strip():
-                documents.append(row[column].strip())
-    except csv.Error as exc:
-        raise RnnlmError(f"{what}: malformed CSV at line {reader.line_num} ({exc}); fix the file") from None
-    return documents
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return documents
+        except csv.Error as exc:
+            raise RnnlmError(
+                f"{what}: malformed CSV in the row starting on line {start} ({exc}; read up to line {reader.line_num}): "
+                "probably a quote left open; fix the file (a field with quotes, commas or line breaks is written "
+                'in double quotes, with inner quotes doubled: "")'
+            ) from None
+        if not row:
+            continue
+        if len(row) != len(names):
+            raise RnnlmError(
+                f"{what}: the row starting on line {start} has {len(row)} fields but the header has {len(names)}; "
+                "fix the file (a field with commas must be written in double quotes)"
+            )
+        if row[column].strip():
+            documents.append(row[column].strip())
 
 
 def detect_format(name: str, corpus_format: str) -> str:
@@ -199,7 +246,10 @@ def detect_format(name: str, corpus_format: str) -> str:
 
 def parse_file(path: Path, what: str, corpus_format: str, text_column: str, encoding_errors: str) -> tuple[list[str], int]:
     """Documents of a downloaded or local file (gzip detected by its magic bytes), and the replaced count."""
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise RnnlmError(f"cannot read {what}: {exc.strerror or exc}; make it readable for this user") from None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -331,9 +381,7 @@ def _fetch_source(
         download(url, path, **download_options)
         what = url
     else:
-        path = Path(corpus)
-        if not path.is_file():
-            raise RnnlmError(f"corpus file {corpus} does not exist; set corpus in config.yaml to an existing file, a URL or 'builtin'")
+        path = Path(local_corpus_path(corpus))
         what = str(path)
     digests = file_digests(path)
     verify_checksum(what, digests, checksum)
@@ -376,9 +424,13 @@ def prepare_corpus(
         manifest.update(kind="pydoc_data.topics prose", bytes=len(extracted), sha256=digests["sha256"],
                         checksum_verified=checksum or None, replaced_invalid_sequences=0)
     else:
-        Path(documents_path).parent.mkdir(parents=True, exist_ok=True)
         # Scratch space beside the output (same disk); removed whether or not the stage succeeds.
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=Path(documents_path).parent) as scratch:
+        try:
+            Path(documents_path).parent.mkdir(parents=True, exist_ok=True)
+            scratch_directory = tempfile.TemporaryDirectory(prefix=".download-", dir=Path(documents_path).parent)
+        except OSError as exc:
+            raise write_failure(documents_path, exc) from None
+        with scratch_directory as scratch:
             documents, details = _fetch_source(corpus, corpus_format, text_column, checksum, encoding_errors,
                                                Path(scratch), **download_options)
         manifest.update(details)

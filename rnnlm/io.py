@@ -8,6 +8,7 @@ renamed into place only once complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -53,16 +54,36 @@ def _report_rnnlm_errors(kind, error, traceback) -> None:
         sys.__excepthook__(kind, error, traceback)
 
 
+# Why a write failed, and what the user does about it, by errno.
+WRITE_FAILURE_FIXES = {
+    errno.ENOSPC: "the disk is full: free space on it, or run where there is room",
+    errno.EDQUOT: "the disk quota is exhausted: free space, or run where there is room",
+    errno.EROFS: "the file system is read-only: run from a writable directory",
+    errno.EACCES: "permission denied: make the directory writable for this user, or run elsewhere",
+    errno.EPERM: "permission denied: make the directory writable for this user, or run elsewhere",
+}
+
+
+def write_failure(path: str | os.PathLike, error: OSError) -> RnnlmError:
+    """A one-line error for a failed write of `path`: the path, the system's reason and the fix."""
+    fix = WRITE_FAILURE_FIXES.get(error.errno, f"check that {Path(path).parent} is a writable directory")
+    return RnnlmError(f"cannot write {path}: {error.strerror or error}; {fix}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    `suffix` keeps an extension some writers insist on (np.savez appends ".npz" otherwise).
+    `suffix` keeps an extension some writers insist on (np.savez appends ".npz" otherwise). A failed
+    write (disk full, read-only or forbidden directory) becomes an RnnlmError naming `path`.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise write_failure(target, exc) from None
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; give artifacts the permissions a plain open() would.
     umask = os.umask(0)
@@ -71,6 +92,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        # Writes through an open handle carry no file name; a failure naming another file (an input
+        # read inside the block) is not a write failure of this artifact.
+        if exc.filename is not None and str(exc.filename) not in (str(tmp), str(target)):
+            raise
+        raise write_failure(target, exc) from None
     finally:
         tmp.unlink(missing_ok=True)
 

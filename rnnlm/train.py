@@ -45,6 +45,7 @@ from rnnlm.evaluate import check_split_ids, mean_loss
 from rnnlm.io import RnnlmError, load_npz, save_npz, write_text
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.optim import Adam, ParameterAverage
+from rnnlm.runlock import exclusive_lock
 from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,21 @@ class Divergence(RnnlmError):
     """Training produced a NaN, infinite or exploding loss."""
 
 
+def divergence_advice(cfg: TrainConfig, learning_rate: float, activation: str) -> str:
+    """What to change after a divergence, given the settings in force (no advice to turn on what is on)."""
+    if cfg.optimizer == "adam":
+        # Adam's steps are about learning_rate per parameter whatever the gradient's size or clipping.
+        advice = f"lower learning_rate (now {learning_rate:g}; Adam usually needs 0.001 to 0.005)"
+    elif cfg.clip_norm:
+        advice = (f"lower learning_rate (now {learning_rate:g}) or clip_norm (now {cfg.clip_norm:g}): a clipped "
+                  "SGD step still moves the parameters by up to their product")
+    else:
+        advice = f"lower learning_rate (now {learning_rate:g}) or turn on gradient clipping (clip_norm: 0.5)"
+    if activation == "relu":
+        advice += ", or use activation: tanh (relu states are unbounded)"
+    return advice
+
+
 def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
     """Global L2 norm of the mean-per-token gradient (`grads` are gradients of the summed loss)."""
     return math.sqrt(model.gradient_squared_norm(grads)) / tokens
@@ -321,8 +337,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                 if not (math.isfinite(batch_loss) and math.isfinite(norm)) or batch_loss / count > explode_at:
                     raise Divergence(
                         f"training diverged in epoch {epoch}: batch loss {batch_loss / count:.4g} per token, "
-                        f"gradient norm {norm:.4g} (uniform guessing scores {math.log(vocab_size):.4g}); lower "
-                        f"learning_rate (now {state.learning_rate:g}) or set clip_norm > 0"
+                        f"gradient norm {norm:.4g} (uniform guessing scores {math.log(vocab_size):.4g}); "
+                        + divergence_advice(cfg, state.learning_rate, model.config.activation)
                     )
 
             # Batches of similar lengths waste little work on padding; their order is random.
@@ -530,5 +546,7 @@ def run_training(train_path, valid_path, vocab_path, params_path, checkpoint_pat
     model_config, train_config = split_hyperparameters(hyperparameters, len(vocabulary), dtype)
     # The counts shape the word classes of `output: class`.
     model = RNNLM(model_config, get_backend(device), seed=train_config.seed, word_counts=vocabulary.counts)
-    return train(model, train_config, train_split, valid_split, vocabulary.words, params_path, checkpoint_path,
-                 log_path, metadata=metadata, progress=progress, name=name, observer=observer)
+    # One trainer per checkpoint: a second one (e.g. from a rerun while an orphan still trains) refuses.
+    with exclusive_lock(checkpoint_path):
+        return train(model, train_config, train_split, valid_split, vocabulary.words, params_path, checkpoint_path,
+                     log_path, metadata=metadata, progress=progress, name=name, observer=observer)

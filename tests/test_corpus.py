@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import errno
 import gzip
 import hashlib
 import http.server
+import io
 import json
 import socket
 import threading
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from rnnlm import corpus
 from rnnlm.corpus import prepare_corpus, read_documents
@@ -174,6 +180,74 @@ def test_missing_local_file(tmp_path):
         prepare_corpus(str(tmp_path / "nope.txt"), documents_path, manifest_path)
 
 
+@pytest.mark.parametrize("source, message", [
+    ("ftp://example.org/corpus.txt", "ftp:// is not supported, only http:// and https:// URLs and local files"),
+    ("s3://bucket/corpus.txt", "s3:// is not supported"),
+    ("nope.txt", r"corpus file nope.txt does not exist \(relative paths start at"),
+    (".", "corpus file . is a directory"),
+])
+def test_unsupported_or_missing_sources_are_named_before_any_job(source, message):
+    """The Snakefile calls local_corpus_path when it reads the config, so these stop Snakemake at once."""
+    with pytest.raises(RnnlmError, match=message):
+        corpus.local_corpus_path(source)
+
+
+def test_local_corpus_path_of_the_other_sources(tmp_path):
+    (tmp_path / "c.txt").write_text("Text.")
+    assert corpus.local_corpus_path(str(tmp_path / "c.txt")) == str(tmp_path / "c.txt")
+    for source in ("builtin", "reddit-2015-08", "https://example.org/c.txt", "http://example.org/c.txt"):
+        assert corpus.local_corpus_path(source) is None
+
+
+def comments_csv(rows: int = 100) -> list[str]:
+    """The lines of a CSV shaped like the tutorial's: a header, then one quoted comment a line."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "body"])
+    for number in range(rows):
+        writer.writerow([number, f"Comment {number}, with a comma."])
+    return buffer.getvalue().splitlines(keepends=True)
+
+
+@pytest.mark.parametrize("encoding_errors", ["replace", "strict"])
+def test_a_quote_left_open_fails_naming_the_line_instead_of_merging_rows(tmp_path, encoding_errors):
+    lines = comments_csv()
+    lines[51] = '51,"Comment 51 never closes its quote.\n'  # line 52 of the file
+    source = tmp_path / "comments.csv"
+    source.write_text("".join(lines))
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="malformed CSV in the row starting on line 52 .*quote left open"):
+        prepare_corpus(str(source), documents_path, manifest_path, encoding_errors=encoding_errors)
+    assert_nothing_written(tmp_path)
+    # Open to the end of the file: no later quote closes it.
+    source.write_text("".join(comments_csv(3)) + '3,"open to the end\n4,more\n')
+    with pytest.raises(RnnlmError, match="row starting on line 5 .*read up to line 6"):
+        prepare_corpus(str(source), documents_path, manifest_path)
+    source.write_text("".join(comments_csv()))
+    assert prepare_corpus(str(source), documents_path, manifest_path)["documents"] == 100
+
+
+def test_a_row_with_another_number_of_fields_fails_naming_the_line(tmp_path):
+    source = tmp_path / "comments.csv"
+    source.write_text("body\nFine.\n\nUnquoted, comma splits this row.\n")
+    documents_path, manifest_path = outputs(tmp_path)
+    with pytest.raises(RnnlmError, match="row starting on line 4 has 2 fields but the header has 1"):
+        prepare_corpus(str(source), documents_path, manifest_path)
+    assert_nothing_written(tmp_path)
+
+
+def test_unreadable_local_file_is_named(tmp_path, monkeypatch):
+    source = tmp_path / "c.txt"
+    source.write_text("Text here.")
+
+    def refuse(self):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(RnnlmError, match=f"cannot read {source}: Permission denied"):
+        prepare_corpus(str(source), *outputs(tmp_path))
+
+
 # --- decoding --------------------------------------------------------------------------------
 
 
@@ -263,6 +337,30 @@ def test_unreachable_url_fails_after_retries(tmp_path):
     with pytest.raises(RnnlmError, match="could not download .* after 2 attempts.*local path"):
         prepare_corpus(f"http://127.0.0.1:{port}/c.txt", documents_path, manifest_path, attempts=2, backoff_seconds=0.01)
     assert_nothing_written(tmp_path)
+
+
+def test_a_server_that_never_answers_costs_attempts_times_timeout(tmp_path):
+    """It accepts the connection and then says nothing: each attempt ends after `timeout` seconds."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        documents_path, manifest_path = outputs(tmp_path)
+        started = time.monotonic()
+        with pytest.raises(RnnlmError, match=r"after 2 attempts of up to 0.3 s each.*download_timeout"):
+            prepare_corpus(f"http://127.0.0.1:{silent.getsockname()[1]}/c.txt", documents_path, manifest_path,
+                           attempts=2, timeout=0.3, backoff_seconds=0.01)
+        assert time.monotonic() - started < 5
+    assert_nothing_written(tmp_path)
+
+
+def test_download_defaults_are_the_config_schemas():
+    root = Path(__file__).resolve().parents[1]
+    schema = yaml.safe_load((root / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    assert schema["download_attempts"]["default"] == config["download_attempts"] == corpus.DOWNLOAD_ATTEMPTS
+    assert schema["download_timeout"]["default"] == config["download_timeout"] == corpus.DOWNLOAD_TIMEOUT_SECONDS
+    with pytest.raises(RnnlmError, match="download_attempts must be >= 1"):
+        corpus.download("http://127.0.0.1:9/c.txt", Path("unused"), attempts=0)
 
 
 def test_named_dataset_uses_its_url_format_and_checksum(tmp_path, monkeypatch):

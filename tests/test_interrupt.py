@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from rnnlm.runlock import _process_state
 from workflow_runs import artifact_digests, make_workdir, run_snakemake, snakemake_command, write_tiny_corpus
 
 pytestmark = pytest.mark.slow
@@ -30,21 +31,32 @@ def data_ready(workdir, env):
     return workdir
 
 
-def test_killed_training_resumes_from_its_checkpoint(tmp_path, snakemake_env):
-    reference = data_ready(tmp_path / "uninterrupted", snakemake_env)
-    run_snakemake(reference, "--cores", "2", TARGET, env=snakemake_env)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, snakemake_env):
+    """The model trained by a run that was never interrupted."""
+    workdir = data_ready(tmp_path_factory.mktemp("uninterrupted"), snakemake_env)
+    run_snakemake(workdir, "--cores", "2", TARGET, env=snakemake_env)
+    return workdir
 
-    workdir = data_ready(tmp_path / "interrupted", snakemake_env)
-    # A session of its own, so that SIGKILL reaches Snakemake and the training job it started,
-    # as when the machine, the login session or the OOM killer ends the run. (Killing Snakemake
-    # alone would leave the orphaned job training on to the end.)
+
+def training_with_a_checkpoint(workdir, env) -> subprocess.Popen:
+    """`snakemake` (under `timeout`, in a session of its own) building the model, once training has
+    written its first checkpoint."""
     run = subprocess.Popen(snakemake_command(workdir, "--cores", "2", TARGET, timeout_s=120), cwd=workdir,
-                           env=snakemake_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = workdir / MODEL_DIR / "checkpoint.npz"
     deadline = time.monotonic() + 100
     while not checkpoint.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+    return run
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path, snakemake_env, reference):
+    workdir = data_ready(tmp_path / "interrupted", snakemake_env)
+    # SIGKILL to the whole session reaches Snakemake and the training job it started, as when the
+    # machine, the login session or the OOM killer ends the run.
+    run = training_with_a_checkpoint(workdir, snakemake_env)
+    checkpoint = workdir / MODEL_DIR / "checkpoint.npz"
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=30)
     assert checkpoint.exists() and not (workdir / TARGET).exists(), "the run was not killed during training"
@@ -68,3 +80,27 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path, snakemake_env):
 
 def model_digests(workdir) -> dict[str, str]:
     return {name: digest for name, digest in artifact_digests(workdir).items() if name.startswith("models/")}
+
+
+def test_a_trainer_orphaned_by_killing_snakemake_alone_stops_and_resumes(tmp_path, snakemake_env, reference):
+    """kill -9 of Snakemake only: its training job notices, stops (keeping its checkpoint) instead of
+    training on beside the trainer of the next run, and the README's recovery resumes it."""
+    workdir = data_ready(tmp_path / "orphaned", snakemake_env)
+    run = training_with_a_checkpoint(workdir, snakemake_env)
+    trainer = int((workdir / MODEL_DIR / "checkpoint.npz.lock").read_text())  # the lock holds its pid
+    with open(f"/proc/{run.pid}/task/{run.pid}/children") as children:  # run.pid is `timeout`
+        snakemake = int(children.read().split()[0])
+    os.kill(snakemake, signal.SIGKILL)
+    run.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while _process_state(trainer) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _process_state(trainer) is None, "the orphaned trainer kept running"
+    assert not (workdir / TARGET).exists(), "training ended before Snakemake was killed"
+    train_log = (workdir / f"results/logs/train/{MODEL}.log").read_text(encoding="utf-8")
+    assert f"Snakemake (pid {snakemake}) is gone: stopping training" in train_log
+
+    run_snakemake(workdir, "--unlock", env=snakemake_env)
+    run_snakemake(workdir, "--cores", "2", "--rerun-incomplete", TARGET, env=snakemake_env)
+    assert "resuming from" in (workdir / f"results/logs/train/{MODEL}.log").read_text(encoding="utf-8")
+    assert model_digests(workdir) == model_digests(reference)

@@ -122,8 +122,23 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_pat
 
 
 def test_exploding_loss_is_caught(tmp_path):
-    with pytest.raises(RnnlmError, match="diverged in epoch 1.*no checkpoint had been written yet"):
+    with pytest.raises(RnnlmError, match="diverged in epoch 1.*no checkpoint had been written yet") as caught:
         run(tmp_path, {"learning_rate": 200.0, "clip_norm": 0.0})
+    assert "lower learning_rate (now 200) or turn on gradient clipping (clip_norm: 0.5)" in str(caught.value)
+
+
+@pytest.mark.parametrize("hyper, advice, not_advised", [
+    ({"clip_norm": 0.5}, "lower learning_rate (now 2) or clip_norm (now 0.5): a clipped SGD step", "clipping"),
+    ({"clip_norm": 0.0}, "turn on gradient clipping (clip_norm: 0.5)", "or clip_norm (now"),
+    ({"optimizer": "adam", "learning_rate": 0.5}, "lower learning_rate (now 0.5; Adam usually needs 0.001", "clip"),
+    ({"activation": "relu", "clip_norm": 1.0}, "or use activation: tanh", "turn on"),
+])
+def test_divergence_advice_fits_the_settings(tmp_path, monkeypatch, hyper, advice, not_advised):
+    """Never advise turning on clipping when it is on (the default)."""
+    monkeypatch.setattr(RNNLM, "loss_and_grads", lambda self, x, y, mask, **options: (float("nan"), 1, {}))
+    with pytest.raises(RnnlmError, match="diverged in epoch 1") as caught:
+        run(tmp_path, {"learning_rate": 2.0, **hyper})
+    assert advice in str(caught.value) and not_advised not in str(caught.value)
 
 
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):

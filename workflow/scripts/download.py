@@ -13,4 +13,7 @@ prepare_corpus(
     text_column=snakemake.params.text_column,
     checksum=snakemake.params.checksum,
     encoding_errors=snakemake.params.encoding_errors,
+    # How patiently to download does not shape the corpus: config, not params (no rerun when changed).
+    attempts=snakemake.config["download_attempts"],
+    timeout=snakemake.config["download_timeout"],
 )

@@ -3,12 +3,14 @@
 from pathlib import Path
 
 from rnnlm.io import log_to
+from rnnlm.runlock import stop_with_snakemake
 from rnnlm.tokenize import WordTokenizer
 from rnnlm.train import run_training
 
-# Errors (tracebacks ending in the RnnlmError message) and progress go to the log; the epoch lines
-# also to the terminal.
+# Errors and progress go to the log; the epoch lines and errors also to the terminal.
 log_to(snakemake.log[0])
+# A training job orphaned by a killed Snakemake stops instead of racing the next run's trainer.
+stop_with_snakemake()
 
 run_training(
     snakemake.input.train,
