@@ -352,6 +352,14 @@ def write_sentences(documents: Iterable[str], sentences_path: str | Path, tokeni
     return counts
 
 
+def tokenize_stats(documents: int, sentences: int, tokens: int, distinct_words: int, lowercase: bool,
+                   normalize_quotes: bool, punkt: str) -> dict:
+    """The stage's `stats.json` (also written by the sharded stage, rnnlm.tokenize_shards)."""
+    return {"documents": documents, "sentences": sentences, "tokens": tokens, "distinct_words": distinct_words,
+            "lowercase": lowercase, "normalize_quotes": normalize_quotes, "punkt": punkt,
+            "nltk_version": nltk.__version__, "python_version": platform.python_version()}
+
+
 def tokenize_corpus(documents_path: str | Path, sentences_path: str | Path, stats_path: str | Path,
                     lowercase: bool = True, processes: int = 1, normalize_quotes: bool = True) -> dict:
     """Run the tokenize stage: stream the documents into one sentence a line (tokens joined by spaces),
@@ -369,17 +377,9 @@ def tokenize_corpus(documents_path: str | Path, sentences_path: str | Path, stat
         counts = write_sentences(itertools.chain([first], documents), sentences_path, tokenizer, processes)
     except RnnlmError as exc:
         raise RnnlmError(f"{documents_path}: {exc}") from None
-    stats = {
-        "documents": counts["documents"],
-        "sentences": counts["sentences"],
-        "tokens": counts["tokens"],
-        "distinct_words": len(counts["words"]),
-        "lowercase": lowercase,
-        "normalize_quotes": normalize_quotes,
-        "punkt": punkt_source,
-        "nltk_version": nltk.__version__,
-        "python_version": platform.python_version(),
-    }
+    stats = tokenize_stats(documents=counts["documents"], sentences=counts["sentences"], tokens=counts["tokens"],
+                           distinct_words=len(counts["words"]), lowercase=lowercase,
+                           normalize_quotes=normalize_quotes, punkt=punkt_source)
     write_json(stats_path, stats)
     log.info("%(documents)d documents -> %(sentences)d sentences, %(tokens)d tokens, %(distinct_words)d distinct words", stats)
     return stats

@@ -177,13 +177,16 @@ def test_schema_names_the_bad_data_key(key, value):
         validate(config, str(REPO_ROOT / "workflow/schemas/config.schema.yaml"))
 
 
-@pytest.mark.parametrize("corpus", ["builtin", "local"])
+@pytest.mark.parametrize("corpus", ["builtin", "local", "sharded"])
 def test_lint_is_clean(workflow_copy, run_snakemake, corpus):
-    """`snakemake --lint` has nothing to say about any rule or file, for a built-in or a local corpus."""
+    """`snakemake --lint` has nothing to say about any rule or file, for a built-in or a local corpus,
+    and with the sharded tokenize rules."""
     args = ["--lint"]
     if corpus == "local":
         (workflow_copy / "corpus.txt").write_text("A sentence here. Another one there.\n", encoding="utf-8")
         args += ["--config", "corpus=corpus.txt"]
+    if corpus == "sharded":
+        args += ["--config", "tokenize_shards=4"]
     result = run_snakemake(workflow_copy, *args)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

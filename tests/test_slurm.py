@@ -91,14 +91,20 @@ def slurm_cluster(tmp_path_factory):
         assert stopped.returncode == 0, stopped.stdout
 
 
-def completed_jobs(log_text: str, workdir: Path) -> dict[str, str]:
-    """SLURM job id -> final state, for the job-completion records of jobs that ran in `workdir`."""
+def job_records(log_text: str, workdir: Path) -> dict[str, dict[str, str]]:
+    """SLURM job id -> its job-completion record (JobState, SubmitTime, EndTime, ...; times in ISO
+    format, so they compare as strings), for the jobs that ran in `workdir`."""
     jobs = {}
     for line in log_text.splitlines():
         fields = dict(re.findall(r"(\w+)=(\S*)", line))
         if fields.get("WorkDir") == str(workdir):
-            jobs[fields["JobId"]] = fields["JobState"]
+            jobs[fields["JobId"]] = fields
     return jobs
+
+
+def completed_jobs(log_text: str, workdir: Path) -> dict[str, str]:
+    """SLURM job id -> final state, for the job-completion records of jobs that ran in `workdir`."""
+    return {job: fields["JobState"] for job, fields in job_records(log_text, workdir).items()}
 
 
 def rules_run_in_slurm(workdir: Path) -> tuple[Counter, set[str]]:
@@ -111,6 +117,12 @@ def rules_run_in_slurm(workdir: Path) -> tuple[Counter, set[str]]:
         job_ids.add(log.stem)
         rules.update(re.findall(r"^localrule (\w+):$", log.read_text(encoding="utf-8"), flags=re.MULTILINE))
     return rules, job_ids
+
+
+def slurm_jobs_running(workdir: Path, rule: str) -> set[str]:
+    """The SLURM job ids whose plugin job log shows `rule` running inside them."""
+    return {log.stem for log in (workdir / ".snakemake" / "slurm_logs").rglob("*.log")
+            if re.search(rf"^localrule {rule}:$", log.read_text(encoding="utf-8"), flags=re.MULTILINE)}
 
 
 def test_two_model_sweep_through_slurm_matches_local_run(slurm_cluster, tmp_path):
@@ -139,6 +151,37 @@ def test_two_model_sweep_through_slurm_matches_local_run(slurm_cluster, tmp_path
     assert set(finished.values()) == {"COMPLETED"}
 
     assert differing(local_digests, artifact_digests(workdir)) == []
+
+
+def test_four_tokenize_shards_run_as_parallel_slurm_jobs(slurm_cluster, tmp_path):
+    """`tokenize_shards: 4`: each shard is its own sbatch job, Snakemake submits all four before any
+    finishes, and the data artifacts equal those of a local unsharded run byte for byte."""
+    workdir = make_workdir(tmp_path / "shards")
+    targets = ["results/data/stats.json"]
+    run_snakemake(workdir, "--cores", "2", *targets)
+    local_digests = artifact_digests(workdir)
+
+    shutil.rmtree(workdir / "results")
+    shutil.rmtree(workdir / ".snakemake")
+    log_offset = JOB_COMPLETION_LOG.stat().st_size if JOB_COMPLETION_LOG.exists() else 0
+    # The stages before and after the shards are grouped into one job each; the shards are not.
+    groups = {"prepare": ["download", "sentence_splitter"], "merge": ["tokenize", "vocab", "index"]}
+    run_snakemake(workdir, "--profile", str(SLURM_PROFILE), "--config", "tokenize_shards=4", "--jobs", "4",
+                  "--cores", "1", "--max-threads", "1", "--slurm-init-seconds-before-status-checks", "8",
+                  "--groups", *(f"{rule}={group}" for group, rules in groups.items() for rule in rules),
+                  "--latency-wait", "5", "--slurm-keep-successful-logs", *targets, timeout_s=420)
+
+    shard_jobs = slurm_jobs_running(workdir, "tokenize_shard")
+    assert len(shard_jobs) == 4
+    with open(JOB_COMPLETION_LOG, encoding="utf-8") as handle:
+        handle.seek(log_offset)
+        records = job_records(handle.read(), workdir)
+    assert {records[job]["JobState"] for job in records} == {"COMPLETED"}
+    assert max(records[job]["SubmitTime"] for job in shard_jobs) < min(records[job]["EndTime"] for job in shard_jobs)
+
+    digests = artifact_digests(workdir)
+    assert set(digests) - set(local_digests) == {"tokens/punkt.json"}
+    assert differing({name: digests[name] for name in local_digests}, local_digests) == []
 
 
 def test_gpu_request_reaches_sbatch(slurm_cluster, tmp_path):

@@ -52,27 +52,105 @@ rule download:
         "../scripts/download.py"
 
 
-rule tokenize:
-    input:
-        documents=rules.download.output.documents,
-    output:
-        sentences=f"{RESULTS}/tokens/sentences.txt",
-        stats=f"{RESULTS}/tokens/stats.json",
-    log:
-        f"{RESULTS}/logs/data/tokenize.log",
-    benchmark:
-        f"{RESULTS}/benchmarks/data/tokenize.tsv"
-    conda:
-        "../envs/rnnlm.yaml"
-    threads: 8
-    resources:
-        mem_mb=2000,
-        runtime=60,
-    params:
-        lowercase=config["lowercase"],
-        normalize_quotes=config["normalize_quotes"],
-    script:
-        "../scripts/tokenize.py"
+if config["tokenize_shards"] == 1:
+
+    rule tokenize:
+        input:
+            documents=rules.download.output.documents,
+        output:
+            sentences=f"{RESULTS}/tokens/sentences.txt",
+            stats=f"{RESULTS}/tokens/stats.json",
+        log:
+            f"{RESULTS}/logs/data/tokenize.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/tokenize.tsv"
+        conda:
+            "../envs/rnnlm.yaml"
+        threads: 8
+        resources:
+            mem_mb=2000,
+            runtime=60,
+        params:
+            lowercase=config["lowercase"],
+            normalize_quotes=config["normalize_quotes"],
+        script:
+            "../scripts/tokenize.py"
+
+else:
+
+    # Sharded tokenize (docs/data.md): Punkt parameters chosen once for the whole corpus, one job per
+    # byte-balanced shard of documents.jsonl, then `tokenize` merges them into the same two artifacts,
+    # byte for byte, as the unsharded rule above. The shards' own outputs are temporary.
+    scattergather:
+        tokenize=config["tokenize_shards"],
+
+    TOKEN_SHARD = f"{RESULTS}/tokens/shards/{{scatteritem}}"
+
+    rule sentence_splitter:
+        input:
+            documents=rules.download.output.documents,
+        output:
+            splitter=f"{RESULTS}/tokens/punkt.json",
+        log:
+            f"{RESULTS}/logs/data/sentence_splitter.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/sentence_splitter.tsv"
+        conda:
+            "../envs/rnnlm.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        params:
+            # Punkt learns from the text it will split: the normalised one.
+            normalize_quotes=config["normalize_quotes"],
+        script:
+            "../scripts/sentence_splitter.py"
+
+    rule tokenize_shard:
+        input:
+            documents=rules.download.output.documents,
+            splitter=rules.sentence_splitter.output.splitter,
+        output:
+            sentences=temp(f"{TOKEN_SHARD}/sentences.txt"),
+            words=temp(f"{TOKEN_SHARD}/words.txt"),
+            stats=temp(f"{TOKEN_SHARD}/stats.json"),
+        log:
+            f"{RESULTS}/logs/data/tokenize_shard/{{scatteritem}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/tokenize_shard/{{scatteritem}}.tsv"
+        conda:
+            "../envs/rnnlm.yaml"
+        threads: 8
+        resources:
+            mem_mb=2000,
+            runtime=60,
+        params:
+            lowercase=config["lowercase"],
+            normalize_quotes=config["normalize_quotes"],
+        script:
+            "../scripts/tokenize_shard.py"
+
+    rule tokenize:
+        input:
+            sentences=gather.tokenize(f"{TOKEN_SHARD}/sentences.txt"),
+            words=gather.tokenize(f"{TOKEN_SHARD}/words.txt"),
+            stats=gather.tokenize(f"{TOKEN_SHARD}/stats.json"),
+        output:
+            sentences=f"{RESULTS}/tokens/sentences.txt",
+            stats=f"{RESULTS}/tokens/stats.json",
+        log:
+            f"{RESULTS}/logs/data/tokenize.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/tokenize.tsv"
+        conda:
+            "../envs/rnnlm.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        script:
+            "../scripts/merge_token_shards.py"
 
 
 if STANDARD_SPLITS:
