@@ -39,6 +39,12 @@ class Backend:
             return self.xp.asnumpy(array)
         return np.asarray(array)
 
+    def synchronize(self) -> None:
+        """Wait until the device has finished all queued work. CuPy calls return as soon as a kernel
+        is queued, so a clock read without this measures the queueing, not the work."""
+        if self.name == "cupy":
+            self.xp.cuda.Device().synchronize()
+
     def scatter_add(self, target, indices, values) -> None:
         """`target[indices] += values` along axis 0, with repeated indices accumulated."""
         unique, sums = self.sum_by_index(indices, values)

@@ -51,16 +51,20 @@ def zipf_sentences(rng: np.random.Generator, vocab_size: int, count: int, length
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def _best_rate(step: Callable[[int], int], batches: int, args) -> dict[str, Any]:
-    """Run `step(i)` (returns tokens processed) `batches` times per repeat; best tokens/s of the repeats."""
+def _best_rate(step: Callable[[int], int], batches: int, args,
+               synchronize: Callable[[], None] = lambda: None) -> dict[str, Any]:
+    """Run `step(i)` (returns tokens processed) `batches` times per repeat; best tokens/s of the repeats.
+    `synchronize` waits for a device's queued work, so that each timed run ends with its work done."""
     clock = CLOCKS[args.clock]
-    step(0)  # warm-up: allocations, BLAS buffers, the fused layer's weight storage
+    step(0)  # warm-up: allocations, BLAS buffers, the fused layer's weight storage, GPU kernel compilation
+    synchronize()
     rates = []
     for _ in range(args.repeats):
         tokens = 0
         start = clock()
         for i in range(batches):
             tokens += step(i)
+        synchronize()
         rates.append(tokens / (clock() - start))
     return {"tokens_per_s": round(max(rates)), "runs": [round(rate) for rate in rates]}
 
@@ -85,7 +89,7 @@ def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, outp
         _, count, _ = sgd_step(model, x, y, mask, LEARNING_RATE, CLIP_NORM)
         return count
 
-    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
+    return _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args, backend.synchronize)
 
 
 def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str, Any]:

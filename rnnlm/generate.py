@@ -60,10 +60,9 @@ def _vocabulary(vocab_words: Sequence[str]) -> Vocabulary:
 
 def _primed(model, batch_size: int, start: list[int]):
     """State after reading SENTENCE_START and the prime words, and the next-token log-probabilities."""
-    backend = model.backend
     state = model.initial_state(batch_size)
     for token in start:
-        log_probs, state = model.step(backend.asarray(np.full(batch_size, token, dtype=np.int32)), state)
+        log_probs, state = model.step(np.full(batch_size, token, dtype=np.int32), state)
     return log_probs, state
 
 
@@ -78,7 +77,7 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
     start = [SENTENCE_START_ID, *prime_ids(vocab_words, prime)]
     if len(start) - 1 > max_length:
         raise RnnlmError(f"the prime has {len(start) - 1} words, more than max_length={max_length}")
-    backend = model.backend
+    backend, xp = model.backend, model.backend.xp
     rng = np.random.default_rng(seed)
     accepted: list[list[int]] = []
     attempts = 0
@@ -95,18 +94,21 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
         tokens = np.empty((batch, max_length - len(start) + 2), dtype=np.int64)
         finished = np.zeros(batch, dtype=bool)
         for step in range(tokens.shape[1]):
-            logits = backend.to_host(log_probs).astype(np.float64) / temperature
+            # Inverse-CDF sampling on the device, with the uniforms drawn on the host: one seed gives
+            # the same sentences on every device, and only the B chosen ids come back (the loop must
+            # see them to know which sentences ended).
+            logits = log_probs.astype(xp.float64) / temperature
             logits[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
-            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-            cumulative = np.cumsum(probs, axis=1)
-            draws = rng.random(batch)[:, None] * cumulative[:, -1:]
-            choice = np.minimum((cumulative <= draws).sum(axis=1), len(vocab_words) - 1)
+            probs = xp.exp(logits - logits.max(axis=1, keepdims=True))
+            cumulative = xp.cumsum(probs, axis=1)
+            draws = backend.asarray(rng.random(batch))[:, None] * cumulative[:, -1:]
+            choice = backend.to_host(xp.minimum((cumulative <= draws).sum(axis=1), len(vocab_words) - 1))
             choice[finished] = SENTENCE_END_ID
             tokens[:, step] = choice
             finished |= choice == SENTENCE_END_ID
             if finished.all():
                 break
-            log_probs, state = model.step(backend.asarray(choice.astype(np.int32)), state)
+            log_probs, state = model.step(choice.astype(np.int32), state)
         for row in tokens[finished]:
             words = [*start[1:], *row[: int(np.argmax(row == SENTENCE_END_ID))].tolist()]
             if min_length <= len(words) <= max_length and len(accepted) < num_sentences:
@@ -133,6 +135,9 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
     scores = np.zeros(1)
     finished: list[ScoredSentence] = []
     for length in range(len(prime_part), max_length + 1):
+        # One deliberate transfer per step of the (beam, C) scores: the bookkeeping (finished
+        # sentences, stable tie order) is host logic, and one transfer costs less than the several
+        # small synchronisations a device-side top-k and end-of-sentence check would need.
         candidates = scores[:, None] + backend.to_host(log_probs).astype(np.float64)
         candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
         if length < min_length:
@@ -155,8 +160,7 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
         parents, next_words = np.divmod(best, vocab_size)
         words = np.concatenate([words[parents], next_words[:, None]], axis=1)
         scores = flat[best]
-        log_probs, state = model.step(backend.asarray(next_words.astype(np.int32)),
-                                      state[backend.asarray(parents)])
+        log_probs, state = model.step(next_words.astype(np.int32), state[backend.asarray(parents)])
     return finished
 
 
@@ -169,12 +173,11 @@ def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Seque
     ids = [vocabulary.encode(sentence) for sentence in sentences]
     unknown = [int((row == UNKNOWN_ID).sum()) for row in ids]
     split = Split.from_ids(np.concatenate(ids), np.array([len(row) for row in ids], dtype=np.int64))
-    backend = model.backend
     log_probs = np.empty(len(ids))
     for first in range(0, len(ids), SCORE_BATCH_SIZE):
         rows = np.arange(first, min(first + SCORE_BATCH_SIZE, len(ids)))
         x, y, mask = split.batch(rows)
-        per_token = model.token_log_probs(backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+        per_token = model.token_log_probs(x, y, mask)  # host batch in, host log-probabilities out
         log_probs[rows] = np.asarray(per_token, dtype=np.float64).sum(axis=0)
     if not np.isfinite(log_probs).all():
         raise RnnlmError("the model gave a NaN or infinite log-probability: its parameters are corrupt; retrain it")

@@ -143,25 +143,33 @@ class RNNLM:
 
     # ------------------------------------------------------------------ batches
     def _check_ids(self, ids, what: str):
+        """`ids` as a device int64 array, refused if any id is outside the vocabulary. Host arrays are
+        checked before the upload (free); a device array costs one deliberate synchronisation, since
+        CuPy's integer indexing wraps an out-of-range id around instead of raising."""
         xp = self.backend.xp
-        ids = self.backend.asarray(ids)
+        if not hasattr(ids, "dtype"):  # a list or scalar
+            ids = np.asarray(ids)
         if ids.dtype.kind not in "iu":
             raise RnnlmError(f"{what} must hold integer word ids, got dtype {ids.dtype}")
-        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+        on_host = isinstance(ids, np.ndarray)
+        outside = (ids < 0) | (ids >= self.config.vocab_size)
+        if ids.size and (outside.any() if on_host else bool(outside.any())):
             raise RnnlmError(
                 f"{what} holds word ids outside 0..{self.config.vocab_size - 1}; the data was indexed with another "
                 "vocabulary than this model's: rebuild the index or the model with the same vocabulary"
             )
-        return ids.astype(xp.int64, copy=False)
+        return self.backend.asarray(ids).astype(xp.int64, copy=False)
 
     def _check_batch(self, x, mask):
         x = self._check_ids(x, "x")
-        mask = self.backend.asarray(mask, dtype=self.dtype)
+        mask = mask if hasattr(mask, "dtype") else np.asarray(mask)
         if x.ndim != 2 or mask.shape != x.shape:
             raise RnnlmError(f"x {x.shape} and mask {mask.shape} must both be time-major (T, B) arrays")
-        if bool((mask[1:] > mask[:-1]).any()):
+        # As for the ids: free on a host mask, one deliberate synchronisation on a device mask.
+        padding_first = (mask[1:] > mask[:-1]).any()
+        if padding_first if isinstance(mask, np.ndarray) else bool(padding_first):
             raise RnnlmError("mask has padding before real tokens; pad sentences at the end (time-major, mask 1 then 0)")
-        return x, mask
+        return x, self.backend.asarray(mask, dtype=self.dtype)
 
     def _check_targets(self, y, x):
         y = self._check_ids(y, "y")
@@ -218,10 +226,11 @@ class RNNLM:
         if keep is not None:
             hidden = hidden * keep
         y = y.reshape(-1)
-        flat_mask = cache.mask.reshape(-1)
-        if bool((flat_mask > 0).all()):
+        # The number of real tokens fixes the output layer's shapes, so it must reach the host: this
+        # is the one synchronisation a batch needs before its loss (flatnonzero's size).
+        rows = xp.flatnonzero(cache.mask.reshape(-1) > 0)
+        if rows.size == y.size:
             return hidden, y, None
-        rows = xp.flatnonzero(flat_mask > 0)
         return hidden[rows], y[rows], rows
 
     # ------------------------------------------------------------------ training
@@ -290,7 +299,8 @@ class RNNLM:
             for name in names:
                 del grads[name]
         parts += [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
-        # One device-to-host transfer for all parameters, not one each.
+        # Summed on the device, then one deliberate transfer of the scalar: the caller decides on
+        # the host whether to clip and whether training diverged.
         return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
 
     def _backprop(self, cache: ForwardCache, d_state):
@@ -368,9 +378,8 @@ class RNNLM:
         return grad_prev[0]
 
     # ------------------------------------------------------------------ scoring and generation
-    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None) -> np.ndarray:
-        """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding. `dropout`: score as the
-        training pass with these masks does (the gradient check's objective)."""
+    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None):
+        """log p(y_t | x_<=t) as a (T, B) device array; 0 at padding."""
         xp = self.backend.xp
         cache = self.forward_cache(x, mask, dropout=dropout)
         y = self._check_targets(y, cache.x)
@@ -380,12 +389,23 @@ class RNNLM:
             scattered = xp.zeros(cache.x.size, dtype=self.dtype)
             scattered[rows] = log_probs
             log_probs = scattered
-        return self.backend.to_host(log_probs.reshape(cache.x.shape))
+        return log_probs.reshape(cache.x.shape)
+
+    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None) -> np.ndarray:
+        """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding. `dropout`: score as the
+        training pass with these masks does (the gradient check's objective). The transfer is the
+        point: callers (scoring, interpolation) need every token's figure on the host."""
+        return self.backend.to_host(self._target_log_probs(x, y, mask, dropout))
 
     def loss(self, x, y, mask, dropout: DropoutMasks | None = None) -> tuple[float, int]:
-        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients)."""
-        log_probs = self.token_log_probs(x, y, mask, dropout)
-        return float(-log_probs.sum(dtype=np.float64)), int((np.asarray(self.backend.to_host(mask)) > 0).sum())
+        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients).
+        Summed on the device (in float64); only the totals come back, in one transfer."""
+        xp = self.backend.xp
+        loss_sum = -self._target_log_probs(x, y, mask, dropout).sum(dtype=xp.float64)
+        if isinstance(mask, np.ndarray):
+            return float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
+        totals = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
+        return float(totals[0]), int(totals[1])
 
     def step(self, tokens, state):
         """Feed one token per sequence: (log-probabilities of the next word (B, C), new state)."""
@@ -401,7 +421,7 @@ class RNNLM:
             raise RnnlmError(
                 f"the vocabulary has {len(vocab_words)} words but the model has vocab_size {self.config.vocab_size}"
             )
-        arrays = {name: self.backend.to_host(value) for name, value in self.params.items()}
+        arrays = {name: self.backend.to_host(value) for name, value in self.params.items()}  # to write them
         arrays.update(self.output.file_arrays())
         arrays["vocab"] = np.array(list(vocab_words), dtype=np.str_)
         arrays["config_json"] = np.array(json.dumps(dataclasses.asdict(self.config), sort_keys=True))

@@ -62,27 +62,6 @@ def test_rng_is_deterministic_and_transfers_round_trip():
     assert backend.to_host(array).dtype == np.float32
 
 
-
-@pytest.mark.skipif(backend_module._usable_cupy()[0] is None, reason="needs CuPy and a CUDA device")
-def test_gpu_model_matches_cpu_model():
-    from rnnlm.gradcheck import random_batch
-    from rnnlm.model import RNNLM, ModelConfig
-
-    gpu, cpu = get_backend("gpu"), get_backend("cpu")
-    for cell, output in (("rnn", "full"), ("gru", "class"), ("lstm", "full"), ("rnn", "class")):
-        config = ModelConfig(vocab_size=50, hidden_size=8, cell=cell, output=output, bptt_truncate=2, dtype="float64")
-        x, y, mask = random_batch(np.random.default_rng(0), 50, [6, 4, 5])
-        loss_cpu, count_cpu, grads_cpu = RNNLM(config, cpu, seed=1).loss_and_grads(x, y, mask)
-        loss_gpu, count_gpu, grads_gpu = RNNLM(config, gpu, seed=1).loss_and_grads(x, y, mask)
-        assert count_cpu == count_gpu
-        np.testing.assert_allclose(loss_gpu, loss_cpu, rtol=1e-10)
-        for name in grads_cpu:
-            np.testing.assert_allclose(gpu.to_host(grads_gpu[name]), grads_cpu[name], rtol=1e-8, atol=1e-12)
-        model = RNNLM(config, gpu, seed=1)
-        log_probs, _ = model.step(np.array([0, 3, 7]), model.initial_state(3))
-        np.testing.assert_allclose(gpu.to_host(gpu.xp.exp(log_probs).sum(axis=1)), 1.0, rtol=1e-10)
-
-
 def test_sum_by_index_gives_sorted_unique_indices_and_their_sums():
     backend = get_backend("cpu")
     indices, sums = backend.sum_by_index(np.array([[4, 0], [4, 2]]), np.arange(8.0).reshape(2, 2, 2))
