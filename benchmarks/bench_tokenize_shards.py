@@ -4,7 +4,8 @@ Builds a corpus by repeating a real text (blank-line separated paragraphs), runs
 `snakemake results/tokens/stats.json` in one working directory with `tokenize_shards: 1` and then
 with each requested shard count (results deleted in between), and reports per run: wall time of
 the Snakemake command, summed CPU seconds and largest peak RSS of the tokenize jobs (from the
-rules' benchmark files), and whether `tokens/sentences.txt` and `tokens/stats.json` are
+rules' benchmark files), the critical path (splitter + slowest shard + merge: the wall time
+with a free node per shard), and whether `tokens/sentences.txt` and `tokens/stats.json` are
 byte-identical to the one-job run's.
 
 Usage: python benchmarks/bench_tokenize_shards.py /path/to/input.txt [--repeat 4] [--shards 4 16] [--cores 2]
@@ -26,17 +27,17 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TOKENIZE_RULES = ("sentence_splitter", "tokenize_shard", "tokenize")
-
-
-def job_benchmarks(results: Path) -> list[dict]:
-    """Rows of the tokenize rules' Snakemake benchmark files (s, cpu_time, max_rss, ...)."""
-    rows = []
-    for rule in TOKENIZE_RULES:
-        for path in sorted((results / "benchmarks" / "data").glob(f"{rule}*")):
-            for file in [path] if path.is_file() else sorted(path.glob("*.tsv")):
-                with open(file, encoding="utf-8") as handle:
-                    rows.extend(csv.DictReader(handle, delimiter="\t"))
+def job_benchmarks(results: Path) -> dict[str, list[dict]]:
+    """Rows of the tokenize rules' Snakemake benchmark files (s, cpu_time, max_rss, ...) per rule."""
+    folder = results / "benchmarks" / "data"
+    files = {"sentence_splitter": [folder / "sentence_splitter.tsv"],
+             "tokenize_shard": sorted((folder / "tokenize_shard").glob("*.tsv")), "tokenize": [folder / "tokenize.tsv"]}
+    rows: dict[str, list[dict]] = {}
+    for rule, paths in files.items():
+        for path in paths:
+            if path.exists():
+                with open(path, encoding="utf-8") as handle:
+                    rows.setdefault(rule, []).extend(csv.DictReader(handle, delimiter="\t"))
     return rows
 
 
@@ -52,13 +53,16 @@ def run(workdir: Path, shards: int, cores: int) -> dict:
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
-    rows = job_benchmarks(workdir / "results")
+    per_rule = job_benchmarks(workdir / "results")
+    rows = [row for rule_rows in per_rule.values() for row in rule_rows]
     stats = json.loads((workdir / "results/tokens/stats.json").read_text(encoding="utf-8"))
     return {
         "shards": shards,
         "snakemake_wall_s": round(wall, 1),
         "tokenize_jobs": len(rows),
         "tokenize_cpu_s": round(sum(float(row["cpu_time"]) for row in rows), 1),
+        # What a cluster with a free node per shard would wait: splitter, the slowest shard, merge.
+        "critical_path_s": round(sum(max(float(row["s"]) for row in rule_rows) for rule_rows in per_rule.values()), 1),
         "largest_job_rss_mib": round(max(float(row["max_rss"]) for row in rows), 1),
         "tokens": stats["tokens"],
         "sentences_sha256": digest(workdir / "results/tokens/sentences.txt"),
