@@ -4,7 +4,8 @@
 #   1. pip installs the project with the `gpu` extra (CuPy for CUDA 12) and the test tools
 #   2. runs tests/test_gpu.py: CPU/GPU parity of every cell (rnn tanh/relu, gru, lstm) and output
 #      layer (full, class) in float64 and float32; RNNLM_REQUIRE_GPU=1 makes a missing device fail
-#   3. `rnnlm bench --device gpu` (training tokens/s of the engine on the GPU)
+#   3. `rnnlm bench --device gpu` (training tokens/s of the engine on the GPU, and of config.yaml's
+#      models with their own settings)
 #   4. the default pipeline (config.yaml, built-in corpus, every stage) with `device: gpu`, its
 #      models capped at GPU_CHECK_EPOCHS epochs (default 2) to fit the time budget
 #   5. prints a one-screen summary; every step's full output is kept under the output directory
@@ -112,6 +113,10 @@ if bench.exists() and bench.stat().st_size:
     print("bench (float32, C=8000, H=100, training tokens/s):")
     print("  " + "  ".join(f"{name.removeprefix('ours_')}={value['tokens_per_s']:,}" for name, value in results.items()
                            if name.startswith("ours_")))
+    models = {name: value for name, value in results.items() if name.startswith("model_") and "reference" not in name}
+    if models:  # config.yaml's models with their own batch size, clipping and dropout
+        print("  config.yaml models: " + "  ".join(f"{name.removeprefix('model_')}={value['tokens_per_s']:,}"
+                                                   for name, value in models.items()))
 models = out / "pipeline" / "results" / "models"
 if models.exists():
     print("default pipeline, device: gpu (epochs capped):")

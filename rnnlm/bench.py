@@ -120,7 +120,7 @@ def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str,
             _, count, _ = adam_step(model, optimizer, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)
         return count
 
-    result = _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args)
+    result = _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args, backend.synchronize)
     result["settings"] = dict(hyperparameters)
     return result
 
