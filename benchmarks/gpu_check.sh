@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # benchmarks/gpu_check.sh -- is this machine's CUDA GPU ready for rnnlm-workflow? One command, < 5 min.
 #
-#   1. pip installs the project with the `gpu` extra (CuPy for CUDA 12) and the test tools
+#   1. pip installs the project with the `gpu` extra (CuPy for CUDA 12) and the test tools, unless
+#      CuPy, pytest and Snakemake already import
 #   2. runs tests/test_gpu.py: CPU/GPU parity of every cell (rnn tanh/relu, gru, lstm) and output
 #      layer (full, class) in float64 and float32; RNNLM_REQUIRE_GPU=1 makes a missing device fail
 #   3. `rnnlm bench --device gpu` (training tokens/s of the engine on the GPU, and of config.yaml's
@@ -76,8 +77,17 @@ EOF
     --configfile "$work/gpu.yaml" --cores all
 }
 
+install() {
+  # A machine that already has CuPy and pytest (e.g. one without network) needs no pip run.
+  if "$PYTHON" -c "import cupy, pytest, snakemake" 2>/dev/null; then
+    echo "CuPy, pytest and Snakemake are already installed; pip not run"
+    return 0
+  fi
+  "$PYTHON" -m pip install --quiet --progress-bar off -e ".[gpu,test]"
+}
+
 if [ "${GPU_CHECK_SKIP_INSTALL:-0}" != 1 ]; then
-  step install "$PYTHON" -m pip install --quiet --progress-bar off -e ".[gpu,test]"
+  step install install
 fi
 if step device device_info; then
   step tests env RNNLM_REQUIRE_GPU=1 CUPY_TF32=0 "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py
@@ -109,8 +119,9 @@ if tests.exists():
     print(f"parity tests: {', '.join(counts) if counts else 'no result line'}")
 bench = out / "bench.json"
 if bench.exists() and bench.stat().st_size:
-    results = json.loads(bench.read_text())["results"]
-    print("bench (float32, C=8000, H=100, training tokens/s):")
+    report = json.loads(bench.read_text())
+    results, settings = report["results"], report["settings"]
+    print(f"bench (float32, C={settings['vocab_size']}, H={settings['hidden_size']}, training tokens/s):")
     print("  " + "  ".join(f"{name.removeprefix('ours_')}={value['tokens_per_s']:,}" for name, value in results.items()
                            if name.startswith("ours_")))
     models = {name: value for name, value in results.items() if name.startswith("model_") and "reference" not in name}
