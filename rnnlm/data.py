@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from rnnlm.io import RnnlmError, load_npz, save_npz, write_json
+from rnnlm.io import RnnlmError, map_npz, save_npz, write_json
 from rnnlm.vocab import (SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary, fingerprint, require_sentences,
                          sentence_chunks)
 
@@ -73,7 +73,8 @@ class Split:
 
     @classmethod
     def load(cls, path: str | Path) -> "Split":
-        arrays = load_npz(path, required=("x", "y", "offsets"))
+        """The split in `path`, its x, y and offsets memory-mapped (read-only): batches read only their sentences."""
+        arrays = map_npz(path, required=("x", "y", "offsets"))
         recorded = arrays.get("vocab_fingerprint")
         return cls(arrays["x"], arrays["y"], arrays["offsets"], source=str(path),
                    vocab_fingerprint=None if recorded is None else str(recorded))
@@ -116,6 +117,12 @@ class Split:
         rng: shuffle the sentences (None keeps file order). sort_by_length: put sentences of similar
         length together to waste less padding; with an rng, ties and the batch order are random.
         """
+        for group in self.batch_groups(batch_size, rng, sort_by_length):
+            yield self.batch(group)
+
+    def batch_groups(self, batch_size: int, rng: np.random.Generator | None = None,
+                     sort_by_length: bool = False) -> list[np.ndarray]:
+        """The sentence indices of each minibatch `batches` yields, in the same order."""
         if batch_size < 1:
             raise RnnlmError(f"batch_size must be at least 1, got {batch_size}")
         order = np.arange(len(self)) if rng is None else rng.permutation(len(self))
@@ -124,8 +131,7 @@ class Split:
         groups = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
         if sort_by_length and rng is not None:
             groups = [groups[index] for index in rng.permutation(len(groups))]
-        for group in groups:
-            yield self.batch(group)
+        return groups
 
 
 def _layout_problem(x: np.ndarray, y: np.ndarray, offsets: np.ndarray) -> str | None:

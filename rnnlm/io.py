@@ -11,9 +11,12 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
+import struct
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -136,9 +139,7 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
 ZIP_MAGIC = b"PK"
 
 
-def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "an .npz file") -> dict[str, np.ndarray]:
-    """Load every array of an .npz without ever unpickling; check that `required` keys exist.
-    `what` names the expected file in the message for a file of another kind (text, say)."""
+def _check_zip_header(path: str | os.PathLike, what: str) -> None:
     try:
         with open(path, "rb") as handle:
             header = handle.read(len(ZIP_MAGIC))
@@ -148,6 +149,28 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str 
         raise RnnlmError(f"{path}: cannot be read ({exc.strerror}); pass {what}") from None
     if header != ZIP_MAGIC:
         raise RnnlmError(f"{path}: not {what} (no zip archive header: text or another format); pass one written by this tool")
+
+
+def _unreadable(path, exc: Exception) -> RnnlmError:
+    return RnnlmError(f"{path}: not a readable .npz archive ({exc}); delete it and re-run the stage that makes it")
+
+
+def _pickled(path, detail: str) -> RnnlmError:
+    return RnnlmError(f"{path}: contains pickled objects, which are never loaded for safety ({detail}); "
+                      "re-create the file with this tool")
+
+
+def _require(path, arrays: dict, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise RnnlmError(f"{path}: missing arrays {missing}; the file is from another tool or version, re-create it")
+    return arrays
+
+
+def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "an .npz file") -> dict[str, np.ndarray]:
+    """Load every array of an .npz without ever unpickling; check that `required` keys exist.
+    `what` names the expected file in the message for a file of another kind (text, say)."""
+    _check_zip_header(path, what)
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
@@ -155,13 +178,52 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str 
         raise RnnlmError(f"{path}: file not found; build it first (run snakemake for this target)") from None
     except ValueError as exc:
         # numpy raises ValueError for object arrays when allow_pickle=False.
-        raise RnnlmError(
-            f"{path}: contains pickled objects, which are never loaded for safety ({exc}); "
-            "re-create the file with this tool"
-        ) from None
+        raise _pickled(path, str(exc)) from None
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError: a truncated or foreign file
-        raise RnnlmError(f"{path}: not a readable .npz archive ({exc}); delete it and re-run the stage that makes it") from None
-    missing = [name for name in required if name not in arrays]
-    if missing:
-        raise RnnlmError(f"{path}: missing arrays {missing}; the file is from another tool or version, re-create it")
-    return arrays
+        raise _unreadable(path, exc) from None
+    return _require(path, arrays, required)
+
+
+# Fixed part of a zip local file header; the name and extra-field lengths are its last two fields.
+ZIP_LOCAL_HEADER = struct.Struct("<4s5H3I2H")
+NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def map_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "an .npz file") -> dict[str, np.ndarray]:
+    """As `load_npz`, but the non-empty arrays of an uncompressed archive (what `save_npz` writes)
+    come back memory-mapped read-only, so a large file costs no memory until its pages are read.
+    An archive with compressed members (or a .npy header version numpy writes only for structured
+    dtypes) is read whole."""
+    _check_zip_header(path, what)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as archive, open(path, "rb") as handle:
+            members = archive.infolist()
+            if any(info.compress_type != zipfile.ZIP_STORED for info in members):
+                return load_npz(path, required, what)
+            for info in members:
+                handle.seek(info.header_offset)
+                fields = ZIP_LOCAL_HEADER.unpack(handle.read(ZIP_LOCAL_HEADER.size))
+                handle.seek(info.header_offset + ZIP_LOCAL_HEADER.size + fields[-2] + fields[-1])
+                start = handle.tell()
+                version = np.lib.format.read_magic(handle)
+                if version not in NPY_HEADER_READERS:
+                    return load_npz(path, required, what)
+                shape, fortran, dtype = NPY_HEADER_READERS[version](handle)
+                if dtype.hasobject:
+                    raise _pickled(path, f"array {info.filename!r} has dtype object")
+                name = info.filename.removesuffix(".npy")
+                if math.prod(shape) == 0 or not shape:
+                    handle.seek(start)
+                    arrays[name] = np.lib.format.read_array(handle, allow_pickle=False)
+                    continue
+                end = handle.tell() + math.prod(shape) * dtype.itemsize
+                if end > start + info.file_size:
+                    raise _unreadable(path, f"array {info.filename!r} is truncated")
+                arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                                         order="F" if fortran else "C")
+    except RnnlmError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, a bad .npy header, a file shorter than its index says
+        raise _unreadable(path, exc) from None
+    return _require(path, arrays, required)

@@ -45,6 +45,38 @@ def test_save_load_round_trip(tmp_path):
         assert getattr(loaded, name).dtype == getattr(split, name).dtype
 
 
+def test_load_memory_maps_the_arrays_read_only(tmp_path):
+    split = make_split()
+    split.vocab_fingerprint = "sha256:abc"
+    split.save(tmp_path / "s.npz")
+    loaded = Split.load(tmp_path / "s.npz")
+    for name in ("x", "y", "offsets"):
+        assert isinstance(getattr(loaded, name), np.memmap) and not getattr(loaded, name).flags.writeable
+    assert loaded.vocab_fingerprint == "sha256:abc"
+    assert [b.tolist() for batch in loaded.batches(3) for b in batch] == \
+        [b.tolist() for batch in split.batches(3) for b in batch]
+
+
+def test_load_reads_a_compressed_archive_whole(tmp_path):
+    split = make_split()
+    np.savez_compressed(tmp_path / "c.npz", x=split.x, y=split.y, offsets=split.offsets)
+    loaded = Split.load(tmp_path / "c.npz")
+    assert not isinstance(loaded.x, np.memmap) and np.array_equal(loaded.y, split.y)
+
+
+def test_load_refuses_truncated_and_pickled_files(tmp_path):
+    make_split().save(tmp_path / "s.npz")
+    whole = (tmp_path / "s.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(RnnlmError, match="not a readable .npz"):
+        Split.load(tmp_path / "cut.npz")
+    split = make_split()
+    with open(tmp_path / "p.npz", "wb") as handle:
+        np.savez(handle, x=split.x, y=split.y, offsets=split.offsets, extra=np.array([{"evil": 1}], dtype=object))
+    with pytest.raises(RnnlmError, match="pickled objects"):
+        Split.load(tmp_path / "p.npz")
+
+
 @pytest.mark.parametrize(
     "arrays, problem",
     [
