@@ -11,14 +11,20 @@ Each update uses the gradient of the mean cross-entropy per predicted token of t
 that its global L2 norm is at most `clip_norm` (0 disables clipping), computed through fresh dropout
 masks when the model has dropout.
 
+Large data: `epoch_tokens` N > 0 makes an "epoch" end after the batch that brings it to N training
+tokens; the next one continues where it stopped in the same shuffled pass over the train split, and a
+new pass (a new order) starts once one is used up, so over several epochs every sentence is seen.
+`valid_tokens` N > 0 measures on a fixed subset of whole validation sentences holding about N tokens.
+`checkpoint_minutes` adds a checkpoint after any epoch that ends that long after the last one.
+
 Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
 Adam's moments, the parameter average, learning rate, counters, log rows) is written atomically to the checkpoint file,
-which is deleted once the parameters file is written. The batch order and the dropout masks of
-epoch e depend only on (seed, e), so a run
-restarted from a checkpoint performs exactly the updates the uninterrupted run would have, and ends
+which is deleted once the parameters file is written. The batch order of pass p depends only on
+(seed, p), the dropout masks of epoch e on (seed, e), and the checkpoint records where in its pass
+the last epoch stopped, so a run restarted from a checkpoint performs exactly the updates the uninterrupted run would have, and ends
 with byte-identical parameters on the same device. A checkpoint is only resumed when its fingerprint
 (model and schedule hyper-parameters, data, vocabulary) matches the current run; `epochs` is left
-out, so a run killed on its way to 10 epochs can be resumed with epochs: 12.
+out (and `checkpoint_minutes`), so a run killed on its way to 10 epochs can be resumed with epochs: 12.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import numpy as np
 from tqdm import tqdm
@@ -66,9 +72,13 @@ EXPLODING_LOSS_FACTOR = 3.0
 # Epoch e's dropout masks come from the generator seeded by (seed, e, DROPOUT_STREAM), apart from
 # its batch order's (seed, e): a resumed run draws the same masks as the uninterrupted one.
 DROPOUT_STREAM = 1
+# The validation subset of `valid_tokens` comes from the generator seeded by (seed, 0, VALID_SUBSET_STREAM).
+VALID_SUBSET_STREAM = 2
 OPTIMIZERS = ("sgd", "adam")
 # Adam's usual step sizes are ~1e-3; one this large is almost surely an SGD rate left in place.
 ADAM_RATE_WARNING = 0.1
+# Wall clock of the checkpoint timer (`checkpoint_minutes`), in seconds; the tests replace it.
+checkpoint_clock = time.monotonic
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,9 @@ class TrainConfig:
     lr_decay: float = 0.5
     optimizer: str = "sgd"
     averaging: bool = False
+    epoch_tokens: int = 0           # 0: an epoch is one pass over the train split
+    valid_tokens: int = 0           # 0: measure on the whole validation split
+    checkpoint_minutes: float = 0.0  # 0: checkpoints every checkpoint_every epochs only
 
     def __post_init__(self):
         positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
@@ -98,6 +111,14 @@ class TrainConfig:
             raise RnnlmError(f"training setting lr_decay must be in (0, 1], got {self.lr_decay}")
         if not isinstance(self.averaging, bool):
             raise RnnlmError(f"training setting averaging must be true or false, got {self.averaging!r}")
+        for name in ("epoch_tokens", "valid_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RnnlmError(f"training setting {name} must be a whole number >= 0 (0 = all), got {value!r}")
+        if isinstance(self.checkpoint_minutes, bool) or not (isinstance(self.checkpoint_minutes, (int, float))
+                                                             and self.checkpoint_minutes >= 0):
+            raise RnnlmError(f"training setting checkpoint_minutes must be a number >= 0 (0 = off), "
+                             f"got {self.checkpoint_minutes!r}")
         if self.clip_norm < 0 or self.seed < 0:
             raise RnnlmError(f"training settings clip_norm and seed must be >= 0, got {self.clip_norm} and {self.seed}")
 
@@ -129,6 +150,8 @@ class TrainState:
     optimizer_steps: int = 0             # Adam's update count (its bias correction depends on it)
     averaged_updates: int = 0            # samples in the parameter average; 0 = not started
     cpu_seconds: float = 0.0             # this process's CPU time spent training and measuring, all runs
+    data_pass: int = 1                   # the pass over the train split the next batch comes from
+    pass_batches: int = 0                # batches of that pass already trained
     rows: list[dict] = field(default_factory=list)
 
 
@@ -136,7 +159,7 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Spl
                 vocab_words: list[str]) -> str:
     """Hash of everything that determines the parameters after a given epoch."""
     digest = hashlib.sha256()
-    schedule = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("epochs", "checkpoint_every")}
+    schedule = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("epochs", "checkpoint_every", "checkpoint_minutes")}
     digest.update(json.dumps([dataclasses.asdict(model_config), schedule], sort_keys=True).encode())
     for split in (train, valid):
         for array in (split.x, split.y, split.offsets):
@@ -298,11 +321,16 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     check_split_ids(train, vocab_size, "train")
     check_split_ids(valid, vocab_size, "valid")
     # Without a validation split the schedule falls back to the tutorial's: the training loss.
-    monitored = valid if len(valid) else train
+    monitors_valid = len(valid) > 0
+    monitored = measurement_subset(valid if monitors_valid else train, cfg.valid_tokens, cfg.seed)
+    if cfg.valid_tokens:
+        log.info("measuring on %d sentences (%d tokens) of the %s split", len(monitored), monitored.num_tokens,
+                 "valid" if monitors_valid else "train")
     run_id = fingerprint(model.config, cfg, train, valid, vocab_words)
     backend = model.backend
     clock = _CpuClock()
-    report = _Progress(name, cfg.epochs, len(train), enabled=progress)
+    stream = _BatchStream(train, cfg)
+    report = _Progress(name, cfg.epochs, cfg.epoch_tokens or train.num_tokens, enabled=progress)
 
     optimizer = Adam(model.params, backend.xp) if cfg.optimizer == "adam" else None
     if optimizer is not None and cfg.learning_rate >= ADAM_RATE_WARNING:
@@ -313,7 +341,7 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     if restored is None:
         state = TrainState(learning_rate=cfg.learning_rate)
         best = {k: v.copy() for k, v in model.params.items()}
-        _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=None, seconds=0.0, tokens=0,
+        _measure(model, monitored, monitors_valid, state, best, cfg, train_loss=None, seconds=0.0, tokens=0,
                  clock=clock)
         report.measured(state)
         stop = _observe(observer, state, model, None, clock)
@@ -324,10 +352,10 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     kept = (f"the checkpoint after epoch {state.epoch}, {checkpoint_path}, is kept" if restored
             else "no checkpoint had been written yet")
     explode_at = EXPLODING_LOSS_FACTOR * math.log(vocab_size)
+    last_checkpoint = checkpoint_clock()
     try:
         while state.epoch < cfg.epochs and not state.stopped_early and not stop:
             epoch = state.epoch + 1
-            rng = np.random.default_rng([cfg.seed, epoch])
             dropout_rng = backend.rng(_stream_seed(cfg.seed, epoch, DROPOUT_STREAM))
             started = time.perf_counter()
             loss_sum, tokens = 0.0, 0
@@ -341,8 +369,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                         + divergence_advice(cfg, state.learning_rate, model.config.activation)
                     )
 
-            # Batches of similar lengths waste little work on padding; their order is random.
-            for x, y, mask in train.batches(cfg.batch_size, rng=rng, sort_by_length=True):
+            for group in stream.epoch(state):
+                x, y, mask = train.batch(group)
                 batch = (backend.asarray(x), backend.asarray(y), backend.asarray(mask))
                 if optimizer is None:
                     batch_loss, count, _ = sgd_step(model, *batch, state.learning_rate, cfg.clip_norm, check, dropout_rng)
@@ -354,19 +382,22 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                 loss_sum += batch_loss
                 tokens += int(count)
                 state.examples_seen += x.shape[1]
-                report.batch(x.shape[1], tokens, loss_sum / tokens)
+                report.batch(tokens, loss_sum / tokens)
             state.epoch = epoch
             seconds = time.perf_counter() - started
             if epoch % cfg.evaluate_every == 0 or epoch == cfg.epochs:
-                average = _measure(model, monitored, monitored is valid, state, best, cfg, train_loss=loss_sum / tokens,
+                average = _measure(model, monitored, monitors_valid, state, best, cfg, train_loss=loss_sum / tokens,
                                    seconds=seconds, tokens=tokens, average=average, clock=clock)
                 stop = _observe(observer, state, model, average, clock)
             else:
                 state.cpu_seconds += clock.lap()
                 state.rows.append(_row(state, loss_sum / tokens, None, seconds, tokens, average is not None))
             report.measured(state, averaged=average is not None)
-            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early or stop:
+            now = checkpoint_clock()
+            timer_due = cfg.checkpoint_minutes and now - last_checkpoint >= 60 * cfg.checkpoint_minutes
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early or stop or timer_due:
                 save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer, average)
+                last_checkpoint = now
                 kept = f"the checkpoint after epoch {epoch}, {checkpoint_path}, is kept"
     except Divergence as exc:
         raise Divergence(f"{exc}; {kept}") from None
@@ -378,7 +409,7 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     write_text(log_path, render_log(state.rows))
     summary = {"best_epoch": state.best_epoch, "best_loss": state.best_loss, "epochs_completed": state.epoch,
                "examples_seen": state.examples_seen, "stopped_early": state.stopped_early,
-               "monitored_split": "valid" if monitored is valid else "train", "train": dataclasses.asdict(cfg)}
+               "monitored_split": "valid" if monitors_valid else "train", "monitored_tokens": monitored.num_tokens, "train": dataclasses.asdict(cfg)}
     for name, value in best.items():
         model.params[name][...] = value
     model.save(params_path, vocab_words, {**dict(metadata or {}), "training": summary})
@@ -388,6 +419,53 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     log.info("best %s loss %.4f after epoch %d; parameters written to %s",
              summary["monitored_split"], state.best_loss, state.best_epoch, params_path)
     return state
+
+
+def measurement_subset(split: Split, tokens: int, seed: int) -> Split:
+    """The sentences the schedule measures on: all of `split` when `tokens` is 0 or covers it, else the
+    shortest prefix of a random order (fixed by `seed`) of its whole sentences that holds at least
+    `tokens` predicted tokens, in file order. The same subset at every measurement and after a resume."""
+    if not tokens or tokens >= split.num_tokens:
+        return split
+    order = np.random.default_rng([seed, 0, VALID_SUBSET_STREAM]).permutation(len(split))
+    count = int(np.searchsorted(np.cumsum(split.lengths[order]), tokens)) + 1
+    return split.subset(np.sort(order[:count]))
+
+
+class _BatchStream:
+    """The training batches as one stream of passes over the train split: pass p visits every
+    sentence once, in minibatches of similar lengths (little work wasted on padding) in a random order
+    that depends only on (seed, p). An epoch takes the stream's next batches, from the cursor
+    (`state.data_pass`, `state.pass_batches`): one whole pass, or with `epoch_tokens` N until it has
+    trained N tokens, crossing into the next pass when one runs out."""
+
+    def __init__(self, train: Split, cfg: TrainConfig):
+        self.train, self.cfg = train, cfg
+        self.cached_pass, self.groups = 0, []
+
+    def _groups(self, data_pass: int) -> list[np.ndarray]:
+        if data_pass != self.cached_pass:
+            rng = np.random.default_rng([self.cfg.seed, data_pass])
+            self.groups = self.train.batch_groups(self.cfg.batch_size, rng=rng, sort_by_length=True)
+            self.cached_pass = data_pass
+        return self.groups
+
+    def epoch(self, state: TrainState) -> Iterator[np.ndarray]:
+        """The sentence indices of each batch of the next epoch; the cursor moves past each once trained."""
+        tokens = 0
+        while True:
+            groups = self._groups(state.data_pass)
+            if state.pass_batches == len(groups):
+                state.data_pass, state.pass_batches = state.data_pass + 1, 0
+                if not self.cfg.epoch_tokens:
+                    return
+                continue
+            group = groups[state.pass_batches]
+            yield group
+            state.pass_batches += 1
+            tokens += int(self.train.lengths[group].sum())
+            if self.cfg.epoch_tokens and tokens >= self.cfg.epoch_tokens:
+                return
 
 
 class _CpuClock:
@@ -429,8 +507,8 @@ class _Progress:
     within long epochs a bar on a terminal or, in a log file, a plain line at most every
     PROGRESS_INTERVAL seconds (no carriage returns)."""
 
-    def __init__(self, name: str, epochs: int, sentences: int, enabled: bool):
-        self.name, self.epochs, self.sentences, self.enabled = name, epochs, sentences, enabled
+    def __init__(self, name: str, epochs: int, tokens: int, enabled: bool):
+        self.name, self.epochs, self.tokens, self.enabled = name, epochs, tokens, enabled
         self.tty = enabled and sys.stderr.isatty()
         self.bar = None
         self.epoch = 0
@@ -440,12 +518,13 @@ class _Progress:
         self.epoch = epoch
         self.next_line = time.monotonic() + PROGRESS_INTERVAL
         if self.tty:
-            self.bar = tqdm(total=self.sentences, unit="sent", file=sys.stderr, leave=False, dynamic_ncols=True,
+            self.bar = tqdm(total=self.tokens, unit="tok", file=sys.stderr, leave=False, dynamic_ncols=True,
                             desc=f"{self.name} epoch {epoch}/{self.epochs}")
 
-    def batch(self, sentences: int, tokens: int, mean_loss: float) -> None:
+    def batch(self, tokens: int, mean_loss: float) -> None:
+        """After each batch: the epoch's tokens so far and their mean loss."""
         if self.bar is not None:
-            self.bar.update(sentences)
+            self.bar.update(tokens - self.bar.n)
             self.bar.set_postfix(loss=f"{mean_loss:.3f}", refresh=False)
         elif self.enabled and time.monotonic() >= self.next_line:
             self.next_line = time.monotonic() + PROGRESS_INTERVAL

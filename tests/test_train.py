@@ -174,9 +174,11 @@ DRIVER = textwrap.dedent("""
 
 
 # Adam's moments and the dropout masks are training state too: a resume must restore the former
-# and redraw the latter exactly.
+# and redraw the latter exactly. With epoch_tokens, where the last epoch stopped in its pass is too.
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
-                                        "--input-dropout", "0.2"]], ids=["sgd", "adam-dropout"])
+                                        "--input-dropout", "0.2"],
+                                   ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"]],
+                         ids=["sgd", "adam-dropout", "epoch-tokens"])
 def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path, extra):
     data, vocab = write_tiny_data(tmp_path)
     driver = tmp_path / "driver.py"
@@ -202,7 +204,8 @@ def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_pa
     assert victim.wait(timeout=10) == -signal.SIGKILL
     assert checkpoint.exists() and not (tmp_path / "resumed" / "params.npz").exists()
     epochs_done = json.loads(str(load_npz(checkpoint)["state_json"]))["epoch"]
-    assert 1 <= epochs_done < 6
+    epochs = int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 6
+    assert 1 <= epochs_done < epochs
 
     resumed = subprocess.run([sys.executable, str(driver), "fast", *arguments("resumed")], env=env,
                              capture_output=True, text=True, timeout=120)
@@ -211,6 +214,90 @@ def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_pa
     assert (tmp_path / "resumed" / "params.npz").read_bytes() == (tmp_path / "reference" / "params.npz").read_bytes()
     assert without_timing(read_log(tmp_path / "resumed" / "train_log.csv")) == \
         without_timing(read_log(tmp_path / "reference" / "train_log.csv"))
+
+
+def recorded_batches(monkeypatch) -> list[tuple[np.ndarray, int]]:
+    """(x, predicted tokens) of every update from now on."""
+    seen = []
+    original = train_module.sgd_step
+
+    def recording(model, x, y, mask, *args, **kwargs):
+        seen.append((x.copy(), int(mask.sum())))
+        return original(model, x, y, mask, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "sgd_step", recording)
+    return seen
+
+
+def test_epoch_tokens_ends_epochs_at_the_budget_and_continues_the_shuffled_passes(tmp_path, monkeypatch):
+    """Budget epochs take the same stream of batches as whole passes (every sentence once per pass,
+    in the order of (seed, pass)): each epoch continues where the last one stopped and ends with the
+    batch that brings it to the budget."""
+    whole = recorded_batches(monkeypatch)
+    run(tmp_path, {"epochs": 2, "patience": 9}, name="passes")
+    monkeypatch.undo()
+    bounded = recorded_batches(monkeypatch)
+    budget = 250
+    state, _, out = run(tmp_path, {"epochs": 10, "epoch_tokens": budget, "patience": 20}, name="bounded")
+    assert len(bounded) > len(whole) and state.data_pass >= 3  # the comparison spans two pass boundaries
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(whole, bounded))
+
+    rows = read_log(out / "train_log.csv")
+    assert len(rows) == 11
+    batch_ends = np.cumsum([x.shape[1] for x, _ in bounded])
+    last_batches = np.searchsorted(batch_ends, [int(row["examples_seen"]) for row in rows[1:]])
+    assert np.array_equal(batch_ends[last_batches], [int(row["examples_seen"]) for row in rows[1:]])
+    tokens = [count for _, count in bounded]
+    first = 0
+    for last in last_batches:
+        epoch = tokens[first : last + 1]
+        assert sum(epoch) >= budget > sum(epoch) - epoch[-1]
+        first = last + 1
+
+
+def test_valid_tokens_measures_the_same_bounded_subset_every_time(tmp_path, monkeypatch):
+    measured = []
+    original = train_module.mean_loss
+
+    def recording(model, split, *args, **kwargs):
+        measured.append(split)
+        return original(model, split, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "mean_loss", recording)
+    valid = tiny_splits(valid=60)["valid"]
+    sentences = {tuple(valid.y[a:b]) for a, b in zip(valid.offsets[:-1], valid.offsets[1:])}
+    state, _, _ = run(tmp_path, {"epochs": 3, "valid_tokens": 100}, splits={**tiny_splits(), "valid": valid})
+    assert len(measured) == 4
+    first = measured[0]
+    assert 100 <= first.num_tokens < 100 + first.lengths.max() and first.num_tokens < valid.num_tokens
+    assert {tuple(first.y[a:b]) for a, b in zip(first.offsets[:-1], first.offsets[1:])} <= sentences
+    assert all(np.array_equal(m.x, first.x) and np.array_equal(m.offsets, first.offsets) for m in measured)
+    other_seed = train_module.measurement_subset(valid, 100, seed=4)
+    assert not np.array_equal(other_seed.y, first.y)
+
+    measured.clear()
+    run(tmp_path, {"epochs": 1}, splits={**tiny_splits(), "valid": valid}, name="all")
+    assert all(m is valid for m in measured)
+
+
+def test_checkpoint_minutes_adds_checkpoints_on_a_timer(tmp_path, monkeypatch):
+    """With a clock that moves 40 s per epoch and checkpoint_minutes 1, every second epoch ends a
+    minute or more after the last checkpoint; checkpoint_every alone would save after the last only."""
+    saved = []
+    real_save = train_module.save_checkpoint
+
+    def recording(path, model, best, state, *args, **kwargs):
+        saved.append(state.epoch)
+        return real_save(path, model, best, state, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", recording)
+    seconds = iter(range(0, 10_000, 40))
+    monkeypatch.setattr(train_module, "checkpoint_clock", lambda: next(seconds))
+    run(tmp_path, {"epochs": 5, "checkpoint_every": 100, "checkpoint_minutes": 1, "patience": 9}, name="timed")
+    assert saved == [2, 4, 5]
+    saved.clear()
+    run(tmp_path, {"epochs": 5, "checkpoint_every": 100, "patience": 9}, name="untimed")
+    assert saved == [5]
 
 
 def test_unknown_and_invalid_settings_are_refused():
@@ -222,6 +309,12 @@ def test_unknown_and_invalid_settings_are_refused():
         TrainConfig(optimizer="adagrad")
     with pytest.raises(RnnlmError, match="lr_decay must be in"):
         TrainConfig(lr_decay=0)
+    with pytest.raises(RnnlmError, match="epoch_tokens must be a whole number >= 0"):
+        TrainConfig(epoch_tokens=-5)
+    with pytest.raises(RnnlmError, match="valid_tokens must be a whole number >= 0"):
+        TrainConfig(valid_tokens=2.5)
+    with pytest.raises(RnnlmError, match="checkpoint_minutes must be a number >= 0"):
+        TrainConfig(checkpoint_minutes=-1)
     with pytest.raises(RnnlmError, match="dropout must be a number in \\[0, 1\\)"):
         split_hyperparameters({"dropout": 1.0}, 10, "float32")
 
