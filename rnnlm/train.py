@@ -163,7 +163,7 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Spl
     digest.update(json.dumps([dataclasses.asdict(model_config), schedule], sort_keys=True).encode())
     for split in (train, valid):
         for array in (split.x, split.y, split.offsets):
-            digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update(np.ascontiguousarray(array))  # hashed in place: no copy of a memory-mapped split
     digest.update("\n".join(vocab_words).encode())
     return digest.hexdigest()
 
