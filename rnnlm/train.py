@@ -21,10 +21,11 @@ Resume: every `checkpoint_every` epochs the whole training state (current and be
 Adam's moments, the parameter average, learning rate, counters, log rows) is written atomically to the checkpoint file,
 which is deleted once the parameters file is written. The batch order of pass p depends only on
 (seed, p), the dropout masks of epoch e on (seed, e), and the checkpoint records where in its pass
-the last epoch stopped, so a run restarted from a checkpoint performs exactly the updates the uninterrupted run would have, and ends
-with byte-identical parameters on the same device. A checkpoint is only resumed when its fingerprint
-(model and schedule hyper-parameters, data, vocabulary) matches the current run; `epochs` is left
-out (and `checkpoint_minutes`), so a run killed on its way to 10 epochs can be resumed with epochs: 12.
+the last epoch stopped, so a run restarted from a checkpoint performs exactly the updates the
+uninterrupted run would have, and ends with byte-identical parameters on the same device. A
+checkpoint is only resumed when its fingerprint (model and schedule hyper-parameters, data,
+vocabulary) matches the current run; `epochs` is left out (as are `checkpoint_every` and
+`checkpoint_minutes`), so a run killed on its way to 10 epochs can be resumed with epochs: 12.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ PROGRESS_INTERVAL = 60.0
 # is diverging rather than learning.
 EXPLODING_LOSS_FACTOR = 3.0
 # Epoch e's dropout masks come from the generator seeded by (seed, e, DROPOUT_STREAM), apart from
-# its batch order's (seed, e): a resumed run draws the same masks as the uninterrupted one.
+# the batch order's (seed, pass): a resumed run draws the same masks as the uninterrupted one.
 DROPOUT_STREAM = 1
 # The validation subset of `valid_tokens` comes from the generator seeded by (seed, 0, VALID_SUBSET_STREAM).
 VALID_SUBSET_STREAM = 2
@@ -159,7 +160,8 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Spl
                 vocab_words: list[str]) -> str:
     """Hash of everything that determines the parameters after a given epoch."""
     digest = hashlib.sha256()
-    schedule = {k: v for k, v in dataclasses.asdict(train_config).items() if k not in ("epochs", "checkpoint_every", "checkpoint_minutes")}
+    schedule = {k: v for k, v in dataclasses.asdict(train_config).items()
+                if k not in ("epochs", "checkpoint_every", "checkpoint_minutes")}
     digest.update(json.dumps([dataclasses.asdict(model_config), schedule], sort_keys=True).encode())
     for split in (train, valid):
         for array in (split.x, split.y, split.offsets):
@@ -409,7 +411,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     write_text(log_path, render_log(state.rows))
     summary = {"best_epoch": state.best_epoch, "best_loss": state.best_loss, "epochs_completed": state.epoch,
                "examples_seen": state.examples_seen, "stopped_early": state.stopped_early,
-               "monitored_split": "valid" if monitors_valid else "train", "monitored_tokens": monitored.num_tokens, "train": dataclasses.asdict(cfg)}
+               "monitored_split": "valid" if monitors_valid else "train", "monitored_tokens": monitored.num_tokens,
+               "train": dataclasses.asdict(cfg)}
     for name, value in best.items():
         model.params[name][...] = value
     model.save(params_path, vocab_words, {**dict(metadata or {}), "training": summary})
