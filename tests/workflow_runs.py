@@ -114,14 +114,18 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# Artifacts that plot measured time (CPU-seconds), so they differ between identical runs.
+TIMED_ARTIFACTS = {"report/time_to_quality.png"}
+
+
 def artifact_digests(workdir: Path) -> dict[str, str]:
-    """sha256 of every artifact under results/, keyed by relative path. Logs and benchmarks are left
-    out (they record times), and so are train_log.csv's timing columns."""
+    """sha256 of every artifact under results/, keyed by relative path. Logs, benchmarks and the
+    time-to-quality figure are left out (they record times), and so are train_log.csv's timing columns."""
     results = workdir / "results"
     digests = {}
     for path in sorted(results.rglob("*")):
         relative = path.relative_to(results)
-        if path.is_file() and relative.parts[0] not in ("logs", "benchmarks"):
+        if path.is_file() and relative.parts[0] not in ("logs", "benchmarks") and relative.as_posix() not in TIMED_ARTIFACTS:
             digests[relative.as_posix()] = _digest(path)
     return digests
 
