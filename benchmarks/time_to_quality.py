@@ -49,6 +49,16 @@ sys.path.insert(0, str(REPO_ROOT))
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from rnnlm.backend import get_backend  # noqa: E402
+from rnnlm.data import Split  # noqa: E402
+from rnnlm.evaluate import mean_loss  # noqa: E402
+from rnnlm.interpolate import mixture_log_probs, rnn_token_log_probs, tune_weight  # noqa: E402
+from rnnlm.io import load_npz  # noqa: E402
+from rnnlm.model import RNNLM  # noqa: E402
+from rnnlm.ngram import perplexity  # noqa: E402
+from rnnlm.train import run_training  # noqa: E402
+from rnnlm.vocab import Vocabulary  # noqa: E402
+
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "rnnlm", "config")
 SPLITS = ("train", "valid", "test")
 # The PyTorch example's recipe.
@@ -91,13 +101,6 @@ def load_config(default: Path, configfile: Path | None) -> dict:
 # ------------------------------------------------------------------------------- our models
 def train_ours(results: Path, name: str, hyper: dict, budget: float, dtype: str, out: Path) -> None:
     """Train one model to the budget, recording perplexities after each validation (a subprocess)."""
-    from rnnlm.data import Split
-    from rnnlm.evaluate import mean_loss
-    from rnnlm.interpolate import mixture_log_probs, rnn_token_log_probs, tune_weight
-    from rnnlm.io import load_npz
-    from rnnlm.ngram import perplexity
-    from rnnlm.train import run_training
-
     data = results / "data"
     test = Split.load(data / "test.npz")
     curve = []
@@ -123,21 +126,12 @@ def train_ours(results: Path, name: str, hyper: dict, budget: float, dtype: str,
               "cpu_seconds": state.cpu_seconds, "wall_seconds": time.perf_counter() - started,
               "tokens_per_s": [row["tokens_per_s"] for row in state.rows if row["tokens_per_s"]]}
     result["final"] = {"valid_perplexity": curve[-1]["valid_perplexity"], "test_perplexity": curve[-1]["test_perplexity"]}
-    result["final"].update(interpolate_with_ngram(
-        results, lambda split: rnn_token_log_probs(_load(model_dir / "params.npz"), split),
-        Split, load_npz, tune_weight, mixture_log_probs, perplexity))
+    trained = RNNLM.load(model_dir / "params.npz", get_backend("cpu"))[0]
+    result["final"].update(interpolate_with_ngram(results, lambda split: rnn_token_log_probs(trained, split)))
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
-def _load(params_path):
-    from rnnlm.backend import get_backend
-    from rnnlm.model import RNNLM
-
-    return RNNLM.load(params_path, get_backend("cpu"))[0]
-
-
-def interpolate_with_ngram(results: Path, token_log_probs, Split, load_npz, tune_weight, mixture_log_probs,
-                           perplexity) -> dict:
+def interpolate_with_ngram(results: Path, token_log_probs) -> dict:
     """Interpolated valid/test perplexity with the baseline (weight tuned on valid, as the pipeline)."""
     ngram_path = next((results / "baseline").glob("kn*_log_probs.npz"))
     ngram = load_npz(ngram_path)
@@ -155,11 +149,6 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
     import torch
     from torch import nn
 
-    from rnnlm.data import Split
-    from rnnlm.interpolate import mixture_log_probs, tune_weight
-    from rnnlm.io import load_npz
-    from rnnlm.ngram import perplexity
-    from rnnlm.vocab import Vocabulary
 
     torch.set_num_threads(1)
     torch.manual_seed(seed)
@@ -266,8 +255,7 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
               "wall_seconds": time.perf_counter() - started, "torch_version": torch.__version__,
               "final": {"valid_perplexity": curve[-1]["valid_perplexity"],
                         "test_perplexity": curve[-1]["test_perplexity"]}}
-    result["final"].update(interpolate_with_ngram(results, lambda split: token_log_probs(model, split), Split,
-                                                  load_npz, tune_weight, mixture_log_probs, perplexity))
+    result["final"].update(interpolate_with_ngram(results, lambda split: token_log_probs(model, split)))
     # How much of its perplexity comes from the previous sentences it sees (the sentence-level
     # models here start every sentence afresh).
     result["final"]["test_perplexity_sentence_level"] = perplexity(sentence_log_probs(model, splits["test"]))

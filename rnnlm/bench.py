@@ -69,19 +69,24 @@ def _best_rate(step: Callable[[int], int], batches: int, args,
     return {"tokens_per_s": round(max(rates)), "runs": [round(rate) for rate in rates]}
 
 
+def _device_batches(backend, sentences: np.ndarray, batch_size: int) -> list[tuple]:
+    """Time-major (x, y, mask) batches of `batch_size` sentences each, on the device."""
+    batches = [
+        sentences[start : start + batch_size].T for start in range(0, len(sentences) - batch_size + 1, batch_size)
+    ]
+    return [
+        (backend.asarray(batch[:-1]), backend.asarray(batch[1:]), backend.xp.ones(batch[1:].shape, np.float32))
+        for batch in batches
+    ]
+
+
 def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, output: str) -> dict[str, Any]:
     backend = get_backend(args.device)
     config = ModelConfig(
         vocab_size=args.vocab_size, hidden_size=args.hidden_size, bptt_truncate=truncate, output=output
     )
     model = RNNLM(config, backend, seed=0, word_counts=zipf_counts(args.vocab_size))
-    batches = [
-        sentences[start : start + batch_size].T for start in range(0, len(sentences) - batch_size + 1, batch_size)
-    ]
-    device_batches = [
-        (backend.asarray(batch[:-1]), backend.asarray(batch[1:]), backend.xp.ones(batch[1:].shape, np.float32))
-        for batch in batches
-    ]
+    device_batches = _device_batches(backend, sentences, batch_size)
 
     def step(i: int) -> int:
         x, y, mask = device_batches[i % len(device_batches)]
@@ -104,11 +109,7 @@ def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str,
     optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
     dropout_rng = backend.rng(0) if (model_config.dropout or model_config.input_dropout) else None
     batch_size = train_config.batch_size
-    batches = [
-        tuple(backend.asarray(part) for part in (batch[:-1], batch[1:], np.ones(batch[1:].shape, np.float32)))
-        for batch in (sentences[start : start + batch_size].T
-                      for start in range(0, len(sentences) - batch_size + 1, batch_size))
-    ]
+    batches = _device_batches(backend, sentences, batch_size)
     # A rate a tenth of the model's keeps the timed steps away from divergence on random text.
     rate = train_config.learning_rate / 10
 
@@ -243,7 +244,8 @@ def run(args) -> dict[str, Any]:
     if torch_version is not None:
         for batch_size in args.batch_sizes:
             results[f"torch_b{batch_size}"] = bench_torch(args, sentences, batch_size)
-    for name, hyperparameters in _config_models(args.config).items():
+    config_models = _config_models(args.config)
+    for name, hyperparameters in config_models.items():
         hyperparameters = {**hyperparameters, "epochs": 1}
         results[f"model_{name}"] = bench_model(args, sentences, hyperparameters)
         # the engine's benchmark setting (full softmax, B = 32, no clipping or dropout) at its H
@@ -264,7 +266,7 @@ def run(args) -> dict[str, Any]:
     for batch_size in args.batch_sizes:
         ratios[f"ours_vs_torch_b{batch_size}"] = ratio(f"ours_full_b{batch_size}", f"torch_b{batch_size}")
         ratios[f"class_vs_full_b{batch_size}"] = ratio(f"ours_class_b{batch_size}", f"ours_full_b{batch_size}")
-    for name in _config_models(args.config):
+    for name in config_models:
         ratios[f"model_{name}_vs_full_b32"] = ratio(f"model_{name}", f"model_{name}_reference_full_b32")
     return {
         "settings": {

@@ -273,12 +273,10 @@ class RNNLM:
         """SGD in place: p += step * grad for each gradient (dense or SparseRows); the dense
         gradients are scaled in place on the way (consumed), so no temporary is allocated."""
         step = self.dtype.type(step)
-        grads = dict(grads)
-        for names, buffer, storage in self.output.deferred_updates(grads):
+        kept, grads = self._split_kept_gradients(grads)
+        for buffer, storage in kept:
             buffer *= step
             storage += buffer
-            for name in names:
-                del grads[name]
         for name, grad in grads.items():
             param = self.params[name]
             if isinstance(grad, SparseRows):
@@ -289,15 +287,21 @@ class RNNLM:
                 grad *= step
                 param += grad
 
+    def _split_kept_gradients(self, grads: dict[str, Any]) -> tuple[list, dict[str, Any]]:
+        """([(buffer, storage)] of the output layer's kept gradient buffers, the other gradients)."""
+        rest = dict(grads)
+        kept = []
+        for names, buffer, storage in self.output.deferred_updates(grads):
+            kept.append((buffer, storage))
+            for name in names:
+                del rest[name]
+        return kept, rest
+
     def gradient_squared_norm(self, grads: dict[str, Any]) -> float:
         """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero)."""
         xp = self.backend.xp
-        grads = dict(grads)
-        parts = []
-        for names, buffer, _ in self.output.deferred_updates(grads):
-            parts.append(buffer)  # contiguous, so ravel() below is a view, not a copy
-            for name in names:
-                del grads[name]
+        kept, grads = self._split_kept_gradients(grads)
+        parts = [buffer for buffer, _ in kept]  # contiguous, so ravel() below is a view, not a copy
         parts += [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
         # Summed on the device, then one deliberate transfer of the scalar: the caller decides on
         # the host whether to clip and whether training diverged.

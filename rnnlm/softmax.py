@@ -109,7 +109,7 @@ class _WordWeights:
 
     def _kept_gradients(self, update) -> dict:
         """The [dV, 0, db_y] rows of the kept buffer as the parameters' gradients (views: they live
-        until the next call, see `deferred_update`)."""
+        until the next call, see `deferred_updates`)."""
         return {self.weight_name: update[:, : self.hidden_size], self.bias_name: update[:, self.hidden_size + 1]}
 
     def deferred_updates(self, grads: dict) -> list:
@@ -197,7 +197,7 @@ class FullSoftmax(_WordWeights):
         """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients
         (with `step` s: V, b_y += s * their gradients in place instead, see RNNLM.loss_and_grads;
         with `keep_gradients`: the gradients are views of a buffer kept for the next call, see
-        `deferred_update`)."""
+        `deferred_updates`)."""
         xp = backend.xp
         n, hidden = h.shape
         weights = self.extended(xp, params)
