@@ -8,6 +8,7 @@ renamed into place only once complete.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -167,21 +168,104 @@ def _require(path, arrays: dict, required: tuple[str, ...]) -> dict[str, np.ndar
     return arrays
 
 
-def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "an .npz file") -> dict[str, np.ndarray]:
-    """Load every array of an .npz without ever unpickling; check that `required` keys exist.
-    `what` names the expected file in the message for a file of another kind (text, say)."""
-    _check_zip_header(path, what)
+def available_memory_bytes() -> int:
+    """Memory this process could still take: MemAvailable of /proc/meminfo (Linux), else the
+    physical memory; the cap on what an untrusted file may make us allocate."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return 1 << 34
+
+
+@dataclasses.dataclass(frozen=True)
+class NpzMember:
+    """What a member's .npy header declares, read without reading (or decompressing) its data."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int  # of the array the header declares
+    member: str  # its file name inside the archive
+
+
+def _member_header(member) -> tuple[tuple[int, ...], bool, np.dtype]:
+    version = np.lib.format.read_magic(member)
+    if version not in NPY_HEADER_READERS:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return NPY_HEADER_READERS[version](member)
+
+
+def npz_headers(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, NpzMember]:
+    """Shape and dtype of every member of an .npz, from the headers alone (each member's first bytes:
+    a compressed member is decompressed no further). Refuses object dtypes and a member whose header
+    declares more data than the archive's index says the member holds."""
+    _check_zip_header(path, what)
+    members = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    try:
+                        shape, _, dtype = _member_header(member)
+                    except ValueError as exc:
+                        # numpy's own message for a damaged header speaks of pickles; it is a damaged header.
+                        raise _unreadable(path, f"member {info.filename!r} has no valid .npy header: {exc}") from None
+                    header_bytes = member.tell()
+                if dtype.hasobject:
+                    raise _pickled(path, f"array {info.filename!r} has dtype object")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if header_bytes + nbytes > info.file_size:
+                    raise _unreadable(path, f"array {info.filename!r} declares {nbytes} bytes but the member holds "
+                                            f"{info.file_size - header_bytes}")
+                members[info.filename.removesuffix(".npy")] = NpzMember(tuple(shape), dtype, nbytes, info.filename)
+    except RnnlmError:
+        raise
     except FileNotFoundError:
         raise RnnlmError(f"{path}: file not found; build it first (run snakemake for this target)") from None
+    except Exception as exc:  # zipfile.BadZipFile, zlib.error, EOFError: a truncated or foreign file
+        raise _unreadable(path, exc) from None
+    return members
+
+
+def _refuse_oversized(path, members: dict[str, NpzMember], max_bytes: int) -> None:
+    total = sum(member.nbytes for member in members.values())
+    if total > max_bytes:
+        largest = max(members, key=lambda name: members[name].nbytes)
+        raise RnnlmError(
+            f"{path}: its arrays would take {total / 2**20:,.0f} MiB (largest {largest!r}: {members[largest].shape}), "
+            f"more than the {max_bytes / 2**20:,.0f} MiB allowed here; use a file written by this tool for this "
+            "machine, or run on one with more memory"
+        )
+
+
+def load_npz(path: str | os.PathLike, required: tuple[str, ...] = (), what: str = "an .npz file",
+             names: tuple[str, ...] | None = None, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Load the arrays of an .npz (all, or those in `names`) without ever unpickling; check that
+    `required` keys exist. `what` names the expected file in the message for a file of another kind
+    (text, say). The headers are checked first: together the arrays read may not take more than
+    `max_bytes` (default: the memory available), so a small file cannot make us allocate gigabytes."""
+    headers = npz_headers(path, what)
+    _require(path, headers, required)
+    chosen = {name: member for name, member in headers.items() if names is None or name in names}
+    _refuse_oversized(path, chosen, available_memory_bytes() if max_bytes is None else max_bytes)
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name, header in chosen.items():
+                with archive.open(header.member) as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
     except ValueError as exc:
-        # numpy raises ValueError for object arrays when allow_pickle=False.
+        # numpy raises ValueError for object arrays when allow_pickle=False (checked above already).
         raise _pickled(path, str(exc)) from None
     except Exception as exc:  # zipfile.BadZipFile, OSError, EOFError: a truncated or foreign file
         raise _unreadable(path, exc) from None
-    return _require(path, arrays, required)
+    return arrays
 
 
 # Fixed part of a zip local file header; the name and extra-field lengths are its last two fields.

@@ -27,7 +27,7 @@ import numpy as np
 
 from rnnlm.backend import Backend
 from rnnlm.cells import make_cell
-from rnnlm.io import RnnlmError, load_npz, save_npz
+from rnnlm.io import RnnlmError, available_memory_bytes, load_npz, npz_headers, save_npz
 from rnnlm.softmax import make_output
 
 FORMAT_VERSION = 1
@@ -35,6 +35,10 @@ ACTIVATIONS = ("tanh", "relu")
 CELLS = ("rnn", "gru", "lstm")
 OUTPUTS = ("full", "class")
 _FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
+_HEADER_KEYS = ("format_version", "config_json", "metadata_json")
+# An untrusted params file may declare anything; these bound what is read before its config is checked.
+HEADER_ARRAY_BYTES = 64 << 20  # config_json, metadata_json and format_version together
+MAX_WORD_CHARACTERS = 1024  # longest vocabulary entry read (the tokenizer's words are far shorter)
 
 
 @dataclass(frozen=True)
@@ -435,40 +439,80 @@ class RNNLM:
 
     @classmethod
     def load(cls, path, backend: Backend) -> tuple["RNNLM", list[str], dict]:
-        """Read a params file written by `save`; RnnlmError on anything corrupt, pickled or inconsistent."""
-        arrays = load_npz(path, required=_FILE_KEYS, what="an .npz parameters file")
+        """Read a params file written by `save`; RnnlmError on anything corrupt, pickled or inconsistent.
+
+        The file is checked before anything large is allocated: the array headers against the
+        config's shapes, and the model's size against the memory available (a small file declaring
+        hidden_size 60000 is refused, not built); members the model does not use are never read."""
+        what = "an .npz parameters file"
         fix = "re-create it with `rnnlm train` (or snakemake)"
+        headers = npz_headers(path, what)
+        missing = [name for name in _FILE_KEYS if name not in headers]
+        if missing:
+            raise RnnlmError(f"{path}: missing arrays {missing}; the file is from another tool or version, re-create it")
+        arrays = load_npz(path, names=_HEADER_KEYS, max_bytes=HEADER_ARRAY_BYTES, what=what)
         try:
             version = int(arrays["format_version"])
             config_values = json.loads(str(arrays["config_json"]))
             metadata = json.loads(str(arrays["metadata_json"]))
-        except (TypeError, ValueError) as exc:
-            raise RnnlmError(f"{path}: unreadable header arrays ({exc}); {fix}") from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise RnnlmError(f"{path}: unreadable header arrays ({type(exc).__name__}: {str(exc)[:200]}); {fix}") from None
         if version != FORMAT_VERSION:
             raise RnnlmError(f"{path}: params format version {version}, this tool reads {FORMAT_VERSION}; {fix}")
         if not isinstance(config_values, dict) or not isinstance(metadata, dict):
             raise RnnlmError(f"{path}: config_json and metadata_json must be JSON objects; {fix}")
         config = ModelConfig.from_dict(config_values)
-        vocab = arrays["vocab"]
-        if vocab.dtype.kind != "U" or vocab.ndim != 1 or vocab.size != config.vocab_size:
+        vocab = headers["vocab"]
+        if (vocab.dtype.kind != "U" or vocab.shape != (config.vocab_size,)
+                or vocab.dtype.itemsize > 4 * MAX_WORD_CHARACTERS):
             raise RnnlmError(
-                f"{path}: vocab must be {config.vocab_size} strings (the config's vocab_size), "
-                f"found {vocab.dtype} {vocab.shape}; {fix}"
+                f"{path}: vocab must be {config.vocab_size} strings (the config's vocab_size) of at most "
+                f"{MAX_WORD_CHARACTERS} characters, found {vocab.dtype} {vocab.shape}; {fix}"
             )
-        model = cls(config, backend, **cls._output_arrays(arrays))
-        for name, initial in model.params.items():
-            if name not in arrays:
+        shapes = cls._expected_shapes(path, config, headers)
+        itemsize = np.dtype(config.dtype).itemsize
+        model_bytes = sum(int(np.prod(shape)) for shape in shapes.values()) * itemsize
+        needed = 2 * model_bytes + vocab.nbytes  # the file's arrays and the model's own copy
+        if needed > available_memory_bytes():
+            raise RnnlmError(
+                f"{path}: the model it declares (hidden_size {config.hidden_size}, vocab_size {config.vocab_size}) needs "
+                f"{needed / 2**20:,.0f} MiB, more than the {available_memory_bytes() / 2**20:,.0f} MiB available; "
+                "run on a machine with more memory, or use a smaller model"
+            )
+        for name, shape in shapes.items():
+            member = headers.get(name)
+            if member is None:
                 raise RnnlmError(f"{path}: parameter {name} is missing; {fix}")
-            value = arrays[name]
-            if value.shape != tuple(initial.shape) or value.dtype.kind != "f":
+            if member.shape != shape or member.dtype.kind != "f":
                 raise RnnlmError(
-                    f"{path}: parameter {name} is {value.dtype} {value.shape}, the config needs float "
-                    f"{tuple(initial.shape)}; {fix}"
+                    f"{path}: parameter {name} is {member.dtype} {member.shape}, the config needs float {shape}; {fix}"
                 )
+        readable = tuple(shapes) + ("vocab", "class_of_word")
+        arrays.update(load_npz(path, names=readable, what=what, max_bytes=needed))
+        model = cls(config, backend, **cls._output_arrays(arrays))
+        for name in model.params:
+            value = arrays[name]
             if not np.isfinite(value).all():
                 raise RnnlmError(f"{path}: parameter {name} holds NaN or infinite values; retrain the model")
             model.params[name][...] = backend.asarray(value, dtype=model.dtype)
-        return model, [str(word) for word in vocab], metadata
+        return model, [str(word) for word in arrays["vocab"]], metadata
+
+    @staticmethod
+    def _expected_shapes(path, config: ModelConfig, headers: dict) -> dict[str, tuple[int, ...]]:
+        """The parameter shapes `config` implies, computed without allocating them; the class softmax's
+        class count comes from class_of_word (which must then be vocab_size integers)."""
+        rows, hidden, vocab = make_cell(config.cell, config.hidden_size, config.activation).gates * config.hidden_size, \
+            config.hidden_size, config.vocab_size
+        shapes = {"U": (rows, vocab), "W": (rows, hidden), "b_h": (rows,), "V": (vocab, hidden), "b_y": (vocab,)}
+        classes = headers.get("class_of_word")
+        if classes is not None:
+            if classes.shape != (vocab,) or classes.dtype.kind not in "iu":
+                raise RnnlmError(f"{path}: class_of_word must be {vocab} integers (vocab_size), found "
+                                 f"{classes.dtype} {classes.shape}; re-create it with `rnnlm train` (or snakemake)")
+            class_of_word = load_npz(path, names=("class_of_word",), max_bytes=classes.nbytes)["class_of_word"]
+            num_classes = int(class_of_word[-1]) + 1 if 0 < int(class_of_word[-1]) + 1 <= vocab else vocab
+            shapes.update(V_class=(num_classes, hidden), b_class=(num_classes,))
+        return shapes
 
     @staticmethod
     def _output_arrays(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
