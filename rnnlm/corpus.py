@@ -18,17 +18,19 @@ import http.client
 import io
 import json
 import logging
+import math
 import platform
 import re
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from rnnlm.io import WRITE_FAILURE_FIXES, RnnlmError, atomic_path, write_failure, write_json
+from rnnlm.io import WRITE_FAILURE_FIXES, RnnlmError, atomic_path, available_memory_bytes, write_failure, write_json
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,82 @@ def verify_checksum(what: str, digests: dict[str, str], expected: str) -> None:
 
 # --- fetching ---------------------------------------------------------------------------------
 
+# Query parameters and user information of a URL can hold credentials (a signed URL's
+# X-Amz-Signature, a token=...); they never reach the manifest, a log line or an error message.
+REDACTED = "REDACTED"
+# Content types of pages a server sends instead of a file (an error or login page answered with 200).
+PAGE_CONTENT_TYPES = ("text/html", "application/xhtml+xml", "application/json", "application/problem+json")
+PAGE_START = re.compile(rb"^\s*(<!doctype html|<html|<\?xml[^>]*>\s*<html)", re.IGNORECASE)
+
+
+def redacted_url(url: str) -> str:
+    """`url` without what may be a secret: user:password@ and the value of every query parameter."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{name}={REDACTED}" if value or "=" in pair else name
+                     for pair in parts.query.split("&") if pair
+                     for name, _, value in [pair.partition("=")])
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) only; urllib would follow one to ftp:// and then fail without
+    saying that a redirect happened."""
+
+    def redirect_request(self, request, fp, code, message, headers, new_url):
+        target = urllib.parse.urljoin(request.full_url, new_url)
+        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+            raise RnnlmError(
+                f"downloading {redacted_url(request.full_url)}: the server redirects (HTTP {code}) to "
+                f"{redacted_url(target)}, which is not http(s); download the file yourself and set corpus to its local path"
+            )
+        return super().redirect_request(request, fp, code, message, headers, new_url)
+
+
+_OPENER = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
+def download_limit_bytes() -> int:
+    """The largest download accepted: the download stage holds the file, its text and its documents
+    in memory at once (about four copies), so a quarter of the memory available."""
+    return available_memory_bytes() // 4
+
+
+def _refuse_page(url: str, response, first_bytes: bytes) -> None:
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type in PAGE_CONTENT_TYPES or PAGE_START.match(first_bytes):
+        kind = content_type or "an HTML page"
+        raise RnnlmError(
+            f"downloading {redacted_url(url)}: the server sent a web page ({kind}), not a corpus file (an error or login "
+            "page?); check the address in the corpus setting, or download the file yourself and set corpus to its path"
+        )
+
+
+def _receive(url: str, response, sink, limit: int) -> None:
+    """Copy the response body into `sink`; an OSError subclass (retried) when it ends early."""
+    declared = response.headers.get("Content-Length")
+    expected = int(declared) if declared and declared.strip().isdigit() else None
+    if (expected or 0) > limit:
+        raise RnnlmError(
+            f"downloading {redacted_url(url)}: the server announces {expected:,} bytes, more than the {limit:,} this "
+            "machine can hold in the download stage; use a smaller corpus or a machine with more memory"
+        )
+    received, first = 0, True
+    while chunk := response.read(CHUNK_BYTES):
+        if first:
+            _refuse_page(url, response, chunk)
+            first = False
+        received += len(chunk)
+        if received > limit:
+            raise RnnlmError(
+                f"downloading {redacted_url(url)}: more than {limit:,} bytes, more than this machine can hold in the "
+                "download stage; use a smaller corpus or a machine with more memory"
+            )
+        sink.write(chunk)
+    if expected is not None and received != expected:
+        # http.client reads a body cut short as a clean end when asked for chunks: count ourselves.
+        raise http.client.IncompleteRead(b"", expected - received)
+
 
 def download(url: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS, backoff_seconds: float = 1.0,
              timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> None:
@@ -130,23 +208,31 @@ def download(url: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS, bac
 
     `timeout` bounds each wait for the server (connecting, or the next bytes), not the whole
     download. A client error (404, 403, ...) fails at once: asking again will not change the answer.
+    A body shorter than its Content-Length (the connection closed early) is a transient failure;
+    a web page instead of a file, a redirect to another scheme or a body larger than the machine
+    can hold fail at once.
     """
-    if attempts < 1 or timeout <= 0:
-        raise RnnlmError(f"download_attempts must be >= 1 and download_timeout > 0, got {attempts} and {timeout}")
+    if not (isinstance(attempts, int) and attempts >= 1 and isinstance(timeout, (int, float))
+            and math.isfinite(timeout) and timeout > 0):
+        raise RnnlmError(f"download_attempts must be >= 1 and download_timeout a finite number > 0, got {attempts} and "
+                         f"{timeout}; fix them in config.yaml")
+    shown = redacted_url(url)
+    limit = download_limit_bytes()
     request = urllib.request.Request(url, headers={"User-Agent": "rnnlm-workflow"})
     for attempt in range(1, attempts + 1):
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response, open(destination, "wb") as sink:
-                while chunk := response.read(CHUNK_BYTES):
-                    sink.write(chunk)
+            with _OPENER.open(request, timeout=timeout) as response, open(destination, "wb") as sink:
+                _receive(url, response, sink, limit)
             return
         except urllib.error.HTTPError as exc:
             if exc.code not in TRANSIENT_HTTP_STATUSES:
                 raise RnnlmError(
-                    f"downloading {url} failed: HTTP {exc.code} {exc.reason}; check the address in the "
+                    f"downloading {shown} failed: HTTP {exc.code} {exc.reason}; check the address in the "
                     "corpus setting of config.yaml"
                 ) from None
             reason = f"HTTP {exc.code} {exc.reason}"
+        except http.client.IncompleteRead as exc:
+            reason = f"the connection closed {exc.expected:,} bytes short of the announced Content-Length"
         except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
         except OSError as exc:
@@ -155,10 +241,10 @@ def download(url: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS, bac
             reason = str(exc)
         if attempt < attempts:
             delay = backoff_seconds * 2 ** (attempt - 1)
-            log.warning("download attempt %d/%d of %s failed (%s); retrying in %.1f s", attempt, attempts, url, reason, delay)
+            log.warning("download attempt %d/%d of %s failed (%s); retrying in %.1f s", attempt, attempts, shown, reason, delay)
             time.sleep(delay)
     raise RnnlmError(
-        f"could not download {url} after {attempts} attempts of up to {timeout:g} s each (last error: {reason}); check "
+        f"could not download {shown} after {attempts} attempts of up to {timeout:g} s each (last error: {reason}); check "
         "the address and your network (download_attempts and download_timeout set the patience), or download the "
         "file yourself and set corpus to its local path"
     )
@@ -377,9 +463,9 @@ def _fetch_source(
         url = corpus if is_url(corpus) else None
     if url:
         path = scratch / "download"
-        log.info("downloading %s", url)
+        log.info("downloading %s", redacted_url(url))
         download(url, path, **download_options)
-        what = url
+        what = redacted_url(url)
     else:
         path = Path(local_corpus_path(corpus))
         what = str(path)
@@ -388,7 +474,7 @@ def _fetch_source(
     corpus_format = detect_format(url or corpus, corpus_format)
     documents, replaced = parse_file(path, what, corpus_format, text_column, encoding_errors)
     manifest = {
-        "url" if url else "path": url or str(path.resolve()),
+        "url" if url else "path": redacted_url(url) if url else str(path.resolve()),
         "format": corpus_format,
         "bytes": path.stat().st_size,
         "sha256": digests["sha256"],
@@ -415,7 +501,8 @@ def prepare_corpus(
 
     `download_options` go to `download` (attempts, backoff_seconds, timeout).
     """
-    manifest = {"source": corpus, "encoding_errors": encoding_errors, "python_version": platform.python_version()}
+    shown = redacted_url(corpus) if is_url(corpus) else corpus
+    manifest = {"source": shown, "encoding_errors": encoding_errors, "python_version": platform.python_version()}
     if corpus == BUILTIN:
         documents = builtin_documents()
         extracted = "\n\n".join(documents).encode()
@@ -436,7 +523,7 @@ def prepare_corpus(
         manifest.update(details)
     if not documents:
         raise RnnlmError(
-            f"corpus {corpus!r} contains no text (no non-empty documents); check that the file is not empty and, "
+            f"corpus {shown!r} contains no text (no non-empty documents); check that the file is not empty and, "
             "for CSV, that text_column names the column with the text"
         )
     manifest["documents"] = len(documents)
@@ -445,5 +532,5 @@ def prepare_corpus(
         log.warning("replaced %d invalid UTF-8 byte sequences with U+FFFD", manifest["replaced_invalid_sequences"])
     write_documents(documents_path, documents)
     write_json(manifest_path, manifest)
-    log.info("%d documents, %d characters from %s", manifest["documents"], manifest["characters"], corpus)
+    log.info("%d documents, %d characters from %s", manifest["documents"], manifest["characters"], shown)
     return manifest

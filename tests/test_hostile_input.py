@@ -9,11 +9,14 @@ Extend it by adding a case next to its cause. Network cases use `serve`, an HTTP
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from rnnlm import io as rnnlm_io
 from rnnlm import model as rnnlm_model
@@ -21,6 +24,7 @@ from rnnlm.backend import get_backend
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 
+ROOT = Path(__file__).resolve().parents[1]
 CPU = get_backend("cpu")
 VOCAB = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN", "a", "b", "c"]
 
@@ -93,3 +97,22 @@ def test_a_member_declaring_more_data_than_it_holds_is_refused_from_its_header(t
         load_npz(path)
     with pytest.raises(RnnlmError, match="declares"):
         rnnlm_io.npz_headers(path)
+
+
+# --- 5: nothing from the configuration's strings reaches the report's reStructuredText ------------
+
+
+def test_report_templates_interpolate_only_numbers_of_the_config():
+    """docutils renders `.. raw:: html` and `javascript:` links, so a corpus file named
+    ``x `click me <javascript:alert(1)>`_ y.txt`` would inject the page: only schema numbers and
+    integers may be put into a caption (a string key would need escaping first)."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    interpolations = []
+    for template in sorted((ROOT / "workflow/report").glob("*.rst")):
+        interpolations += re.findall(r"{{\s*snakemake\.config((?:\[\"\w+\"\])+)[^}]*}}", template.read_text())
+    assert interpolations
+    for keys in interpolations:
+        node = schema
+        for key in re.findall(r"\"(\w+)\"", keys):
+            node = node["properties"][key]
+        assert node["type"] in ("integer", "number"), f"snakemake.config{keys} is a {node['type']}: escape it first"
