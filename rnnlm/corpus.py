@@ -11,6 +11,7 @@ Sources (the `corpus` config key):
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import hashlib
@@ -26,6 +27,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -218,7 +220,13 @@ def download(url: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS, bac
                          f"{timeout}; fix them in config.yaml")
     shown = redacted_url(url)
     limit = download_limit_bytes()
-    request = urllib.request.Request(url, headers={"User-Agent": "rnnlm-workflow"})
+    headers = {"User-Agent": "rnnlm-workflow"}
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is not None:  # user:password@host: urllib wants it as a header
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    request = urllib.request.Request(url, headers=headers)
     for attempt in range(1, attempts + 1):
         try:
             with _OPENER.open(request, timeout=timeout) as response, open(destination, "wb") as sink:
@@ -330,17 +338,49 @@ def detect_format(name: str, corpus_format: str) -> str:
     return "csv" if stem.endswith(".csv") else "text"
 
 
-def parse_file(path: Path, what: str, corpus_format: str, text_column: str, encoding_errors: str) -> tuple[list[str], int]:
-    """Documents of a downloaded or local file (gzip detected by its magic bytes), and the replaced count."""
+# gzip of natural text shrinks it 3 to 10 times; far more means a decompression bomb (zeros, or one
+# line repeated), refused before it fills the memory.
+GZIP_MAX_RATIO = 100
+GZIP_RATIO_FLOOR_BYTES = 16 << 20  # below this any ratio is harmless
+
+
+def read_corpus_bytes(path: Path, what: str) -> bytes:
+    """The file's content, gunzipped when it starts with the gzip magic bytes. At most
+    `download_limit_bytes()` are held (a larger file or decompressed stream is refused as it is
+    read), and a gzip stream may expand at most GZIP_MAX_RATIO times."""
+    limit = download_limit_bytes()
+    fix = "use a smaller corpus or a machine with more memory"
     try:
-        raw = path.read_bytes()
+        size = path.stat().st_size
+        if size > limit:
+            raise RnnlmError(f"{what} holds {size:,} bytes, more than the {limit:,} this machine can hold in the "
+                             f"download stage; {fix}")
+        with open(path, "rb") as handle:
+            compressed = handle.read(2) == b"\x1f\x8b"
+        if not compressed:
+            return path.read_bytes()
     except OSError as exc:
         raise RnnlmError(f"cannot read {what}: {exc.strerror or exc}; make it readable for this user") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise RnnlmError(f"{what} looks gzip-compressed but cannot be decompressed ({exc}); re-download it") from None
+    cap = min(limit, max(GZIP_RATIO_FLOOR_BYTES, GZIP_MAX_RATIO * size))
+    content = bytearray()
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                content += chunk
+                if len(content) > cap:
+                    raise RnnlmError(
+                        f"{what} decompresses to more than {cap:,} bytes ({size:,} compressed): a decompression bomb, or "
+                        f"more than this machine can hold in the download stage; gunzip it yourself if you trust it "
+                        f"and set corpus to the result"
+                    )
+    except (OSError, EOFError, zlib.error) as exc:
+        raise RnnlmError(f"{what} looks gzip-compressed but cannot be decompressed ({exc}); re-download it") from None
+    return bytes(content)
+
+
+def parse_file(path: Path, what: str, corpus_format: str, text_column: str, encoding_errors: str) -> tuple[list[str], int]:
+    """Documents of a downloaded or local file (gzip detected by its magic bytes), and the replaced count."""
+    raw = read_corpus_bytes(path, what)
     text, replaced = decode_utf8(raw, what, encoding_errors)
     if corpus_format == "csv":
         return csv_documents(text, what, text_column), replaced

@@ -8,8 +8,13 @@ Extend it by adding a case next to its cause. Network cases use `serve`, an HTTP
 
 from __future__ import annotations
 
+import contextlib
+import gzip
+import http.server
 import json
+import logging
 import re
+import threading
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -18,9 +23,11 @@ import numpy as np
 import pytest
 import yaml
 
+from rnnlm import corpus
 from rnnlm import io as rnnlm_io
 from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
+from rnnlm.corpus import prepare_corpus
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 
@@ -116,3 +123,164 @@ def test_report_templates_interpolate_only_numbers_of_the_config():
         for key in re.findall(r"\"(\w+)\"", keys):
             node = node["properties"][key]
         assert node["type"] in ("integer", "number"), f"snakemake.config{keys} is a {node['type']}: escape it first"
+
+
+# --- a scripted HTTP server on 127.0.0.1 ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve(respond):
+    """Run `respond(handler)` for every GET (handler: a BaseHTTPRequestHandler); yields the base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            respond(self)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def answer(handler, body: bytes, status: int = 200, content_length: int | None = None, **headers) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(body) if content_length is None else content_length))
+    for name, value in headers.items():
+        handler.send_header(name.replace("_", "-"), value)
+    handler.end_headers()
+    handler.wfile.write(body)
+    handler.close_connection = True
+
+
+def corpus_outputs(tmp_path) -> tuple[Path, Path]:
+    return tmp_path / "corpus" / "documents.jsonl", tmp_path / "corpus" / "manifest.json"
+
+
+def nothing_written(tmp_path) -> bool:
+    return not (tmp_path / "corpus").exists() or sorted(p.name for p in (tmp_path / "corpus").iterdir()) == []
+
+
+TEXT = b"A short corpus. It has two sentences.\n"
+
+
+# --- 1: a download must arrive whole ------------------------------------------------------------------
+
+
+def test_a_body_shorter_than_its_content_length_is_retried_then_refused(tmp_path):
+    requests = []
+
+    def truncated(handler):
+        requests.append(handler.path)
+        answer(handler, TEXT[:10], content_length=100000)
+
+    with serve(truncated) as base:
+        with pytest.raises(RnnlmError, match=r"after 2 attempts .*closed 99,990 bytes short of the announced Content-Length"):
+            prepare_corpus(base + "/c.txt", *corpus_outputs(tmp_path), attempts=2, backoff_seconds=0.01)
+    assert len(requests) == 2 and nothing_written(tmp_path)
+
+
+def test_a_drip_that_stops_early_is_retried_and_a_later_whole_answer_accepted(tmp_path):
+    requests = []
+
+    def drip_then_whole(handler):
+        requests.append(handler.path)
+        if len(requests) == 1:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(TEXT)))
+            handler.end_headers()
+            for byte in TEXT[:5]:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            handler.close_connection = True
+        else:
+            answer(handler, TEXT)
+
+    with serve(drip_then_whole) as base:
+        manifest = prepare_corpus(base + "/c.txt", *corpus_outputs(tmp_path), attempts=2, backoff_seconds=0.01)
+    assert manifest["bytes"] == len(TEXT) and len(requests) == 2
+
+
+def test_a_content_length_beyond_what_the_machine_holds_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "available_memory_bytes", lambda: 4000)
+    with serve(lambda handler: answer(handler, TEXT, content_length=10**12)) as base:
+        with pytest.raises(RnnlmError, match="announces 1,000,000,000,000 bytes, more than the 1,000"):
+            prepare_corpus(base + "/c.txt", *corpus_outputs(tmp_path), attempts=1)
+    assert nothing_written(tmp_path)
+
+
+# --- 13: decompression is bounded ------------------------------------------------------------------
+
+
+def test_a_gzip_bomb_is_refused_while_it_is_decompressed(tmp_path):
+    bomb = tmp_path / "bomb.txt.gz"
+    bomb.write_bytes(gzip.compress(b"\n" * (corpus.GZIP_RATIO_FLOOR_BYTES + (1 << 20)), compresslevel=9))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(RnnlmError, match="decompresses to more than 16,777,216 bytes .*a decompression bomb.*gunzip it"):
+        prepare_corpus(str(bomb), *corpus_outputs(tmp_path))
+    assert nothing_written(tmp_path)
+
+
+def test_a_gzip_stream_larger_than_the_memory_budget_is_refused(tmp_path, monkeypatch):
+    source = tmp_path / "c.txt.gz"
+    source.write_bytes(gzip.compress(TEXT * 100))
+    monkeypatch.setattr(corpus, "available_memory_bytes", lambda: 4 * len(TEXT) * 10)
+    with pytest.raises(RnnlmError, match="decompresses to more than 380 bytes"):
+        prepare_corpus(str(source), *corpus_outputs(tmp_path))
+
+
+# --- 14: a web page served with 200 is not a corpus -------------------------------------------------
+
+
+@pytest.mark.parametrize("body, content_type", [
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html; charset=utf-8"),
+    (b"<html><body>Not found</body></html>", "text/plain"),
+    (b'{"error": "expired"}', "application/json"),
+])
+def test_an_error_or_login_page_is_refused(tmp_path, body, content_type):
+    with serve(lambda handler: answer(handler, body, Content_Type=content_type)) as base:
+        with pytest.raises(RnnlmError, match=r"the server sent a web page \(.*\), not a corpus file"):
+            prepare_corpus(base + "/c.txt", *corpus_outputs(tmp_path), attempts=1)
+    assert nothing_written(tmp_path)
+
+
+# --- 18: redirects stay on http(s) ------------------------------------------------------------------
+
+
+def test_a_redirect_to_ftp_is_named_not_followed(tmp_path):
+    with serve(lambda handler: answer(handler, b"", status=302, Location="ftp://127.0.0.1/c.txt")) as base:
+        with pytest.raises(RnnlmError, match=r"redirects \(HTTP 302\) to ftp://127.0.0.1/c.txt, which is not http\(s\)"):
+            prepare_corpus(base + "/c.txt", *corpus_outputs(tmp_path), attempts=1)
+
+
+def test_a_redirect_to_http_is_still_followed(tmp_path):
+    def respond(handler):
+        if handler.path == "/old.txt":
+            answer(handler, b"", status=301, Location="/new.txt")
+        else:
+            answer(handler, TEXT)
+
+    with serve(respond) as base:
+        assert prepare_corpus(base + "/old.txt", *corpus_outputs(tmp_path))["documents"] == 1
+
+
+# --- 19: secrets of a signed URL are never stored or logged ----------------------------------------
+
+
+def test_query_values_and_passwords_of_a_url_are_redacted_everywhere(tmp_path, caplog):
+    secret = "s3cr3tSIGNATURE"
+    with serve(lambda handler: answer(handler, TEXT)) as base:
+        url = base.replace("http://", f"http://user:{secret}@") + f"/c.txt?X-Amz-Signature={secret}&token={secret}&flag"
+        with caplog.at_level(logging.INFO):
+            manifest = prepare_corpus(url, *corpus_outputs(tmp_path))
+        assert manifest["url"] == base + "/c.txt?X-Amz-Signature=REDACTED&token=REDACTED&flag"
+        with pytest.raises(RnnlmError) as failure:  # error messages too
+            prepare_corpus(url, *corpus_outputs(tmp_path / "again"), checksum="sha256:" + "0" * 64)
+    assert secret not in corpus_outputs(tmp_path)[1].read_text() + caplog.text + str(failure.value)
