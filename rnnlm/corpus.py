@@ -278,6 +278,48 @@ def decode_utf8(raw: bytes, what: str, encoding_errors: str) -> tuple[str, int]:
     return text, replaced
 
 
+# The longest document the download stage writes (characters). Sentence splitting and tokenizing
+# hold one document at once and NLTK gives each regular-expression call a few seconds of wall clock,
+# so a corpus with no blank lines (one sentence a line, a very common layout) must not become one
+# document of megabytes: a longer document is cut at line boundaries into pieces of at most this
+# size, and a single longer line at the last whitespace before the limit (docs/data.md).
+MAX_DOCUMENT_CHARACTERS = 1 << 18
+
+
+def cut_document(document: str, limit: int = MAX_DOCUMENT_CHARACTERS) -> list[str]:
+    """`document` as pieces of at most `limit` characters, cut after a line break where one falls
+    inside the window, else after the last space or tab, else at the limit. The pieces keep every
+    character but the whitespace at the cuts and the ends, in order."""
+    pieces, start = [], 0
+    while len(document) - start > limit:
+        window = document[start : start + limit + 1]
+        cut = window.rfind("\n")
+        if cut <= 0:
+            cut = max(window.rfind(" "), window.rfind("\t"))
+        if cut <= 0:
+            pieces.append(document[start : start + limit])
+            start += limit
+            continue
+        pieces.append(document[start : start + cut].strip())
+        start += cut + 1
+    pieces.append(document[start:].strip())
+    return [piece for piece in pieces if piece]
+
+
+def cut_long_documents(documents: list[str], limit: int = MAX_DOCUMENT_CHARACTERS) -> tuple[list[str], int]:
+    """Every document of at most `limit` characters (see MAX_DOCUMENT_CHARACTERS); and how many were cut."""
+    if all(len(document) <= limit for document in documents):
+        return documents, 0
+    kept, cut = [], 0
+    for document in documents:
+        if len(document) > limit:
+            kept.extend(cut_document(document, limit))
+            cut += 1
+        else:
+            kept.append(document)
+    return kept, cut
+
+
 def text_documents(text: str) -> list[str]:
     """Plain text: documents are separated by blank lines."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -566,6 +608,10 @@ def prepare_corpus(
             f"corpus {shown!r} contains no text (no non-empty documents); check that the file is not empty and, "
             "for CSV, that text_column names the column with the text"
         )
+    documents, manifest["cut_documents"] = cut_long_documents(documents)
+    if manifest["cut_documents"]:
+        log.warning("%d documents longer than %d characters were cut at line boundaries (no blank lines between "
+                    "documents?)", manifest["cut_documents"], MAX_DOCUMENT_CHARACTERS)
     manifest["documents"] = len(documents)
     manifest["characters"] = sum(len(document) for document in documents)
     if manifest["replaced_invalid_sequences"]:

@@ -98,8 +98,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as exc:
         # Writes through an open handle carry no file name; a failure naming another file (an input
-        # read inside the block) is not a write failure of this artifact.
-        if exc.filename is not None and str(exc.filename) not in (str(tmp), str(target)):
+        # read inside the block) is not a write failure of this artifact, nor is an OSError without
+        # an errno (a TimeoutError of work done inside the block).
+        if exc.errno is None or exc.filename is not None and str(exc.filename) not in (str(tmp), str(target)):
             raise
         raise write_failure(target, exc) from None
     finally:

@@ -56,8 +56,8 @@ def train_sentence_splitter(documents: Iterable[str], max_characters: int = PUNK
     for document in documents:
         if sample and size + len(document) > max_characters:
             break
-        sample.append(document)
-        size += len(document) + 2
+        sample.append(document[:max_characters])  # a first document longer than the cap is cut too
+        size += len(sample[-1]) + 2
     trainer = PunktTrainer()
     trainer.train("\n\n".join(sample), finalize=True)
     return PunktSentenceTokenizer(trainer.get_params()), len(sample)
@@ -245,11 +245,18 @@ class DocumentTokenizer:
 
     def sentences(self, document: str) -> list[list[str]]:
         sentences = []
-        # Normalised before splitting, so Punkt sees the same quotes in every document.
-        for sentence in self.sentence_splitter.tokenize(self.word_tokenizer.normalize(document)):
-            tokens = self.word_tokenizer.tokenize(sentence)
-            if tokens:
-                sentences.append(tokens)
+        try:
+            # Normalised before splitting, so Punkt sees the same quotes in every document.
+            for sentence in self.sentence_splitter.tokenize(self.word_tokenizer.normalize(document)):
+                tokens = self.word_tokenizer.tokenize(sentence)
+                if tokens:
+                    sentences.append(tokens)
+        except TimeoutError:  # NLTK's time limit on one regular-expression call
+            raise RnnlmError(
+                f"a document of {len(document):,} characters took too long to split into sentences (NLTK's regular-"
+                "expression time limit); separate its paragraphs by blank lines, or re-run the download stage, which "
+                "cuts documents longer than rnnlm.corpus.MAX_DOCUMENT_CHARACTERS"
+            ) from None
         return sentences
 
     def lines(self, documents: Iterable[str]) -> list[str]:

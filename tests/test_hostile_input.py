@@ -22,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
 
 from rnnlm import corpus
 from rnnlm import io as rnnlm_io
 from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
-from rnnlm.corpus import prepare_corpus
+from rnnlm.corpus import prepare_corpus, read_documents
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = get_backend("cpu")
@@ -284,3 +286,49 @@ def test_query_values_and_passwords_of_a_url_are_redacted_everywhere(tmp_path, c
         with pytest.raises(RnnlmError) as failure:  # error messages too
             prepare_corpus(url, *corpus_outputs(tmp_path / "again"), checksum="sha256:" + "0" * 64)
     assert secret not in corpus_outputs(tmp_path)[1].read_text() + caplog.text + str(failure.value)
+
+
+# --- 2: no document the tokenizer must hold at once is megabytes long --------------------------------
+
+
+def one_sentence_a_line(characters: int) -> str:
+    lines = [f"Sentence number {i} has a few words in it." for i in range(characters // 40 + 1)]
+    return "\n".join(lines)
+
+
+def test_a_corpus_without_blank_lines_is_cut_into_documents_at_line_boundaries(tmp_path):
+    text = one_sentence_a_line(3 * corpus.MAX_DOCUMENT_CHARACTERS)
+    source = tmp_path / "lines.txt"
+    source.write_text(text)
+    manifest = prepare_corpus(str(source), *corpus_outputs(tmp_path))
+    documents = read_documents(corpus_outputs(tmp_path)[0])
+    assert manifest["cut_documents"] == 1 and len(documents) == manifest["documents"] >= 3
+    assert max(map(len, documents)) <= corpus.MAX_DOCUMENT_CHARACTERS
+    assert "\n".join(documents) == text  # cut between lines, nothing lost
+
+
+def test_a_single_long_line_is_cut_at_whitespace_and_at_the_limit_without_any():
+    line = " ".join(["word"] * 100)
+    pieces = corpus.cut_document(line, limit=42)
+    assert max(map(len, pieces)) <= 42 and " ".join(pieces) == line
+    assert corpus.cut_document("x" * 100, limit=42) == ["x" * 42, "x" * 42, "x" * 16]
+
+
+def test_punkt_training_reads_at_most_its_cap_even_of_one_long_first_document(monkeypatch):
+    trained = []
+    monkeypatch.setattr(PunktTrainer, "train", lambda self, text, **kwargs: trained.append(len(text)))
+    train_sentence_splitter(iter([one_sentence_a_line(50_000)]), max_characters=10_000)
+    assert trained == [10_000]
+
+
+def test_a_regex_time_limit_while_tokenizing_is_named_not_reported_as_a_full_disk(tmp_path, monkeypatch):
+    documents = tmp_path / "documents.jsonl"
+    corpus.write_documents(documents, ["One sentence here."])
+
+    def too_slow(self, text):
+        raise TimeoutError("regex timed out")
+
+    monkeypatch.setattr(PunktSentenceTokenizer, "tokenize", too_slow)
+    with pytest.raises(RnnlmError, match="took too long to split into sentences .*separate its paragraphs"):
+        tokenize_corpus(documents, tmp_path / "tokens" / "sentences.txt", tmp_path / "tokens" / "stats.json")
+    assert not (tmp_path / "tokens").exists() or list((tmp_path / "tokens").iterdir()) == []
