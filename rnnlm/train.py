@@ -100,6 +100,9 @@ class TrainConfig:
     checkpoint_minutes: float = 0.0  # 0: checkpoints every checkpoint_every epochs only
 
     def __post_init__(self):
+        for name, value in dataclasses.asdict(self).items():  # NaN passes every comparison below
+            if isinstance(value, float) and not math.isfinite(value):
+                raise RnnlmError(f"training setting {name} must be a finite number, got {value}")
         positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
                     "evaluate_every": self.evaluate_every, "patience": self.patience,
                     "checkpoint_every": self.checkpoint_every}

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,8 +89,27 @@ def _integral(value: Any, schema: Mapping) -> Any:
 
 
 def prepare(config: dict, schema: Mapping) -> dict:
-    """Before validation: command-line strings to the schema's types, defaults filled in (in place)."""
-    return _walk(config, schema, schema, _coerce)
+    """Before validation: command-line strings to the schema's types, defaults filled in (in place);
+    NaN and infinity refused wherever they are (the schema's bounds cannot catch NaN)."""
+    _walk(config, schema, schema, _coerce)
+    bad = non_finite_numbers(config)
+    if bad:
+        raise RnnlmError(f"{', '.join(bad)} must be a finite number (NaN and infinity are not settings); fix config.yaml "
+                         "or --config")
+    return config
+
+
+def non_finite_numbers(value: Any, path: str = "") -> list[str]:
+    """Paths (`models.rnn.clip_norm`) of every NaN or infinite number in `value`: JSON Schema's
+    minimum and maximum never reject NaN (every comparison with it is false), and no setting means
+    anything at infinity."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path or "(the value)"]
+    if isinstance(value, Mapping):
+        return [found for key, item in value.items() for found in non_finite_numbers(item, f"{path}.{key}" if path else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [found for index, item in enumerate(value) for found in non_finite_numbers(item, f"{path}[{index}]")]
+    return []
 
 
 def finish(config: dict, schema: Mapping) -> dict:

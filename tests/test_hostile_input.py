@@ -23,15 +23,19 @@ import numpy as np
 import pytest
 import yaml
 from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
+from snakemake.cli import parse_config
+from snakemake.utils import update_config, validate
 
 from rnnlm import corpus
 from rnnlm import io as rnnlm_io
+from rnnlm import workflow_config
 from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
 from rnnlm.corpus import prepare_corpus, read_documents
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
+from rnnlm.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = get_backend("cpu")
@@ -332,3 +336,45 @@ def test_a_regex_time_limit_while_tokenizing_is_named_not_reported_as_a_full_dis
     with pytest.raises(RnnlmError, match="took too long to split into sentences .*separate its paragraphs"):
         tokenize_corpus(documents, tmp_path / "tokens" / "sentences.txt", tmp_path / "tokens" / "stats.json")
     assert not (tmp_path / "tokens").exists() or list((tmp_path / "tokens").iterdir()) == []
+
+
+# --- 4: NaN and infinity are refused in every number of the configuration -----------------------------
+
+
+def prepared(*command_line: str, yaml_text: str = "") -> dict:
+    """The configuration as the Snakefile ends up with it (prepare, validate, finish): config.yaml,
+    then `yaml_text` appended to it, then `--config` entries."""
+    schema_path = ROOT / "workflow/schemas/config.schema.yaml"
+    schema = yaml.safe_load(schema_path.read_text())
+    config = yaml.safe_load((ROOT / "config.yaml").read_text() + "\n" + yaml_text)
+    update_config(config, parse_config(list(command_line)))
+    workflow_config.prepare(config, schema)
+    validate(config, str(schema_path))
+    return workflow_config.finish(config, schema)
+
+
+@pytest.mark.parametrize("setting, path", [
+    ("valid_fraction=nan", "valid_fraction"),
+    ("test_fraction=nan", "test_fraction"),
+    ("download_timeout=inf", "download_timeout"),
+    ("models={rnn: {clip_norm: nan}}", "models.rnn.clip_norm"),
+    ("models={rnn: {learning_rate: -inf}}", "models.rnn.learning_rate"),
+    ("generate={temperature: nan}", "generate.temperature"),
+    ("train_runtime={speed: inf}", "train_runtime.speed"),
+])
+def test_non_finite_settings_are_refused_when_the_config_is_read(setting, path):
+    with pytest.raises(RnnlmError, match=rf"^{re.escape(path)} must be a finite number .*fix config.yaml"):
+        prepared(setting)
+
+
+def test_a_yaml_nan_in_a_config_file_is_refused():
+    with pytest.raises(RnnlmError, match="^valid_fraction must be a finite number"):
+        prepared(yaml_text="valid_fraction: .nan")
+
+
+def test_the_library_refuses_non_finite_training_settings_too():
+    for name in ("clip_norm", "learning_rate", "lr_decay", "checkpoint_minutes"):
+        with pytest.raises(RnnlmError, match=f"training setting {name} must be a finite number, got nan"):
+            TrainConfig(**{name: float("nan")})
+    with pytest.raises(RnnlmError, match="download_timeout a finite number"):
+        corpus.download("http://127.0.0.1:9/c.txt", Path("unused"), timeout=float("inf"))
