@@ -28,6 +28,13 @@ from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabula
 
 # Sentences drawn per wanted sentence before giving up on the length limits.
 MAX_ATTEMPTS_PER_SENTENCE = 100
+# Bounds of the generate settings (the schema's maxima): what one process holds stays small.
+MAX_NUM_SENTENCES = 100_000
+MAX_SENTENCE_WORDS = 1_000
+MAX_BEAM_WIDTH = 1_000
+# Sampling draws at most this many sentences (and vocabulary x sentences logits) at a time.
+SAMPLE_BATCH_ROWS = 1024
+SAMPLE_BATCH_ELEMENTS = 1 << 24
 SCORE_BATCH_SIZE = 256
 
 
@@ -87,8 +94,10 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
                 f"only {len(accepted)} of {num_sentences} sampled sentences had {min_length} to {max_length} "
                 f"words after {attempts} attempts; widen the length limits or train the model longer"
             )
-        # Draw twice what is missing at once: rejections are common for an untrained model.
-        batch = 2 * (num_sentences - len(accepted))
+        # Draw twice what is missing at once: rejections are common for an untrained model. At most
+        # SAMPLE_BATCH_ROWS rows (and SAMPLE_BATCH_ELEMENTS logits) at a time, so memory is bounded.
+        batch = min(2 * (num_sentences - len(accepted)), SAMPLE_BATCH_ROWS,
+                    max(1, SAMPLE_BATCH_ELEMENTS // len(vocab_words)))
         attempts += batch
         log_probs, state = _primed(model, batch, start)
         tokens = np.empty((batch, max_length - len(start) + 2), dtype=np.int64)
@@ -218,13 +227,17 @@ class GenerateConfig:
         def integer(value) -> bool:
             return isinstance(value, int) and not isinstance(value, bool)
 
+        def between(value, low, high) -> bool:
+            return integer(value) and low <= value <= high
+
         checks = [
-            (integer(self.num_sentences) and self.num_sentences >= 1, "num_sentences", "an integer >= 1"),
-            (integer(self.min_length) and self.min_length >= 1, "min_length", "an integer >= 1"),
-            (integer(self.max_length) and self.max_length >= 1, "max_length", "an integer >= 1"),
+            (between(self.num_sentences, 1, MAX_NUM_SENTENCES), "num_sentences", f"an integer 1..{MAX_NUM_SENTENCES}"),
+            (between(self.min_length, 1, MAX_SENTENCE_WORDS), "min_length", f"an integer 1..{MAX_SENTENCE_WORDS}"),
+            (between(self.max_length, 1, MAX_SENTENCE_WORDS), "max_length", f"an integer 1..{MAX_SENTENCE_WORDS}"),
             (integer(self.seed) and self.seed >= 0, "seed", "an integer >= 0"),
-            (integer(self.beam_width) and self.beam_width >= 1, "beam_width", "an integer >= 1"),
-            (isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature", "a positive number"),
+            (between(self.beam_width, 1, MAX_BEAM_WIDTH), "beam_width", f"an integer 1..{MAX_BEAM_WIDTH}"),
+            (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0,
+             "temperature", "a finite positive number"),
             (isinstance(self.prime, str), "prime", "text"),
         ]
         for ok, name, wanted in checks:

@@ -19,6 +19,7 @@ whatever the order. Counting and scoring go through the tokens in chunks of whol
 (CHUNK_TOKENS), so memory holds arrays sized by the distinct n-grams plus one chunk.
 """
 
+
 from __future__ import annotations
 
 import logging
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 # seen 1, 2, 3 and 4 times; these are the discounts KenLM's --discount_fallback uses in that case.
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 MISSING = -1
+# Highest order fitted: each order costs a pass over the data and a table, and beyond ~6 the
+# estimate changes little (baseline.order's schema maximum).
+MAX_ORDER = 10
 
 
 @dataclass
@@ -201,8 +205,9 @@ class KneserNey:
 
         `discounts`: optional (order, 3) array of D1, D2, D3+ per order 1..order, instead of estimating them.
         """
-        if order < 1:
-            raise RnnlmError(f"the n-gram order must be at least 1, got {order}; set baseline.order in config.yaml")
+        if not 1 <= order <= MAX_ORDER:
+            raise RnnlmError(f"the n-gram order must be between 1 and {MAX_ORDER}, got {order}; set baseline.order in "
+                             "config.yaml")
         if len(train.y) == 0:
             raise RnnlmError("the train split holds no tokens; an n-gram model needs training text, use a larger corpus")
         if discounts is not None:

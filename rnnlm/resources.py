@@ -58,3 +58,26 @@ def train_minutes(hyper: Mapping, vocab_size: int, train_tokens: int, valid_toke
     work = hyper["epochs"] * 3 * per_token * train_tokens + evaluations * per_token * valid_tokens
     minutes = STARTUP_MINUTES + math.ceil(SAFETY_FACTOR * work / speed / 60)
     return min(minutes, max_minutes)
+
+
+def machine_memory_mb() -> int:
+    """Physical memory of this machine, MiB (what a local job could ever get)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    except (OSError, ValueError, AttributeError):
+        return 1 << 40
+
+
+def check_fits_here(mem_mb: int, what: str) -> int:
+    """`mem_mb` if a local job of that size can run on this machine; else an RnnlmError naming the
+    estimate, the machine's memory and the settings to change (before anything is scheduled)."""
+    from rnnlm.io import RnnlmError
+
+    available = machine_memory_mb()
+    if mem_mb > available:
+        raise RnnlmError(
+            f"{what} needs about {mem_mb:,} MB of memory, more than this machine's {available:,} MB; reduce "
+            "hidden_size, vocabulary_size or batch_size, or run on a cluster node with more (profiles/slurm)"
+        )
+    return mem_mb
+

@@ -88,9 +88,32 @@ def _integral(value: Any, schema: Mapping) -> Any:
     return value
 
 
+# More values than any real configuration holds (a sweep of hundreds of models holds thousands). YAML
+# aliases let a few lines stand for billions of values (an "alias bomb"); anything that walks or
+# prints such a config (JSON Schema's error message does) runs for hours.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_size(config: Any) -> None:
+    """Count the configuration's values, stopping at MAX_CONFIG_VALUES (shared nodes count each time)."""
+    pending, seen = [config], 0
+    while pending:
+        value = pending.pop()
+        seen += 1
+        if seen > MAX_CONFIG_VALUES:
+            raise RnnlmError(f"the configuration holds more than {MAX_CONFIG_VALUES:,} values (YAML aliases expanding "
+                             "into a huge structure?); remove the aliases (& and *) from the config file")
+        if isinstance(value, Mapping):
+            pending.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend(value)
+
+
 def prepare(config: dict, schema: Mapping) -> dict:
     """Before validation: command-line strings to the schema's types, defaults filled in (in place);
-    NaN and infinity refused wherever they are (the schema's bounds cannot catch NaN)."""
+    NaN and infinity refused wherever they are (the schema's bounds cannot catch NaN); a config of
+    more than MAX_CONFIG_VALUES values refused before anything walks it."""
+    _check_size(config)
     _walk(config, schema, schema, _coerce)
     bad = non_finite_numbers(config)
     if bad:

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import threading
+import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -24,18 +25,23 @@ import pytest
 import yaml
 from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
 from snakemake.cli import parse_config
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from rnnlm import corpus
+from rnnlm import corpus, generate, resources
 from rnnlm import io as rnnlm_io
 from rnnlm import workflow_config
 from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
 from rnnlm.corpus import prepare_corpus, read_documents
+from rnnlm.generate import GenerateConfig
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
+from rnnlm.ngram import KneserNey
 from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
 from rnnlm.train import TrainConfig
+from workflow_runs import make_workdir
+from workflow_runs import run_snakemake as run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = get_backend("cpu")
@@ -378,3 +384,60 @@ def test_the_library_refuses_non_finite_training_settings_too():
             TrainConfig(**{name: float("nan")})
     with pytest.raises(RnnlmError, match="download_timeout a finite number"):
         corpus.download("http://127.0.0.1:9/c.txt", Path("unused"), timeout=float("inf"))
+
+
+# --- 8: a YAML alias bomb is refused before anything expands it --------------------------------------
+
+ALIAS_BOMB = "\n".join(["bomb0: &b0 [x, x, x, x, x, x, x, x, x, x]"]
+                       + [f"bomb{i}: &b{i} [{', '.join([f'*b{i - 1}'] * 10)}]" for i in range(1, 9)]
+                       + ["build_models: *b8"])  # 10**9 strings in ten lines
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once():
+    started = time.monotonic()
+    with pytest.raises(RnnlmError, match="more than 100,000 values .*remove the aliases"):
+        prepared(yaml_text=ALIAS_BOMB)
+    assert time.monotonic() - started < 5
+
+
+# --- 9: sizes are bounded before work starts ---------------------------------------------------------
+
+
+def test_a_model_larger_than_the_machine_is_refused_before_scheduling(tmp_path, monkeypatch):
+    monkeypatch.setattr(resources, "machine_memory_mb", lambda: 24_000)
+    with pytest.raises(RnnlmError, match="model 'big' needs about 935,832 MB of memory, more than this machine's "
+                                         "24,000 MB; reduce hidden_size"):
+        resources.check_fits_here(935_832, "model 'big'")
+    assert resources.check_fits_here(2000, "model 'small'") == 2000
+
+
+@pytest.mark.parametrize("setting", ["baseline={order: 1000000000}", "generate={num_sentences: 100000000}",
+                                     "generate={max_length: 100000000}", "generate={beam_width: 100000000}"])
+def test_orders_and_lengths_are_bounded_by_the_schema(setting):
+    with pytest.raises(WorkflowError, match="is greater than the maximum of"):
+        prepared(setting)
+
+
+def test_the_library_bounds_them_too(tmp_path):
+    with pytest.raises(RnnlmError, match="n-gram order must be between 1 and 10, got 1000000000"):
+        KneserNey.fit(None, 10, order=10**9)
+    with pytest.raises(RnnlmError, match=r"num_sentences must be an integer 1..100000, got 100000000"):
+        GenerateConfig(num_sentences=10**8)
+
+
+def test_sampling_draws_in_bounded_batches(monkeypatch):
+    model = RNNLM(ModelConfig(vocab_size=len(VOCAB), hidden_size=4), CPU, seed=1)
+    batches = []
+    primed = generate._primed
+    monkeypatch.setattr(generate, "_primed", lambda model, batch, start: batches.append(batch) or primed(model, batch, start))
+    monkeypatch.setattr(generate, "SAMPLE_BATCH_ROWS", 8)
+    assert len(generate.sample_sentences(model, VOCAB, 30, min_length=1, max_length=5)) == 30
+    assert max(batches) == 8
+
+
+@pytest.mark.slow
+def test_snakemake_refuses_a_model_larger_than_the_machine_in_a_dry_run(tmp_path, snakemake_env):
+    """hidden_size 200000 was scheduled with mem_mb=935832 on a 24 GB machine."""
+    workdir = make_workdir(tmp_path / "work", models={"big": {"hidden_size": 200_000, "epochs": 1}})
+    output = run_workflow(workdir, "-n", env=snakemake_env, timeout_s=120, expect_success=False)
+    assert re.search(r"RnnlmError: model 'big' needs about [\d,]+ MB of memory, more than this machine's", output)

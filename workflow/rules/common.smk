@@ -32,7 +32,10 @@ def model_mem_mb(name):
     item = 8 if config["dtype"] == "float64" else 4
     weights = gates * (hidden * vocab + hidden * hidden + hidden) + vocab * hidden + vocab
     activations = 4 * gates * batch * (config["max_sentence_length"] + 1) * hidden
-    return 1000 + math.ceil(item * (6 * weights + activations) / 2**20)
+    mem_mb = 1000 + math.ceil(item * (6 * weights + activations) / 2**20)
+    # Locally a job larger than the machine can only fail after the stages before it ran; on a
+    # cluster the scheduler decides (its nodes may be larger).
+    return resources.check_fits_here(mem_mb, f"model {name!r}") if workflow.local_exec else mem_mb
 
 
 def train_runtime(wildcards, input):
