@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from rnnlm import __version__
-from rnnlm.io import RnnlmError, write_text
+from rnnlm.io import RnnlmError, printable, write_text
 
 SPLITS = ("train", "valid", "test")
 # Subcommands owned by other modules: each exposes main(argv) -> exit status and parses its own options.
@@ -86,6 +86,8 @@ def _dataclass_values(args: argparse.Namespace, cls, skip: tuple[str, ...] = ())
 
 
 def _emit(text: str, path: str | None) -> None:
+    # Sentences come from the model's vocabulary, i.e. from a corpus: no raw escape sequences.
+    text = printable(text)
     if path:
         write_text(path, text)
     else:

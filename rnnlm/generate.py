@@ -21,7 +21,7 @@ import numpy as np
 
 from rnnlm.data import Split
 from rnnlm.evaluate import load_trained
-from rnnlm.io import RnnlmError, write_text
+from rnnlm.io import RnnlmError, printable, write_text
 from rnnlm.model import RNNLM
 from rnnlm.tokenize import WordTokenizer, detokenize
 from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary
@@ -290,7 +290,7 @@ def run_generation(params_path, samples_path, config: GenerateConfig, device: st
     settings = f"temperature {c.temperature:g}, seed {c.seed}, {c.min_length} to {c.max_length} words"
     if prime_words:
         settings += f", prime {c.prime!r}"
-    text = format_samples(sampled, beam, settings, lm.display)
+    text = printable(format_samples(sampled, beam, settings, lm.display))
     if samples_path is not None:
         write_text(samples_path, text)
     return text

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -56,6 +57,23 @@ def _report_rnnlm_errors(kind, error, traceback) -> None:
         logging.getLogger("rnnlm").error("%s", error)
     else:
         sys.__excepthook__(kind, error, traceback)
+
+
+def _visible(match: "re.Match[str]") -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# Control characters (C0 but tab and newline, DEL, C1) and the bidirectional-text controls: text from
+# a corpus or a params file could otherwise move a terminal's cursor, retitle its window or reorder
+# what a reader sees.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character written as a visible escape (ESC as \\x1b); tabs and
+    newlines kept, so line- and tab-separated formats keep their shape."""
+    return _UNPRINTABLE.sub(_visible, text)
 
 
 # Why a write failed, and what the user does about it, by errno.

@@ -203,7 +203,8 @@ def write_perplexity_table(frame: pd.DataFrame, csv_path: str | os.PathLike, htm
 
 def samples_html(text: str) -> str:
     """samples.txt (see rnnlm.generate.format_samples) as HTML: a '# ' line opens a section, the
-    '# columns:' line is left out, each sentence shows its text (its tokens on hover) and its score."""
+    '# columns:' line is left out, each sentence shows its text (its tokens on hover) and its score.
+    Sentence lines always hold a tab, section lines never: a sentence starting with '#' stays a sentence."""
     parts, items = [], []
 
     def close_list():
@@ -212,9 +213,10 @@ def samples_html(text: str) -> str:
             items.clear()
 
     for line in text.splitlines():
-        if not line.strip() or line.startswith(SAMPLES_COLUMNS_PREFIX):
+        section = "\t" not in line
+        if not line.strip() or section and line.startswith(SAMPLES_COLUMNS_PREFIX):
             continue
-        if line.startswith("#"):
+        if section and line.startswith("#"):
             close_list()
             parts.append(f"<h3>{html.escape(line.lstrip('# '))}</h3>")
             continue

@@ -28,14 +28,15 @@ from snakemake.cli import parse_config
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from rnnlm import corpus, generate, resources
+from rnnlm import corpus, generate, report, resources
 from rnnlm import io as rnnlm_io
 from rnnlm import workflow_config
 from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
+from rnnlm.cli import main as cli_main
 from rnnlm.corpus import prepare_corpus, read_documents
 from rnnlm.generate import GenerateConfig
-from rnnlm.io import RnnlmError, load_npz, save_npz
+from rnnlm.io import RnnlmError, load_npz, printable, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.ngram import KneserNey
 from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
@@ -441,3 +442,33 @@ def test_snakemake_refuses_a_model_larger_than_the_machine_in_a_dry_run(tmp_path
     workdir = make_workdir(tmp_path / "work", models={"big": {"hidden_size": 200_000, "epochs": 1}})
     output = run_workflow(workdir, "-n", env=snakemake_env, timeout_s=120, expect_success=False)
     assert re.search(r"RnnlmError: model 'big' needs about [\d,]+ MB of memory, more than this machine's", output)
+
+
+# --- 16: corpus text reaches a terminal only as visible characters -----------------------------------
+
+
+def test_escape_sequences_of_a_params_vocabulary_are_printed_visibly(tmp_path, capsys):
+    hostile = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN", "\x1b]0;owned\x07", "\x1b[2J", "\u202eevil"]
+    path = tmp_path / "params.npz"
+    RNNLM(ModelConfig(vocab_size=len(hostile), hidden_size=4), CPU, seed=1).save(path, hostile, {})
+    assert cli_main(["generate", "--params", str(path), "--num-sentences", "5", "--min-length", "1",
+                     "--max-length", "4", "--beam-width", "2"]) in (0, None)
+    printed = capsys.readouterr().out
+    assert "\x1b" not in printed and "\x07" not in printed and "\u202e" not in printed
+    assert "\\x1b" in printed  # shown, not dropped
+    assert "\t" in printed and printed.endswith("\n")
+
+
+def test_printable_keeps_tabs_and_newlines_and_escapes_the_rest():
+    assert printable("a\tb\nc\x1b[31md\x9b\u2066") == "a\tb\nc\\x1b[31md\\x9b\\u2066"
+
+
+# --- 6: a sampled sentence starting with '#' stays a sentence in samples.html ------------------------
+
+
+def test_sentences_starting_with_a_hash_are_not_headings():
+    sampled = [["#", "columns:", "x"], ["#", "hello"], ["plain"]]
+    text = generate.format_samples(sampled, [], "settings")
+    page = report.samples_html(text)
+    assert page.count("<h3>") == 2 and page.count("<li") == 3
+    assert "# columns: x" in page and "# hello" in page
