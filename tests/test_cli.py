@@ -165,10 +165,10 @@ def test_help_lists_choices_and_describes_every_subcommand(capsys):
 
 @pytest.mark.parametrize("setting, value, message", [
     ("--seed", "-1", "seed must be an integer >= 0, got -1"),
-    ("--num-sentences", "0", "num_sentences must be an integer >= 1, got 0"),
-    ("--num-sentences", "-3", "num_sentences must be an integer >= 1, got -3"),
-    ("--beam-width", "0", "beam_width must be an integer >= 1, got 0"),
-    ("--temperature", "0", "temperature must be a positive number"),
+    ("--num-sentences", "0", "num_sentences must be an integer 1..100000, got 0"),
+    ("--num-sentences", "-3", "num_sentences must be an integer 1..100000, got -3"),
+    ("--beam-width", "0", "beam_width must be an integer 1..1000, got 0"),
+    ("--temperature", "0", "temperature must be a finite positive number"),
     ("--min-length", "9", "min_length (9) exceeds max_length (5)"),
 ])
 def test_bad_generate_settings_exit_2_with_one_line(workspace, tmp_path, capsys, setting, value, message):
