@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import math
+import os
 import platform
 import re
 import tempfile
@@ -92,6 +93,31 @@ def local_corpus_path(corpus: str) -> str | None:
 
 
 # --- checksums --------------------------------------------------------------------------------
+
+
+def content_sha256(path: str | os.PathLike, cache_path: str | os.PathLike) -> str:
+    """sha256 of a local corpus file: a params value of the download rule, so Snakemake notices an
+    edit that kept the modification time (`cp -p`, `rsync -t`), which its mtime check misses.
+
+    The file is hashed only when its identity (path, size, mtime, ctime, inode) differs from the one
+    recorded in `cache_path` with the last digest: an unchanged corpus costs one stat per run. ctime
+    cannot be set back by the user, so an edit always changes the identity."""
+    status = os.stat(path)
+    identity = [str(Path(path).resolve()), status.st_size, status.st_mtime_ns, status.st_ctime_ns, status.st_ino]
+    try:
+        with open(cache_path, encoding="utf-8") as handle:
+            cached = json.load(handle)
+        if cached["identity"] == identity:
+            return str(cached["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or one from another file
+    digest = file_digests(Path(path))["sha256"]
+    try:
+        write_json(cache_path, {"identity": identity, "sha256": digest})
+    except RnnlmError:
+        pass  # only a cache: the next run hashes again
+    return digest
+
 
 
 def file_digests(path: Path) -> dict[str, str]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import http.server
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -41,7 +43,7 @@ from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.ngram import KneserNey
 from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
 from rnnlm.train import TrainConfig
-from workflow_runs import make_workdir
+from workflow_runs import job_counts, make_workdir
 from workflow_runs import run_snakemake as run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -472,3 +474,39 @@ def test_sentences_starting_with_a_hash_are_not_headings():
     page = report.samples_html(text)
     assert page.count("<h3>") == 2 and page.count("<li") == 3
     assert "# columns: x" in page and "# hello" in page
+
+
+# --- 17: a local corpus edited without a new mtime is noticed -----------------------------------------
+
+
+def edit_keeping_mtime(path: Path) -> None:
+    """Change one character, keep the size and the modification time (what `cp -p` of an edit does)."""
+    status = path.stat()
+    text = path.read_text()
+    path.write_text(text.replace("a", "e", 1))
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert path.stat().st_mtime_ns == status.st_mtime_ns and path.stat().st_size == status.st_size
+
+
+def test_the_corpus_digest_is_cached_by_file_identity_and_recomputed_after_an_edit(tmp_path, monkeypatch):
+    source, cache = tmp_path / "corpus.txt", tmp_path / ".snakemake" / "rnnlm" / "corpus-sha256.json"
+    source.write_text("a corpus of a few words\n")
+    hashed = []
+    digests = corpus.file_digests
+    monkeypatch.setattr(corpus, "file_digests", lambda path: hashed.append(path) or digests(path))
+    first = corpus.content_sha256(source, cache)
+    assert corpus.content_sha256(source, cache) == first and len(hashed) == 1  # unchanged: one stat, no hashing
+    edit_keeping_mtime(source)
+    assert corpus.content_sha256(source, cache) != first and len(hashed) == 2
+    cache.write_text("not json")
+    assert corpus.content_sha256(source, cache) == hashlib.sha256(source.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_snakemake_reruns_the_download_after_an_edit_that_kept_the_mtime(tmp_path, snakemake_env):
+    workdir = make_workdir(tmp_path / "work")
+    target = "results/corpus/manifest.json"
+    run_workflow(workdir, "--cores", "1", target, env=snakemake_env, timeout_s=120)
+    assert "Nothing to be done" in run_workflow(workdir, "-n", target, env=snakemake_env, timeout_s=120)
+    edit_keeping_mtime(workdir / "corpus.txt")
+    assert job_counts(run_workflow(workdir, "-n", target, env=snakemake_env, timeout_s=120))["download"] == 1

@@ -3,7 +3,7 @@
 # re-runs that stage and what follows, and nothing before it.
 import platform
 
-from rnnlm.corpus import BUILTIN, local_corpus_path
+from rnnlm.corpus import BUILTIN, content_sha256, local_corpus_path
 
 DATA_SPLITS = ["train", "valid", "test"]
 DATA_TARGETS = expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS) + [f"{RESULTS}/data/stats.json"]
@@ -48,6 +48,10 @@ rule download:
         encoding_errors=config["encoding_errors"],
         # The built-in corpus is extracted from this interpreter's documentation.
         builtin_python=platform.python_version() if config["corpus"] == BUILTIN else "",
+        # A local file's content, so an edit that kept its mtime (cp -p, rsync -t) re-runs the stage too.
+        content_sha256=lambda wildcards: content_sha256(LOCAL_CORPUS, ".snakemake/rnnlm/corpus-sha256.json")
+        if LOCAL_CORPUS
+        else "",
     script:
         "../scripts/download.py"
 
