@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import json
 import logging
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -108,11 +109,31 @@ class Vocabulary:
             if not line:
                 continue
             fields = line.split("\t")
-            if len(fields) != 3 or fields[0] != str(len(words)) or not fields[2].isdigit():
+            # isdigit() alone takes '²' and other digits int() refuses.
+            if len(fields) != 3 or fields[0] != str(len(words)) or not (fields[2].isascii() and fields[2].isdigit()):
                 raise RnnlmError(f"{path}: line {number} is not '{len(words)}<TAB>word<TAB>count'; delete it and re-run the vocab stage")
             words.append(fields[1])
             counts.append(int(fields[2]))
+        _check_against_stats(path, words)
         return cls(words, counts)
+
+
+def _check_against_stats(path: str | Path, words: list[str]) -> None:
+    """A vocab.tsv cut at a line boundary (or edited) still parses: compare it with the fingerprint
+    the vocab stage wrote beside it into stats.json, when that file is there."""
+    stats_path = Path(path).with_name("stats.json")
+    try:
+        with open(stats_path, encoding="utf-8") as handle:
+            stats = json.load(handle)
+    except (OSError, ValueError):
+        return
+    if not isinstance(stats, dict) or "fingerprint" not in stats:
+        return  # another stage's stats, or an older vocab stage's
+    if stats["fingerprint"] != fingerprint(words):
+        raise RnnlmError(
+            f"{path} holds {len(words)} words that do not match {stats_path} (size {stats.get('size')}, another "
+            "fingerprint): the file was cut short or edited; delete both and re-run the vocab stage"
+        )
 
 
 def fingerprint(words: Iterable[str]) -> str:
@@ -191,6 +212,7 @@ def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_p
         "coverage": (tokens - unknown) / tokens,
         "least_frequent_word": vocabulary.words[least_frequent],
         "least_frequent_count": int(vocabulary.counts[least_frequent]),
+        "fingerprint": fingerprint(vocabulary.words),  # Vocabulary.load checks vocab.tsv against it
     }
     if len(vocabulary) < size:
         log.warning("the vocabulary has %d entries, not the %d requested: the corpus has only %d distinct words, "

@@ -43,6 +43,7 @@ from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.ngram import KneserNey
 from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
 from rnnlm.train import TrainConfig
+from rnnlm.vocab import Vocabulary, build_vocabulary
 from workflow_runs import job_counts, make_workdir
 from workflow_runs import run_snakemake as run_workflow
 
@@ -510,3 +511,47 @@ def test_snakemake_reruns_the_download_after_an_edit_that_kept_the_mtime(tmp_pat
     assert "Nothing to be done" in run_workflow(workdir, "-n", target, env=snakemake_env, timeout_s=120)
     edit_keeping_mtime(workdir / "corpus.txt")
     assert job_counts(run_workflow(workdir, "-n", target, env=snakemake_env, timeout_s=120))["download"] == 1
+
+
+# --- 7: a vocab.tsv cut at a line boundary is refused -------------------------------------------------
+
+
+def built_vocabulary(tmp_path) -> Path:
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("".join(f"w{i} w{i % 7} w{i % 3}\n" for i in range(40)))
+    build_vocabulary(sentences, tmp_path / "vocab" / "vocab.tsv", tmp_path / "vocab" / "stats.json", 30, 1, 80)
+    return tmp_path / "vocab" / "vocab.tsv"
+
+
+def test_a_vocabulary_cut_at_a_line_boundary_is_refused(tmp_path):
+    path = built_vocabulary(tmp_path)
+    assert len(Vocabulary.load(path)) == 30
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:7]))
+    with pytest.raises(RnnlmError, match=r"vocab.tsv holds 6 words that do not match .*stats.json \(size 30.*cut short"):
+        Vocabulary.load(path)
+
+
+# --- 20: each message names the real problem -----------------------------------------------------------
+
+
+def test_a_count_in_another_script_of_digits_is_a_bad_line_not_a_traceback(tmp_path):
+    path = tmp_path / "vocab.tsv"
+    path.write_text("id\tword\tcount\n0\tSENTENCE_START\t²\n")
+    with pytest.raises(RnnlmError, match="line 2 is not '0<TAB>word<TAB>count'"):
+        Vocabulary.load(path)
+
+
+def test_deeply_nested_metadata_is_refused_not_a_recursion_error(tmp_path):
+    path, arrays = saved_model(tmp_path)
+    save_npz(path, **{**arrays, "metadata_json": np.array("[" * 100_000 + "]" * 100_000)})
+    with pytest.raises(RnnlmError, match="unreadable header arrays .*RecursionError"):
+        RNNLM.load(path, CPU)
+
+
+def test_a_damaged_npy_header_is_called_damaged_not_pickled(tmp_path):
+    path = tmp_path / "damaged.npz"
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }".ljust(118) + b"\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.replace(b"<f8", b"<zz"))
+    with pytest.raises(RnnlmError, match="member 'x.npy' has no valid .npy header"):
+        load_npz(path)
