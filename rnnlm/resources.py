@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from rnnlm.io import RnnlmError
+
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # A job's start (interpreter, imports, loading the data) and end (writing the parameters), minutes.
 STARTUP_MINUTES = 5
@@ -41,11 +43,15 @@ def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
 
 def split_tokens(path: str | os.PathLike) -> int:
     """Predicted tokens of an index matrix file (results/data/{split}.npz), from its array header alone."""
-    with zipfile.ZipFile(path) as archive, archive.open("y.npy") as member:
-        major, _ = np.lib.format.read_magic(member)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, _ = read_header(member)
-    return int(shape[0])
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("y.npy") as member:
+            major, _ = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(member)
+        return int(shape[0])
+    except (OSError, EOFError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as exc:
+        raise RnnlmError(f"{path}: not a readable index matrix file ({type(exc).__name__}: {exc}); delete it and "
+                         "re-run snakemake, which rebuilds it") from None
 
 
 def train_minutes(hyper: Mapping, vocab_size: int, train_tokens: int, valid_tokens: int, speed: float,
@@ -71,8 +77,6 @@ def machine_memory_mb() -> int:
 def check_fits_here(mem_mb: int, what: str) -> int:
     """`mem_mb` if a local job of that size can run on this machine; else an RnnlmError naming the
     estimate, the machine's memory and the settings to change (before anything is scheduled)."""
-    from rnnlm.io import RnnlmError
-
     available = machine_memory_mb()
     if mem_mb > available:
         raise RnnlmError(

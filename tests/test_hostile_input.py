@@ -555,3 +555,23 @@ def test_a_damaged_npy_header_is_called_damaged_not_pickled(tmp_path):
         archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.replace(b"<f8", b"<zz"))
     with pytest.raises(RnnlmError, match="member 'x.npy' has no valid .npy header"):
         load_npz(path)
+
+
+# --- 12: scheduling-time failures are one line, not a Python exception --------------------------------
+
+
+def test_a_truncated_index_file_fails_the_runtime_estimate_with_one_line(tmp_path):
+    path = tmp_path / "train.npz"
+    save_npz(path, x=np.zeros(10, dtype=np.int32), y=np.zeros(10, dtype=np.int32), offsets=np.arange(3))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(RnnlmError, match="train.npz: not a readable index matrix file .*delete it and re-run snakemake"):
+        resources.split_tokens(path)
+
+
+@pytest.mark.slow
+def test_targeting_an_undefined_model_names_the_defined_ones(tmp_path, snakemake_env):
+    workdir = make_workdir(tmp_path / "work")
+    output = run_workflow(workdir, "-n", "results/models/undefined/params.npz", env=snakemake_env, timeout_s=120,
+                          expect_success=False)
+    assert "RnnlmError: model 'undefined' is not defined under models: in the config (it defines tiny-tanh, " in output
+    assert "KeyError" not in output
