@@ -12,6 +12,7 @@ Sources (the `corpus` config key):
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import gzip
 import hashlib
@@ -287,20 +288,41 @@ def download(url: str, destination: Path, attempts: int = DOWNLOAD_ATTEMPTS, bac
 # --- decoding and parsing ---------------------------------------------------------------------
 
 
+# Byte-order marks of the Unicode encodings other than UTF-8 (UTF-32 first: its LE mark starts like UTF-16's).
+OTHER_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+              (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+# Text has no NUL characters; UTF-16 or UTF-32 without a byte-order mark, or a binary file, has many.
+NUL_SAMPLE_BYTES = 1 << 16
+
+
 def decode_utf8(raw: bytes, what: str, encoding_errors: str) -> tuple[str, int]:
     """Decode UTF-8 (a leading byte-order mark is dropped); return the text and how many invalid
-    byte sequences were replaced by U+FFFD (always 0 with encoding_errors="strict")."""
+    byte sequences were replaced by U+FFFD (always 0 with encoding_errors="strict"). A file that
+    starts with a UTF-16 or UTF-32 byte-order mark is decoded as that encoding; one with NUL bytes
+    and no mark is refused (UTF-16 without a mark, or not text at all)."""
     if encoding_errors not in ("replace", "strict"):
         raise RnnlmError(f"encoding_errors must be 'replace' or 'strict', not {encoding_errors!r}")
+    codec, body = "utf-8-sig", raw
+    for bom, other in OTHER_BOMS:
+        if raw.startswith(bom):
+            codec, body = other, raw[len(bom):]
+            log.info("%s starts with a %s byte-order mark: decoded as %s", what, other.upper(), other.upper())
+            break
+    if codec == "utf-8-sig" and b"\x00" in raw[:NUL_SAMPLE_BYTES]:
+        raise RnnlmError(
+            f"{what} contains NUL bytes (byte {raw.index(bytes(1))}): UTF-16/UTF-32 without a byte-order mark, or not "
+            "a text file; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8) or check that corpus names the right file"
+        )
     try:
-        text = raw.decode("utf-8-sig", errors=encoding_errors)
+        text = body.decode(codec, errors=encoding_errors)
     except UnicodeDecodeError as exc:
         raise RnnlmError(
-            f"{what} is not valid UTF-8 (byte {exc.start}: {exc.reason}); convert it to UTF-8, or set "
-            "encoding_errors: replace in config.yaml to replace bad bytes with U+FFFD (counted in the manifest)"
+            f"{what} is not valid {codec.removesuffix('-sig').upper()} (byte {exc.start}: {exc.reason}); convert it to "
+            "UTF-8, or set encoding_errors: replace in config.yaml to replace bad bytes with U+FFFD (counted in the manifest)"
         ) from None
     # U+FFFD characters already present in the input are genuine text, not replacements.
-    replaced = text.count(REPLACEMENT_CHARACTER) - raw.count(REPLACEMENT_CHARACTER.encode())
+    genuine = body.decode(codec, errors="ignore").count(REPLACEMENT_CHARACTER) if encoding_errors == "replace" else 0
+    replaced = text.count(REPLACEMENT_CHARACTER) - genuine
     return text, replaced
 
 

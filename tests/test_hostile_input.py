@@ -8,6 +8,7 @@ Extend it by adding a case next to its cause. Network cases use `serve`, an HTTP
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gzip
 import hashlib
@@ -575,3 +576,27 @@ def test_targeting_an_undefined_model_names_the_defined_ones(tmp_path, snakemake
                           expect_success=False)
     assert "RnnlmError: model 'undefined' is not defined under models: in the config (it defines tiny-tanh, " in output
     assert "KeyError" not in output
+
+
+# --- 10: UTF-16 and UTF-32 are decoded by their byte-order mark, or refused without one ------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_corpus_with_a_utf16_or_utf32_byte_order_mark_is_decoded(tmp_path, encoding):
+    text = "Héllo wörld. A second sentence here.\n\nAnother document."
+    raw = text.encode(encoding)
+    if encoding == "utf-16-be":
+        raw = codecs.BOM_UTF16_BE + raw
+    source = tmp_path / "c.txt"
+    source.write_bytes(raw)
+    manifest = prepare_corpus(str(source), *corpus_outputs(tmp_path))
+    assert read_documents(corpus_outputs(tmp_path)[0]) == ["Héllo wörld. A second sentence here.", "Another document."]
+    assert manifest["replaced_invalid_sequences"] == 0
+
+
+def test_utf16_without_a_byte_order_mark_is_refused_naming_the_nul_bytes(tmp_path):
+    source = tmp_path / "c.txt"
+    source.write_bytes("Some text.".encode("utf-16-le"))
+    with pytest.raises(RnnlmError, match=r"contains NUL bytes \(byte 1\): UTF-16/UTF-32 without a byte-order mark.*iconv"):
+        prepare_corpus(str(source), *corpus_outputs(tmp_path))
+    assert nothing_written(tmp_path)
