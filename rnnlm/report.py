@@ -20,7 +20,7 @@ from matplotlib.ticker import StrMethodFormatter
 
 from rnnlm.data import Split
 from rnnlm.generate import SAMPLES_COLUMNS_PREFIX
-from rnnlm.io import RnnlmError, atomic_path, read_json, write_text
+from rnnlm.io import RnnlmError, atomic_path, printable, read_json, write_text
 from rnnlm.vocab import UNKNOWN_ID, Vocabulary
 
 TRAIN_LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss")
@@ -255,6 +255,16 @@ def split_statistics(splits: Mapping[str, Split]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Longest word drawn on a plot; a longer one is shortened with an ellipsis.
+PLOT_LABEL_CHARACTERS = 40
+
+
+def plot_label(word: str) -> str:
+    """A corpus word as a plot label: control characters visible, at most PLOT_LABEL_CHARACTERS long."""
+    word = printable(word)
+    return word if len(word) <= PLOT_LABEL_CHARACTERS else word[: PLOT_LABEL_CHARACTERS - 1] + "…"
+
+
 def plot_zipf(vocab: Vocabulary, path: str | os.PathLike) -> None:
     """Rank-frequency plot of the kept words on log-log axes, with a 1/rank reference line."""
     counts = vocab.counts[UNKNOWN_ID + 1:].astype(float)  # ids are already in descending count order
@@ -269,9 +279,10 @@ def plot_zipf(vocab: Vocabulary, path: str | os.PathLike) -> None:
     ax.loglog(ranks, counts[0] / ranks, color="gray", linestyle="--", linewidth=1, label="Zipf's law: count ∝ 1/rank")
     ax.plot([], [], " ", label=f"UNKNOWN_TOKEN: {unknown:,} tokens ({unknown_share:.1f}% of the corpus)")
     for rank in range(1, min(3, counts.size) + 1):
+        # Corpus text, drawn literally: `$...$` would be parsed as mathtext (and can fail to parse).
         ax.annotate(
-            f"“{vocab.words[UNKNOWN_ID + rank]}”", (rank, counts[rank - 1]), textcoords="offset points",
-            xytext=(5, 4), fontsize=9,
+            f"“{plot_label(vocab.words[UNKNOWN_ID + rank])}”", (rank, counts[rank - 1]), textcoords="offset points",
+            xytext=(5, 4), fontsize=9, parse_math=False,
         )
     ax.set_ylim(top=counts[0] * 3)  # headroom for the word labels
     ax.set_xlabel("frequency rank of the word (1 = most frequent)")

@@ -600,3 +600,14 @@ def test_utf16_without_a_byte_order_mark_is_refused_naming_the_nul_bytes(tmp_pat
     with pytest.raises(RnnlmError, match=r"contains NUL bytes \(byte 1\): UTF-16/UTF-32 without a byte-order mark.*iconv"):
         prepare_corpus(str(source), *corpus_outputs(tmp_path))
     assert nothing_written(tmp_path)
+
+
+# --- 11: corpus words are drawn literally on plots ---------------------------------------------------
+
+
+def test_a_frequent_word_that_looks_like_latex_is_drawn_literally(tmp_path):
+    words = ["SENTENCE_START", "SENTENCE_END", "UNKNOWN_TOKEN", r"$\undefinedmacro{x}$", "$x^$", "w" * 500]
+    vocab = Vocabulary(words, [5, 5, 1, 30, 20, 10])
+    report.plot_zipf(vocab, tmp_path / "zipf.png")
+    assert (tmp_path / "zipf.png").stat().st_size > 1000
+    assert report.plot_label("w" * 500) == "w" * 39 + "…" and report.plot_label("a\x1bb") == "a\\x1bb"
