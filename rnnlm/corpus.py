@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -617,6 +618,16 @@ def _fetch_source(
     return documents, manifest
 
 
+SCRATCH_PREFIX = ".download-"
+
+
+def remove_stale_scratch(directory: Path) -> None:
+    """Delete scratch directories of a download stage killed with SIGKILL (only one runs at a time)."""
+    for stale in directory.glob(SCRATCH_PREFIX + "*"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def prepare_corpus(
     corpus: str,
     documents_path: str | Path,
@@ -644,7 +655,8 @@ def prepare_corpus(
         # Scratch space beside the output (same disk); removed whether or not the stage succeeds.
         try:
             Path(documents_path).parent.mkdir(parents=True, exist_ok=True)
-            scratch_directory = tempfile.TemporaryDirectory(prefix=".download-", dir=Path(documents_path).parent)
+            remove_stale_scratch(Path(documents_path).parent)
+            scratch_directory = tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX, dir=Path(documents_path).parent)
         except OSError as exc:
             raise write_failure(documents_path, exc) from None
         with scratch_directory as scratch:

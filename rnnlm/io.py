@@ -92,6 +92,21 @@ def write_failure(path: str | os.PathLike, error: OSError) -> RnnlmError:
     return RnnlmError(f"cannot write {path}: {error.strerror or error}; {fix}")
 
 
+def remove_stale_temporaries(target: Path, suffix: str = "") -> None:
+    """Delete what an earlier writer of `target` killed with SIGKILL left behind (its `finally` never
+    ran): temporaries are named `.<name>.<8 random characters><suffix>.tmp` by `atomic_path`. Only
+    one writer of an artifact runs at a time (the run lock, one job per output), so any such file is stale."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}\.tmp")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return
+    for name in names:
+        if pattern.fullmatch(name):
+            with contextlib.suppress(OSError):
+                (target.parent / name).unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -102,6 +117,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target, suffix)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
         os.close(fd)
     except OSError as exc:

@@ -17,6 +17,9 @@ import json
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -611,3 +614,36 @@ def test_a_frequent_word_that_looks_like_latex_is_drawn_literally(tmp_path):
     report.plot_zipf(vocab, tmp_path / "zipf.png")
     assert (tmp_path / "zipf.png").stat().st_size > 1000
     assert report.plot_label("w" * 500) == "w" * 39 + "…" and report.plot_label("a\x1bb") == "a\\x1bb"
+
+
+# --- 15: what a writer killed with SIGKILL left behind is removed by the next write ----------------------
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "report" / "zipf.png"
+    killed = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from rnnlm.io import atomic_path\n"
+        "with atomic_path(sys.argv[1], suffix='.png') as tmp:\n"
+        "    tmp.write_bytes(b'half a figure')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"), str(target)], env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert killed.returncode == -signal.SIGKILL
+    left = [path.name for path in target.parent.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".zipf.png.") and left[0].endswith(".png.tmp")
+    (target.parent / ".zipf.png.keep.png.tmp").write_text("not ours: another name pattern")
+    rnnlm_io.write_text(tmp_path / "report" / "zipf.png.txt", "a neighbour's write removes nothing")
+    assert len(list(target.parent.iterdir())) == 3
+    with rnnlm_io.atomic_path(target, suffix=".png") as tmp:
+        tmp.write_bytes(b"a figure")
+    assert sorted(path.name for path in target.parent.iterdir()) == [".zipf.png.keep.png.tmp", "zipf.png", "zipf.png.txt"]
+
+
+def test_a_download_scratch_directory_left_by_a_killed_stage_is_removed(tmp_path):
+    documents, manifest = corpus_outputs(tmp_path)
+    stale = documents.parent / ".download-k1ll3d"
+    stale.mkdir(parents=True)
+    (stale / "download").write_bytes(b"partial")
+    source = tmp_path / "c.txt"
+    source.write_bytes(TEXT)
+    prepare_corpus(str(source), documents, manifest)
+    assert sorted(path.name for path in documents.parent.iterdir()) == ["documents.jsonl", "manifest.json"]
