@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import codecs
 import csv
+import errno
 import gzip
 import hashlib
 import http.client
@@ -25,6 +26,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import tempfile
 import time
 import urllib.error
@@ -85,13 +87,32 @@ def local_corpus_path(corpus: str) -> str | None:
             f"corpus {corpus!r}: {scheme.group(1)}:// is not supported, only http:// and https:// URLs and local files; "
             "download the file yourself and set corpus to its local path"
         )
-    if not Path(corpus).is_file():
-        problem = "is a directory" if Path(corpus).is_dir() else "does not exist"
+    problem = _not_a_regular_file(Path(corpus))
+    if problem:
         raise RnnlmError(
             f"corpus file {corpus} {problem} (relative paths start at {Path.cwd()}); set corpus to an existing "
-            f"file, an http(s):// URL, {BUILTIN!r} or one of {sorted(NAMED_DATASETS)}"
+            f"regular file, an http(s):// URL, {BUILTIN!r} or one of {sorted(NAMED_DATASETS)}"
         )
     return corpus
+
+
+def _not_a_regular_file(path: Path) -> str:
+    """Why `path` cannot be read as a corpus file ("" when it can): each case named as what it is."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a symbolic link to a missing file" if path.is_symlink() else "does not exist"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"cannot be examined ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return ""
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a named pipe (FIFO), which can be read only once",
+             stat.S_ISCHR: "a character device (/dev/zero, a terminal: endless or interactive)",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"is {kind}, not a regular file"
 
 
 # --- checksums --------------------------------------------------------------------------------

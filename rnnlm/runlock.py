@@ -114,8 +114,10 @@ def stop_with_snakemake(poll_seconds: float = PARENT_POLL_SECONDS) -> threading.
             current = _process_state(pid)
             # A different start time: the pid was reused by another process.
             if current is None or current[1] != start_time:
-                log.error("Snakemake (pid %d) is gone: stopping training; the last checkpoint is kept and the next "
-                          "`snakemake --rerun-incomplete` resumes from it", pid)
+                # A killed Snakemake leaves its lock on the working directory: --unlock comes first.
+                log.error("Snakemake (pid %d) is gone: stopping training; the last checkpoint is kept: run "
+                          "`snakemake --unlock` (the killed run left its lock), then `snakemake --rerun-incomplete` "
+                          "resumes from it", pid)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 

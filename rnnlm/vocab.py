@@ -215,8 +215,11 @@ def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_p
         "fingerprint": fingerprint(vocabulary.words),  # Vocabulary.load checks vocab.tsv against it
     }
     if len(vocabulary) < size:
+        # A pretokenized corpus marks rare words itself (<unk> becomes UNKNOWN_TOKEN): then it does occur.
+        unknown_note = (f"UNKNOWN_TOKEN occurs only where the corpus itself marks unknown words ({unknown} tokens)"
+                        if unknown else "UNKNOWN_TOKEN never occurs in training")
         log.warning("the vocabulary has %d entries, not the %d requested: the corpus has only %d distinct words, "
-                    "so every word is kept and UNKNOWN_TOKEN never occurs in training", len(vocabulary), size, len(word_counts))
+                    "so every word is kept and %s", len(vocabulary), size, len(word_counts), unknown_note)
     vocabulary.save(vocab_path)
     write_json(stats_path, stats)
     log.info("Using vocabulary size %d.", len(vocabulary))

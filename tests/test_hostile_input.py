@@ -34,7 +34,7 @@ from snakemake.cli import parse_config
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import update_config, validate
 
-from rnnlm import corpus, generate, report, resources
+from rnnlm import corpus, generate, report, resources, runlock
 from rnnlm import io as rnnlm_io
 from rnnlm import workflow_config
 from rnnlm import model as rnnlm_model
@@ -647,3 +647,38 @@ def test_a_download_scratch_directory_left_by_a_killed_stage_is_removed(tmp_path
     source.write_bytes(TEXT)
     prepare_corpus(str(source), documents, manifest)
     assert sorted(path.name for path in documents.parent.iterdir()) == ["documents.jsonl", "manifest.json"]
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda path: path.symlink_to(path), "is a symbolic link loop"),
+    (lambda path: path.symlink_to(path.parent / "gone.txt"), "is a symbolic link to a missing file"),
+    (lambda path: os.mkfifo(path), r"is a named pipe \(FIFO\)"),
+    (None, r"is a character device \(/dev/zero"),
+])
+def test_a_corpus_path_that_is_not_a_regular_file_is_named_as_what_it_is(tmp_path, make, problem):
+    path = Path("/dev/zero") if make is None else tmp_path / "corpus.txt"
+    if make is not None:
+        make(path)
+    with pytest.raises(RnnlmError, match=f"corpus file {path} {problem}"):
+        corpus.local_corpus_path(str(path))
+
+
+def test_the_small_vocabulary_warning_counts_the_corpus_own_unknown_marks(tmp_path, caplog):
+    sentences = tmp_path / "train.txt"
+    sentences.write_text("a b c d UNKNOWN_TOKEN\nb a d c UNKNOWN_TOKEN\n")
+    with caplog.at_level(logging.WARNING):
+        build_vocabulary(sentences, tmp_path / "vocab.tsv", tmp_path / "stats.json", 30, 1, 80)
+    assert "UNKNOWN_TOKEN occurs only where the corpus itself marks unknown words (2 tokens)" in caplog.text
+    assert "never occurs" not in caplog.text
+
+
+def test_the_watchdog_says_to_unlock_before_resuming(monkeypatch, caplog):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no live process has (until the kernel reuses it)
+    signals = []
+    monkeypatch.setattr(runlock, "snakemake_ancestor", lambda: dead.pid)
+    monkeypatch.setattr(os, "kill", lambda pid, sig: signals.append(sig))
+    with caplog.at_level(logging.ERROR):
+        runlock.stop_with_snakemake(poll_seconds=0.01).join(timeout=5)
+    assert signals == [signal.SIGTERM]
+    assert "run `snakemake --unlock` (the killed run left its lock), then `snakemake --rerun-incomplete`" in caplog.text
