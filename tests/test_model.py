@@ -480,3 +480,15 @@ def test_bad_states_and_resets_are_refused():
         model.loss(x, y, mask, state=np.zeros((2, 5)))
     with pytest.raises(RnnlmError, match="resets"):
         model.loss(x, y, mask, resets=np.zeros((4, 3)))
+
+
+def test_the_softmax_shift_is_the_cauchy_schwarz_bound_of_every_row():
+    # Regression: NumPy 2.4.6's strided in-place negative read other columns into the shift.
+    model = make_model(vocab=17, hidden=6)
+    h = np.random.default_rng(13).normal(0, 0.3, (10, 6))
+    h_ext = model.output.shifted_inputs(np, model.params, h)
+    row_norm = np.sqrt((np.asarray(model.params["V"]) ** 2).sum(axis=1).max())
+    expected = -np.ceil(np.linalg.norm(h, axis=1) * row_norm + np.asarray(model.params["b_y"]).max())
+    np.testing.assert_allclose(h_ext[:, 6], expected, rtol=1e-12)
+    np.testing.assert_array_equal(h_ext[:, :6], h)
+    assert np.all(h_ext[:, 7] == 1)
