@@ -40,6 +40,7 @@ FORMAT_VERSION = 1
 ACTIVATIONS = ("tanh", "relu")
 CELLS = ("rnn", "gru", "lstm")
 OUTPUTS = ("full", "class")
+CONTEXTS = ("sentence", "document")  # how the model reads text: rnnlm.streams
 _FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
 
 
@@ -55,6 +56,7 @@ class ModelConfig:
     num_classes: int = 0  # class output only; 0 = round(sqrt(vocab_size))
     dropout: float = 0.0  # training only: drop rate of the hidden state the output layer reads
     input_dropout: float = 0.0  # training only: drop rate of each word's input projection U[:, x]
+    context: str = "sentence"  # sentence: each from a zero state; document: streams of a document's sentences
 
     def __post_init__(self) -> None:
         checks = [
@@ -71,6 +73,7 @@ class ModelConfig:
             ),
             (_is_rate(self.dropout), "dropout must be a number in [0, 1)"),
             (_is_rate(self.input_dropout), "input_dropout must be a number in [0, 1)"),
+            (self.context in CONTEXTS, "context must be sentence or document"),
         ]
         for ok, message in checks:
             if not ok:
