@@ -11,8 +11,9 @@ Valid and test are drawn as whole units, seeded (`split_unit`, docs/data.md):
 - ``auto``: ``block`` for a plain-text corpus or one with fewer than AUTO_MIN_DOCUMENTS documents,
   ``document`` otherwise.
 
-Units are taken from the end of a seeded permutation: test until it holds at least its share of the
-sentences, then valid likewise, the rest is train (with sentence units exactly the former split).
+Units are taken from the end of a seeded permutation: test until it holds its share of the sentences
+(passing over a unit that would overshoot it by more than it brings), then valid likewise, the rest
+is train (with sentence units exactly the former split).
 Each split keeps corpus order, and its documents are the maximal runs of sentences that are
 consecutive in the corpus, come from one source document (in block mode the whole corpus is one)
 and went to that split: a removed block cuts a train document in two, and two drawn neighbours
@@ -82,17 +83,40 @@ def resolve_unit(unit: str, corpus_format: str | None, documents: int) -> str:
 
 
 def draw_units(unit_sizes: np.ndarray, valid_target: int, test_target: int, seed: int) -> np.ndarray:
-    """Split label (0 train, 1 valid, 2 test, int8) of each unit: from the end of a seeded permutation,
-    test units until they hold `test_target` sentences, then valid units until `valid_target`."""
+    """Split label (0 train, 1 valid, 2 test, int8) of each unit. From the end of a seeded permutation,
+    test takes each unit that brings its size closer to `test_target` sentences (a unit larger than
+    twice what is missing is passed over), until it is reached; then valid likewise; a positive
+    target gets at least one unit. With units of one sentence this is the permutation's last
+    `test_target` units for test and the `valid_target` before them for valid."""
     labels = np.zeros(len(unit_sizes), dtype=np.int8)
-    remaining = np.random.default_rng(seed).permutation(len(unit_sizes))[::-1]
+    order = np.random.default_rng(seed).permutation(len(unit_sizes))[::-1]
     for label, target in ((2, test_target), (1, valid_target)):
         if target <= 0:
             continue
-        taken = int(np.searchsorted(np.cumsum(unit_sizes[remaining]), target)) + 1
-        labels[remaining[:taken]] = label
-        remaining = remaining[taken:]
-    if len(remaining) == 0:
+        taken, passed, total, remaining = [], [], 0, order
+        # Every unit before the one that reaches the target brings the total closer: take those at
+        # once (a cumulative sum), then decide on that one; a passed-over unit lets the search go on.
+        while total < target and len(remaining):
+            reached = total + np.cumsum(unit_sizes[remaining])
+            before = int(np.searchsorted(reached, target))
+            taken.append(remaining[:before])
+            if before == len(remaining):
+                remaining = remaining[:0]
+                break
+            total = int(reached[before - 1]) if before else total
+            unit, remaining = remaining[before], remaining[before + 1:]
+            if 2 * total + int(unit_sizes[unit]) <= 2 * target:
+                taken.append(np.array([unit]))
+                total += int(unit_sizes[unit])
+            else:
+                passed.append(unit)
+        taken = np.concatenate(taken) if taken else np.zeros(0, dtype=np.int64)
+        rest = np.concatenate([np.array(passed, dtype=np.int64), remaining])
+        if len(taken) == 0:  # every unit was larger than twice the target: the first one drawn
+            taken, rest = rest[:1], rest[1:]
+        labels[taken] = label
+        order = rest
+    if len(order) == 0:
         raise RnnlmError(
             f"the corpus has only {len(unit_sizes)} split units, too few for a training split besides the validation "
             "and test ones; use split_unit: block (or sentence), smaller split_block_sentences, or lower "

@@ -55,9 +55,10 @@ def test_every_sentence_is_in_exactly_one_split_in_corpus_order(tmp_path, unit):
         assert ids == [sentence for sentence in everything if sentence in set(ids)]  # corpus order
         assert stats["splits"][split]["sentences"] == len(ids)
         assert stats["splits"][split]["documents"] == len(documents[split])
-    total = len(everything)
-    assert stats["splits"]["valid"]["sentences"] >= round(0.1 * total)
-    assert stats["splits"]["test"]["sentences"] >= round(0.15 * total)
+    # Each share is met to within half a unit (documents here have at most 12 sentences).
+    total, largest = len(everything), {"document": 12, "block": stats.get("block_sentences"), "sentence": 1}[unit]
+    assert abs(stats["splits"]["valid"]["sentences"] - round(0.1 * total)) <= largest / 2
+    assert abs(stats["splits"]["test"]["sentences"] - round(0.15 * total)) <= largest / 2
     assert stats["split_unit"] == unit and stats["sentences_kept"] == total
 
 
@@ -88,6 +89,16 @@ def test_blocks_are_contiguous_and_a_removed_block_cuts_the_train_stream(tmp_pat
             assert all(run[0] % 10 == 0 and (len(run) % 10 == 0 or run[-1] == len(everything) - 1) for run in runs)
     assert stats["splits"]["valid"]["units"] == -(-stats["splits"]["valid"]["sentences"] // 10)
     assert stats["block_sentences"] == 10
+
+
+def test_a_unit_that_would_overshoot_its_share_is_passed_over():
+    sizes = np.array([1] * 40 + [30])
+    for seed in range(20):
+        labels = split_module.draw_units(sizes, valid_target=4, test_target=3, seed=seed)
+        assert labels[40] == 0  # the 30-sentence unit always stays in train
+        assert np.bincount(labels, minlength=3).tolist() == [34, 4, 3]
+    # Only units larger than twice the target: the first one drawn is taken anyway.
+    assert np.bincount(split_module.draw_units(np.array([10, 10, 10]), 1, 1, 0)).tolist() == [1, 1, 1]
 
 
 def test_the_split_is_seeded(tmp_path):
