@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections.abc import Mapping
-
-import numpy as np
 
 from rnnlm.io import RnnlmError
 
@@ -39,19 +36,6 @@ def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
     else:
         output = hidden * vocab_size
     return cell + output
-
-
-def split_tokens(path: str | os.PathLike) -> int:
-    """Predicted tokens of an index matrix file (results/data/{split}.npz), from its array header alone."""
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open("y.npy") as member:
-            major, _ = np.lib.format.read_magic(member)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, _, _ = read_header(member)
-        return int(shape[0])
-    except (OSError, EOFError, KeyError, ValueError, IndexError, zipfile.BadZipFile) as exc:
-        raise RnnlmError(f"{path}: not a readable index matrix file ({type(exc).__name__}: {exc}); delete it and "
-                         "re-run snakemake, which rebuilds it") from None
 
 
 def train_minutes(hyper: Mapping, vocab_size: int, train_tokens: int, valid_tokens: int, speed: float,

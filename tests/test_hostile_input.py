@@ -41,12 +41,13 @@ from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
 from rnnlm.cli import main as cli_main
 from rnnlm.corpus import prepare_corpus, read_documents
+from rnnlm.data import Split
 from rnnlm.generate import GenerateConfig
 from rnnlm.io import RnnlmError, load_npz, printable, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.ngram import KneserNey
 from rnnlm.tokenize import tokenize_corpus, train_sentence_splitter
-from rnnlm.train import TrainConfig
+from rnnlm.train_config import TrainConfig
 from rnnlm.vocab import Vocabulary, build_vocabulary
 from workflow_runs import job_counts, make_workdir
 from workflow_runs import run_snakemake as run_workflow
@@ -568,8 +569,8 @@ def test_a_truncated_index_file_fails_the_runtime_estimate_with_one_line(tmp_pat
     path = tmp_path / "train.npz"
     save_npz(path, x=np.zeros(10, dtype=np.int32), y=np.zeros(10, dtype=np.int32), offsets=np.arange(3))
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(RnnlmError, match="train.npz: not a readable index matrix file .*delete it and re-run snakemake"):
-        resources.split_tokens(path)
+    with pytest.raises(RnnlmError, match="train.npz: not a readable .npz archive .*delete it and re-run"):
+        Split.count_tokens(path)
 
 
 @pytest.mark.slow
