@@ -17,8 +17,10 @@ def model_config(name):
     """Hyper-parameters of one model: the Snakefile has already filled in every default of the
     schema's $defs/model, so each entry holds the complete set."""
     if name not in config["models"]:
-        raise RnnlmError(f"model {name!r} is not defined under models: in the config (it defines "
-                         f"{', '.join(config['models'])}); add it there or ask for one of those")
+        raise RnnlmError(
+            f"model {name!r} is not defined under models: in the config (it defines "
+            f"{', '.join(config['models'])}); add it there or ask for one of those"
+        )
     return dict(config["models"][name])
 
 

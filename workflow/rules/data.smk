@@ -45,9 +45,9 @@ rule download:
         # The built-in corpus is extracted from this interpreter's documentation.
         builtin_python=platform.python_version() if config["corpus"] == BUILTIN else "",
         # A local file's content, so an edit that kept its mtime (cp -p, rsync -t) re-runs the stage too.
-        content_sha256=lambda wildcards: content_sha256(LOCAL_CORPUS, ".snakemake/rnnlm/corpus-sha256.json")
-        if LOCAL_CORPUS
-        else "",
+        content_sha256=lambda wildcards: (
+            content_sha256(LOCAL_CORPUS, ".snakemake/rnnlm/corpus-sha256.json") if LOCAL_CORPUS else ""
+        ),
     script:
         "../scripts/download.py"
 
