@@ -155,3 +155,53 @@ def split_loss(model, split, rows: int = EVAL_ROWS, window: int = EVAL_WINDOW) -
         total += loss_sum
         tokens += count
     return total, tokens
+
+
+def document_subset(split, documents: np.ndarray):
+    """The documents at `documents` (whole, in that order) as a split with their boundaries."""
+    offsets = document_offsets(split)
+    documents = np.asarray(documents, dtype=np.int64)
+    counts = offsets[documents + 1] - offsets[documents]
+    first = np.repeat(offsets[documents] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    subset = split.subset(first + np.arange(counts.sum()))
+    subset.doc_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return subset
+
+
+class TrainingWindows:
+    """The training windows as one stream of passes, as the trainer's sentence batches are: pass p
+    reads the documents in an order that depends only on (seed, p), packed on `rows` rows. An epoch
+    takes the next windows from the cursor (`state.data_pass`, `state.pass_batches` = windows of
+    that pass already trained): one whole pass, or with `epoch_tokens` N until it has trained N
+    tokens. `carried` is the state after the last trained window (the trainer sets it after each
+    update, the checkpoint keeps it); None at the start of a pass."""
+
+    def __init__(self, split, rows: int, bptt: int, seed: int, epoch_tokens: int = 0):
+        self.split, self.rows, self.bptt, self.seed, self.epoch_tokens = split, rows, bptt, seed, epoch_tokens
+        self.cached_pass, self.layout = 0, None
+        self.carried = None
+
+    def _layout(self, data_pass: int) -> StreamLayout:
+        if data_pass != self.cached_pass:
+            order = np.random.default_rng([self.seed, data_pass]).permutation(len(document_offsets(self.split)) - 1)
+            self.layout = training_layout(self.split, self.rows, order)
+            self.cached_pass = data_pass
+        return self.layout
+
+    def epoch(self, state) -> Iterator[Window]:
+        tokens = 0
+        while True:
+            layout = self._layout(state.data_pass)
+            if state.pass_batches >= layout.num_windows(self.bptt):
+                state.data_pass, state.pass_batches = state.data_pass + 1, 0
+                self.carried = None
+                if not self.epoch_tokens:
+                    return
+                continue
+            first = state.pass_batches * self.bptt
+            window = layout.window(first, min(first + self.bptt, layout.steps))
+            yield window
+            state.pass_batches += 1
+            tokens += int(window.mask.sum())
+            if self.epoch_tokens and tokens >= self.epoch_tokens:
+                return

@@ -17,6 +17,12 @@ new pass (a new order) starts once one is used up, so over several epochs every 
 `valid_tokens` N > 0 measures on a fixed subset of whole validation sentences holding about N tokens.
 `checkpoint_minutes` adds a checkpoint after any epoch that ends that long after the last one.
 
+Context across sentences (`context: document`, `rnnlm.streams`): the batches are windows of `bptt`
+tokens over `batch_size` parallel streams of documents (a seeded document order per pass); each
+update starts from the state the previous window ended in (detached), reset at document starts.
+The cursor counts windows; the carried state goes into the checkpoint, so a resumed run continues
+exactly. The schedule measures the validation split read in context.
+
 Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
 Adam's moments, the parameter average, learning rate, counters, log rows) is written atomically to the checkpoint file,
 which is deleted once the parameters file is written. The batch order of pass p depends only on
@@ -53,6 +59,7 @@ from rnnlm.io import RnnlmError, load_npz, save_npz, write_text
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.optim import Adam, ParameterAverage
 from rnnlm.runlock import exclusive_lock
+from rnnlm.streams import TrainingWindows, document_offsets, document_subset, in_context
 from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -98,11 +105,12 @@ class TrainConfig:
     epoch_tokens: int = 0           # 0: an epoch is one pass over the train split
     valid_tokens: int = 0           # 0: measure on the whole validation split
     checkpoint_minutes: float = 0.0  # 0: checkpoints every checkpoint_every epochs only
+    bptt: int = 35                  # context: document only: tokens per training window
 
     def __post_init__(self):
         positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
                     "evaluate_every": self.evaluate_every, "patience": self.patience,
-                    "checkpoint_every": self.checkpoint_every}
+                    "checkpoint_every": self.checkpoint_every, "bptt": self.bptt}
         for name, value in positive.items():
             if not value > 0:
                 raise RnnlmError(f"training setting {name} must be positive, got {value}")
@@ -166,14 +174,20 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train: Spl
     for split in (train, valid):
         for array in (split.x, split.y, split.offsets):
             digest.update(np.ascontiguousarray(array))  # hashed in place: no copy of a memory-mapped split
+        if model_config.context == "document":  # the documents shape the streams (sentence mode: unchanged hash)
+            digest.update(document_offsets(split))
     digest.update("\n".join(vocab_words).encode())
     return digest.hexdigest()
 
 
 def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, run_id: str,
-                    optimizer: Adam | None = None, average: ParameterAverage | None = None) -> None:
+                    optimizer: Adam | None = None, average: ParameterAverage | None = None,
+                    carried_state=None) -> None:
+    """`carried_state`: document mode's state after the last trained window (None: none carried)."""
     host = model.backend.to_host
     arrays = {f"param.{k}": host(v) for k, v in model.params.items()}
+    if carried_state is not None:
+        arrays["stream.carried_state"] = host(carried_state)
     arrays.update({f"best.{k}": host(v) for k, v in best_params.items()})
     if optimizer is not None:
         state.optimizer_steps = optimizer.steps
@@ -187,11 +201,11 @@ def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, ru
              format_version=np.array(CHECKPOINT_FORMAT_VERSION))
 
 
-def load_checkpoint(path, model: RNNLM, run_id: str,
-                    optimizer: Adam | None = None) -> tuple[dict, TrainState, ParameterAverage | None] | None:
+def load_checkpoint(path, model: RNNLM, run_id: str, optimizer: Adam | None = None,
+                    windows: TrainingWindows | None = None) -> tuple[dict, TrainState, ParameterAverage | None] | None:
     """Restore the model's parameters (and the optimizer's moments) from `path`, with the best
     parameters, the training state and the parameter average if one had started; None (start
-    afresh) if absent or from another run."""
+    afresh) if absent or from another run. `windows` (document mode) gets its carried state back."""
     if not Path(path).exists():
         return None
     try:
@@ -218,6 +232,9 @@ def load_checkpoint(path, model: RNNLM, run_id: str,
     if state.averaged_updates:
         average = ParameterAverage(model.params, model.backend.xp)
         average.load_state(arrays, state.averaged_updates, model.backend.asarray)
+    if windows is not None:
+        carried = arrays.get("stream.carried_state")
+        windows.carried = None if carried is None else model.backend.asarray(carried)
     return best, state, average
 
 
@@ -260,9 +277,16 @@ def _clip_factor(norm: float, clip_norm: float) -> float:
     return clip_norm / norm if clip_norm and norm > clip_norm else 1.0
 
 
+def _carry(state, resets, return_state: bool) -> dict:
+    """The state keywords of a document-mode step; none at all in sentence mode (its calls unchanged)."""
+    if state is None and resets is None and not return_state:
+        return {}
+    return {"state": state, "resets": resets, "return_state": return_state}
+
+
 def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
              check: Callable[[float, int, float], None] | None = None,
-             dropout_rng=None) -> tuple[float, int, float]:
+             dropout_rng=None, state=None, resets=None, return_state: bool = False):
     """One SGD update on the batch's mean-per-token gradient, clipped to global norm `clip_norm`
     (0: no clipping); returns (summed loss, tokens, gradient norm). `check(loss, tokens, norm)` runs
     before the update is applied and may raise. A model with dropout draws the batch's masks from
@@ -273,32 +297,37 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     gradient: it is applied before `check` runs, and the norm covers the other parameters only.
     With clipping the output layer's gradient stays in the buffer the layer keeps between steps
     (`keep_output_gradients`), normed and applied as one contiguous array.
+    `state`, `resets`, `return_state` (document mode): as `RNNLM.loss_and_grads`; the final state
+    comes back as a 4th result.
     """
     fused_step = None
     if not clip_norm:
         fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
-                                              keep_output_gradients=True)
+    result = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
+                                  keep_output_gradients=True, **_carry(state, resets, return_state))
+    loss, count, grads = result[:3]
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)
     model.apply_update(grads, -learning_rate / count * _clip_factor(norm, clip_norm))
-    return loss, count, norm
+    return (loss, count, norm, *result[3:])
 
 
 def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, clip_norm: float,
               check: Callable[[float, int, float], None] | None = None,
-              dropout_rng=None) -> tuple[float, int, float]:
+              dropout_rng=None, state=None, resets=None, return_state: bool = False):
     """As `sgd_step`, with an Adam update: dense for every parameter but U, whose gradient stays
     sparse and gets the lazy update of `rnnlm.optim.Adam` (the batch's words only)."""
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout)
+    result = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout,
+                                  **_carry(state, resets, return_state))
+    loss, count, grads = result[:3]
     norm = _gradient_norm(model, grads, count)
     if check is not None:
         check(loss, count, norm)
     optimizer.update(model.params, grads, _clip_factor(norm, clip_norm) / count, learning_rate)
-    return loss, count, norm
+    return (loss, count, norm, *result[3:])
 
 
 def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, vocab_words: list[str],
@@ -324,20 +353,22 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     check_split_ids(valid, vocab_size, "valid")
     # Without a validation split the schedule falls back to the tutorial's: the training loss.
     monitors_valid = len(valid) > 0
-    monitored = measurement_subset(valid if monitors_valid else train, cfg.valid_tokens, cfg.seed)
+    context = in_context(model)
+    monitored = measurement_subset(valid if monitors_valid else train, cfg.valid_tokens, cfg.seed, documents=context)
     if cfg.valid_tokens:
         log.info("measuring on %d sentences (%d tokens) of the %s split", len(monitored), monitored.num_tokens,
                  "valid" if monitors_valid else "train")
     run_id = fingerprint(model.config, cfg, train, valid, vocab_words)
     backend = model.backend
     clock = _CpuClock()
-    stream = _BatchStream(train, cfg)
+    windows = TrainingWindows(train, cfg.batch_size, cfg.bptt, cfg.seed, cfg.epoch_tokens) if context else None
+    stream = windows or _BatchStream(train, cfg)
     report = _Progress(name, cfg.epochs, cfg.epoch_tokens or train.num_tokens, enabled=progress)
 
     optimizer = Adam(model.params, backend.xp) if cfg.optimizer == "adam" else None
     if optimizer is not None and cfg.learning_rate >= ADAM_RATE_WARNING:
         log.warning("learning_rate %g is very large for Adam (usual: 0.001 to 0.005)", cfg.learning_rate)
-    restored = load_checkpoint(checkpoint_path, model, run_id, optimizer)
+    restored = load_checkpoint(checkpoint_path, model, run_id, optimizer, windows)
     average = None
     stop = False
     if restored is None:
@@ -372,13 +403,21 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
                     )
 
             for group in stream.epoch(state):
-                x, y, mask = train.batch(group)
+                carry = {}
+                if windows is None:
+                    x, y, mask = train.batch(group)
+                else:  # a window of the document streams, from the state the previous one ended in
+                    x, y, mask = group.x, group.y, group.mask
+                    carry = dict(state=windows.carried, resets=backend.asarray(group.resets), return_state=True)
                 batch = (backend.asarray(x), backend.asarray(y), backend.asarray(mask))
                 if optimizer is None:
-                    batch_loss, count, _ = sgd_step(model, *batch, state.learning_rate, cfg.clip_norm, check, dropout_rng)
+                    result = sgd_step(model, *batch, state.learning_rate, cfg.clip_norm, check, dropout_rng, **carry)
                 else:
-                    batch_loss, count, _ = adam_step(model, optimizer, *batch, state.learning_rate, cfg.clip_norm,
-                                                     check, dropout_rng)
+                    result = adam_step(model, optimizer, *batch, state.learning_rate, cfg.clip_norm, check,
+                                       dropout_rng, **carry)
+                batch_loss, count = result[:2]
+                if windows is not None:
+                    windows.carried = result[3]
                 if average is not None:
                     average.add(model.params)
                 loss_sum += batch_loss
@@ -398,7 +437,8 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
             now = checkpoint_clock()
             timer_due = cfg.checkpoint_minutes and now - last_checkpoint >= 60 * cfg.checkpoint_minutes
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or state.stopped_early or stop or timer_due:
-                save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer, average)
+                save_checkpoint(checkpoint_path, model, best, state, run_id, optimizer, average,
+                                None if windows is None else windows.carried)
                 last_checkpoint = now
                 kept = f"the checkpoint after epoch {epoch}, {checkpoint_path}, is kept"
     except Divergence as exc:
@@ -424,15 +464,22 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
     return state
 
 
-def measurement_subset(split: Split, tokens: int, seed: int) -> Split:
+def measurement_subset(split: Split, tokens: int, seed: int, documents: bool = False) -> Split:
     """The sentences the schedule measures on: all of `split` when `tokens` is 0 or covers it, else the
-    shortest prefix of a random order (fixed by `seed`) of its whole sentences that holds at least
-    `tokens` predicted tokens, in file order. The same subset at every measurement and after a resume."""
+    shortest prefix of a random order (fixed by `seed`) of its whole sentences (with `documents`: its
+    whole documents) that holds at least `tokens` predicted tokens, in file order. The same subset
+    at every measurement and after a resume."""
     if not tokens or tokens >= split.num_tokens:
         return split
-    order = np.random.default_rng([seed, 0, VALID_SUBSET_STREAM]).permutation(len(split))
-    count = int(np.searchsorted(np.cumsum(split.lengths[order]), tokens)) + 1
-    return split.subset(np.sort(order[:count]))
+    if documents:
+        offsets = document_offsets(split)
+        lengths = np.diff(split.offsets[offsets])
+    else:
+        lengths = split.lengths
+    order = np.random.default_rng([seed, 0, VALID_SUBSET_STREAM]).permutation(len(lengths))
+    count = int(np.searchsorted(np.cumsum(lengths[order]), tokens)) + 1
+    chosen = np.sort(order[:count])
+    return document_subset(split, chosen) if documents else split.subset(chosen)
 
 
 class _BatchStream:
