@@ -55,6 +55,7 @@ def gradient_norms_by_distance(model: RNNLM, split: Split, max_distance: int, ma
         # gradient of step t can reach.
         steps = np.arange(x.shape[0])[:, None]
         since_start = steps - np.maximum.accumulate(np.where(resets > 0, steps, 0), axis=0)
+        real_device, since_device = backend.asarray(real.astype(np.float64)), backend.asarray(since_start)
         targets = backend.asarray(y)
         cache = model.forward_cache(backend.asarray(x), backend.asarray(mask, dtype=model.params["U"].dtype),
                                     resets=None if model.config.context == "sentence" else resets)
@@ -66,10 +67,9 @@ def gradient_norms_by_distance(model: RNNLM, split: Split, max_distance: int, ma
             for k in range(reach + 1):
                 if k:
                     grad = model.state_vjp(cache, t - k + 1, grad)
-                counted = real[t] & (since_start[t] >= k)
                 norms = xp.sqrt((grad.astype(xp.float64) ** 2).sum(axis=1))
-                norm_sums[k] += norms @ backend.asarray(counted.astype(np.float64))
-                pairs[k] += int(counted.sum())
+                norm_sums[k] += norms @ (real_device[t] * (since_device[t] >= k))
+                pairs[k] += int((real[t] & (since_start[t] >= k)).sum())
     sums = backend.to_host(norm_sums)
     # JSON has no NaN: distances no sentence reaches get null.
     mean_norm = [float(total / n) if n else None for total, n in zip(sums, pairs)]
@@ -81,9 +81,7 @@ def _batches(model: RNNLM, split: Split, count: int, batch_size: int):
     similar length together (little work on padding); in document mode the first whole documents
     within `count` sentences as streams, read in one piece (the gradient may reach back anywhere)."""
     if in_context(model):
-        offsets = document_offsets(split)
-        documents = max(1, int(np.searchsorted(offsets, count, side="right")) - 1)
-        layout = evaluation_layout(document_subset(split, np.arange(documents)), batch_size)
+        layout = evaluation_layout(document_subset(split, np.arange(_documents_within(split, count))), batch_size)
         window = layout.window(0, layout.steps)
         return [(window.x, window.y, window.mask, window.resets)]
     chosen = np.arange(count)[np.argsort(np.asarray(split.lengths[:count]), kind="stable")]
@@ -157,12 +155,16 @@ def diagnose(trained, initial, split, max_distance: int, max_sentences: int, bat
     return result
 
 
+def _documents_within(split: Split, count: int) -> int:
+    """How many leading whole documents hold at most `count` sentences (at least one)."""
+    return max(1, int(np.searchsorted(document_offsets(split), count, side="right")) - 1)
+
+
 def _sentences_measured(model, split, max_sentences: int) -> int:
     count = min(len(split), max_sentences)
     if not in_context(model) or count == 0:
         return count
-    offsets = document_offsets(split)
-    return int(offsets[max(1, int(np.searchsorted(offsets, count, side="right")) - 1)])
+    return int(document_offsets(split)[_documents_within(split, count)])
 
 
 def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLike, output_path: str | os.PathLike,

@@ -160,3 +160,30 @@ def test_backend_primitives_match():
     mask = GPU.to_host(GPU.dropout_mask(GPU.rng(0), (200, 500), 0.25, np.float32))
     assert set(np.unique(mask)) == {0.0, np.float32(1 / 0.75)}
     assert abs((mask == 0).mean() - 0.25) < 0.01
+
+
+@pytest.mark.parametrize("cell, activation", CELLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_document_mode_state_resets_and_stream_scores_match(cell, activation, dtype):
+    from rnnlm import streams
+    from rnnlm.data import Split
+
+    cpu, gpu = model_pair(cell, activation, "class", dtype, context="document")
+    rng = np.random.default_rng(21)
+    x, y, mask = random_batch(rng, VOCAB, [8, 8, 5])
+    state = rng.normal(0, 0.5, (3, cpu.cell.state_size)).astype(dtype)
+    resets = np.zeros(x.shape, dtype=np.float32)
+    resets[3, 0] = resets[5, 1] = 1
+    loss_cpu, _, grads_cpu, final_cpu = cpu.loss_and_grads(x, y, mask, state=state, resets=resets, return_state=True)
+    loss_gpu, _, grads_gpu, final_gpu = gpu.loss_and_grads(GPU.asarray(x), GPU.asarray(y), GPU.asarray(mask),
+                                                           state=GPU.asarray(state), resets=GPU.asarray(resets),
+                                                           return_state=True)
+    assert_close(np.float64(loss_gpu), loss_cpu, dtype, "loss")
+    assert_close(final_gpu, final_cpu, dtype, "final state")
+    for name in grads_cpu:
+        assert_close(grads_gpu[name], grads_cpu[name], dtype, name)
+    lengths = rng.integers(1, 7, 12)
+    split = Split.from_ids(rng.integers(3, VOCAB, lengths.sum()), lengths)
+    split.doc_offsets = np.array([0, 3, 4, 9, 12])
+    assert_close(streams.token_log_probs(gpu, split, rows=2, window=5), streams.token_log_probs(cpu, split),
+                 dtype, "stream scores")
