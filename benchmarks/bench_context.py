@@ -47,9 +47,9 @@ def corpus_split(path: Path, vocab_size: int, sentences_per_document: int) -> tu
     kept = [word for word, _ in counts.most_common(vocab_size - len(SPECIAL_TOKENS))]
     ids = {word: i + len(SPECIAL_TOKENS) for i, word in enumerate(kept)}
     flat = np.array([ids.get(word, UNKNOWN_ID) for sentence in sentences for word in sentence], dtype=np.int32)
-    split = Split.from_ids(flat, [len(sentence) for sentence in sentences])
-    step = sentences_per_document or len(split)
-    split.doc_offsets = np.unique(np.append(np.arange(0, len(split), step), len(split)))
+    step = sentences_per_document or len(sentences)
+    split = Split.from_ids(flat, [len(sentence) for sentence in sentences],
+                           doc_offsets=np.unique(np.append(np.arange(0, len(sentences), step), len(sentences))))
     word_counts = np.ones(vocab_size, dtype=np.int64)
     word_counts[len(SPECIAL_TOKENS):len(SPECIAL_TOKENS) + len(kept)] = [counts[word] for word in kept]
     return split, word_counts
@@ -129,7 +129,7 @@ def main() -> None:
     report = {
         "model": args.model, "settings": hyper, "bptt": trainers["document"].cfg.bptt,
         "corpus": str(args.corpus), "tokens": split.num_tokens, "sentences": len(split),
-        "documents": len(split.doc_offsets) - 1, "vocab_size": args.vocab_size,
+        "documents": split.num_documents, "vocab_size": args.vocab_size,
         "rounds": args.rounds, "seconds_per_round": args.seconds,
         "tokens_per_cpu_second": {mode: round(rate, 1) for mode, rate in rates.items()},
         "document_over_sentence": round(rates["document"] / rates["sentence"], 3),

@@ -23,7 +23,6 @@ from rnnlm.data import Split
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.optim import Adam, ParameterAverage
-from rnnlm.streams import document_offsets
 from rnnlm.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train_spli
         for array in (split.x, split.y, split.offsets):
             digest.update(np.ascontiguousarray(array))  # hashed in place: no copy of a memory-mapped split
         if model_config.context == "document":  # the documents shape the streams (sentence mode: unchanged hash)
-            digest.update(document_offsets(split))
+            digest.update(split.doc_offsets)
     digest.update("\n".join(vocab_words).encode())
     return digest.hexdigest()
 

@@ -25,7 +25,7 @@ from rnnlm.backend import get_backend
 from rnnlm.data import Split, load_splits
 from rnnlm.io import RnnlmError, write_json
 from rnnlm.model import RNNLM
-from rnnlm.streams import document_offsets, document_subset, evaluation_layout, in_context
+from rnnlm.streams import evaluation_layout, in_context
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _batches(model: RNNLM, split: Split, count: int, batch_size: int):
     similar length together (little work on padding); in document mode the first whole documents
     within `count` sentences as streams, read in one piece (the gradient may reach back anywhere)."""
     if in_context(model):
-        layout = evaluation_layout(document_subset(split, np.arange(_documents_within(split, count))), batch_size)
+        layout = evaluation_layout(split.documents(np.arange(_documents_within(split, count))), batch_size)
         window = layout.window(0, layout.steps)
         return [(window.x, window.y, window.mask, window.resets)]
     chosen = np.arange(count)[np.argsort(np.asarray(split.lengths[:count]), kind="stable")]
@@ -157,14 +157,14 @@ def diagnose(trained, initial, split, max_distance: int, max_sentences: int, bat
 
 def _documents_within(split: Split, count: int) -> int:
     """How many leading whole documents hold at most `count` sentences (at least one)."""
-    return max(1, int(np.searchsorted(document_offsets(split), count, side="right")) - 1)
+    return max(1, int(np.searchsorted(split.doc_offsets, count, side="right")) - 1)
 
 
 def _sentences_measured(model, split, max_sentences: int) -> int:
     count = min(len(split), max_sentences)
     if not in_context(model) or count == 0:
         return count
-    return int(document_offsets(split)[_documents_within(split, count)])
+    return int(split.doc_offsets[_documents_within(split, count)])
 
 
 def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLike, output_path: str | os.PathLike,

@@ -201,10 +201,11 @@ def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Seque
     # Words outside the vocabulary (and spellings of special tokens) are scored as UNKNOWN_TOKEN.
     ids = [vocabulary.encode(sentence) for sentence in sentences]
     unknown = [int((row == UNKNOWN_ID).sum()) for row in ids]
-    split = Split.from_ids(np.concatenate(ids), np.array([len(row) for row in ids], dtype=np.int64))
+    in_context = streams.in_context(model)
+    split = Split.from_ids(np.concatenate(ids), np.array([len(row) for row in ids], dtype=np.int64),
+                           doc_offsets=([0, len(ids)] if doc_offsets is None else doc_offsets) if in_context else None)
     log_probs = np.empty(len(ids))
-    if streams.in_context(model):
-        split.doc_offsets = np.asarray([0, len(ids)] if doc_offsets is None else doc_offsets, dtype=np.int64)
+    if in_context:
         per_token = streams.token_log_probs(model, split, rows=SCORE_BATCH_SIZE)
         log_probs[:] = np.add.reduceat(per_token, split.offsets[:-1])
     else:

@@ -1,6 +1,6 @@
 """Document mode (`context: document`): a split read as documents, each one stream of its sentences.
 
-Document j of a split is its sentences doc_offsets[j]:doc_offsets[j+1] (`document_offsets`; a
+Document j of a split is its sentences doc_offsets[j]:doc_offsets[j+1] (`Split.doc_offsets`; a
 split without document boundaries is one sentence per document). They are consecutive in the flat
 arrays, so a document's tokens are x/y[offsets[first]:offsets[end]]. In a stream the input at the
 start of every sentence but the document's first is SENTENCE_END (PTB's <eos>: the token just
@@ -43,15 +43,6 @@ def in_context(model) -> bool:
     return model.config.context == "document"
 
 
-def document_offsets(split) -> np.ndarray:
-    """The split's document boundaries in sentences (d + 1 entries); one sentence per document when
-    the split records none (index files from before document boundaries existed)."""
-    offsets = getattr(split, "doc_offsets", None)
-    if offsets is None:
-        return np.arange(len(split) + 1, dtype=np.int64)
-    return np.asarray(offsets, dtype=np.int64)
-
-
 @dataclass
 class Window:
     """One window of B streams, time-major (T, B)."""
@@ -67,7 +58,7 @@ class StreamLayout:
     """Documents of `split` in `order`, concatenated, read on rows [row_start[b], row_end[b])."""
 
     def __init__(self, split, order: np.ndarray, row_start: np.ndarray, row_end: np.ndarray):
-        token_starts = split.offsets[document_offsets(split)]  # flat position of each document's start
+        token_starts = split.offsets[split.doc_offsets]  # flat position of each document's start
         lengths = np.diff(token_starts)[order]
         self.split = split
         self.doc_cum = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # k of each document's start
@@ -122,8 +113,8 @@ def training_layout(split, rows: int, order: np.ndarray) -> StreamLayout:
 def evaluation_layout(split, rows: int = EVAL_ROWS) -> StreamLayout:
     """Whole documents in file order on up to `rows` rows of about equal token counts (contiguous
     runs of documents: a row never cuts a document, so each is read from its start)."""
-    offsets = document_offsets(split)
-    documents = len(offsets) - 1
+    offsets = split.doc_offsets
+    documents = split.num_documents
     rows = max(1, min(rows, documents))
     token_starts = split.offsets[offsets]
     total = max(int(token_starts[-1]), 1)
@@ -157,17 +148,6 @@ def split_loss(model, split, rows: int = EVAL_ROWS, window: int = EVAL_WINDOW) -
     return total, tokens
 
 
-def document_subset(split, documents: np.ndarray):
-    """The documents at `documents` (whole, in that order) as a split with their boundaries."""
-    offsets = document_offsets(split)
-    documents = np.asarray(documents, dtype=np.int64)
-    counts = offsets[documents + 1] - offsets[documents]
-    first = np.repeat(offsets[documents] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
-    subset = split.subset(first + np.arange(counts.sum()))
-    subset.doc_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    return subset
-
-
 class TrainingWindows:
     """The training windows as one stream of passes, as the trainer's sentence batches are: pass p
     reads the documents in an order that depends only on (seed, p), packed on `rows` rows. An epoch
@@ -183,7 +163,7 @@ class TrainingWindows:
 
     def _layout(self, data_pass: int) -> StreamLayout:
         if data_pass != self.cached_pass:
-            order = np.random.default_rng([self.seed, data_pass]).permutation(len(document_offsets(self.split)) - 1)
+            order = np.random.default_rng([self.seed, data_pass]).permutation(self.split.num_documents)
             self.layout = training_layout(self.split, self.rows, order)
             self.cached_pass = data_pass
         return self.layout

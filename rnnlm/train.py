@@ -50,7 +50,7 @@ from rnnlm.optim import Adam, ParameterAverage
 from rnnlm.progress import CpuClock, Progress, log_row, render_log
 from rnnlm.runlock import exclusive_lock
 from rnnlm.schedule import Schedule
-from rnnlm.streams import TrainingWindows, document_offsets, document_subset, in_context
+from rnnlm.streams import TrainingWindows, in_context
 from rnnlm.train_config import TrainConfig, split_hyperparameters
 from rnnlm.update import Divergence, DivergenceGuard, adam_step, sgd_step
 from rnnlm.vocab import Vocabulary
@@ -301,11 +301,11 @@ def measurement_subset(split: Split, tokens: int, seed: int, documents: bool = F
     at every measurement and after a resume."""
     if not tokens or tokens >= split.num_tokens:
         return split
-    lengths = np.diff(split.offsets[document_offsets(split)]) if documents else split.lengths
+    lengths = np.diff(split.offsets[split.doc_offsets]) if documents else split.lengths
     order = np.random.default_rng([seed, 0, VALID_SUBSET_STREAM]).permutation(len(lengths))
     count = int(np.searchsorted(np.cumsum(lengths[order]), tokens)) + 1
     chosen = np.sort(order[:count])
-    return document_subset(split, chosen) if documents else split.subset(chosen)
+    return split.documents(chosen) if documents else split.subset(chosen)
 
 
 class _BatchStream:

@@ -16,6 +16,7 @@ import pytest
 
 import rnnlm.train as train_module
 from rnnlm import evaluate, streams
+from rnnlm.data import Split
 from rnnlm.io import load_npz
 from rnnlm.model import RNNLM
 from rnnlm.train import measurement_subset
@@ -27,9 +28,9 @@ DOCUMENT = {"context": "document", "bptt": 7, "batch_size": 4}
 
 
 def with_documents(split, sentences_per_document: int = 4):
-    """Consecutive runs of sentences as documents (the last one shorter)."""
-    split.doc_offsets = np.unique(np.append(np.arange(0, len(split), sentences_per_document), len(split)))
-    return split
+    """The split with consecutive runs of sentences as documents (the last one shorter)."""
+    return Split(split.x, split.y, split.offsets, vocab_fingerprint=split.vocab_fingerprint,
+                 doc_offsets=np.unique(np.append(np.arange(0, len(split), sentences_per_document), len(split))))
 
 
 def document_splits():
@@ -87,7 +88,7 @@ def test_valid_tokens_measures_whole_documents():
     valid = with_documents(tiny_splits()["valid"], 3)
     subset = measurement_subset(valid, 60, seed=2, documents=True)
     assert 60 <= subset.num_tokens < 60 + 3 * 12
-    offsets = streams.document_offsets(subset)
+    offsets = subset.doc_offsets
     assert len(offsets) >= 2 and np.all(np.diff(offsets) >= 1)
     # Its documents are whole documents of the split: each one's tokens appear there, in order.
     whole = {tuple(valid.y[valid.offsets[a]:valid.offsets[b]]) for a, b in

@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 from rnnlm.data import Split
-from rnnlm.streams import document_offsets
 from workflow_runs import write_tiny_corpus
 
 pytestmark = pytest.mark.slow
@@ -58,5 +57,5 @@ def test_a_document_mode_model_runs_every_stage_on_the_same_tokens(workflow_copy
                                                                  for line in samples[2:5])
     # Whatever document boundaries the index stage records, the model was trained and measured on them.
     valid = Split.load(workflow_copy / "results/data/valid.npz")
-    offsets = document_offsets(valid)
+    offsets = valid.doc_offsets
     assert offsets[0] == 0 and offsets[-1] == len(valid) and np.all(np.diff(offsets) >= 1)
