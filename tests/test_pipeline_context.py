@@ -55,7 +55,6 @@ def test_a_document_mode_model_runs_every_stage_on_the_same_tokens(workflow_copy
     samples = (workflow_copy / "results/models/documents/samples.txt").read_text().splitlines()
     assert samples[0].startswith("# sampled sentences") and all(line.split("\t")[-1].startswith("the cat")
                                                                  for line in samples[2:5])
-    # Whatever document boundaries the index stage records, the model was trained and measured on them.
+    # The index stage kept the documents (8 sentences each in the tiny corpus): read across sentences.
     valid = Split.load(workflow_copy / "results/data/valid.npz")
-    offsets = valid.doc_offsets
-    assert offsets[0] == 0 and offsets[-1] == len(valid) and np.all(np.diff(offsets) >= 1)
+    assert valid.num_documents < len(valid) and np.all(np.diff(valid.doc_offsets) >= 1)
