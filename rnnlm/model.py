@@ -14,6 +14,13 @@ backpropagation through time:
   tutorial's `bptt` loop. Every step's gradient "wavefront" is moved back one step at a time for
   all t at once (k vectorized steps over all T*B rows instead of T*k small ones), the wavefronts
   that sit on the same step are summed, and the parameter gradients come out of one final pass.
+
+State across batches (document mode, `rnnlm.streams`): `state` starts a batch from a given state
+(None: zeros); `resets` (T, B), 1 where a document starts at step t, zeroes the state before that
+step (the cell reads s_{t-1} * (1 - resets_t), in the forward and the backward pass alike);
+`return_state` hands back the batch's final state for the next window. That state is detached:
+no gradient flows from one window into the previous one (truncated BPTT over windows). With
+stacked layers the state holds every layer's, side by side, and a reset zeroes all of them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ FORMAT_VERSION = 1
 ACTIVATIONS = ("tanh", "relu")
 CELLS = ("rnn", "gru", "lstm")
 OUTPUTS = ("full", "class")
+CONTEXTS = ("sentence", "document")  # how the model reads text: rnnlm.streams
 _FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
 
 
@@ -50,6 +58,7 @@ class ModelConfig:
     num_classes: int = 0  # class output only; 0 = round(sqrt(vocab_size))
     dropout: float = 0.0  # training only: drop rate of the hidden state the output layer reads
     input_dropout: float = 0.0  # training only: drop rate of each word's input projection U[:, x]
+    context: str = "sentence"  # sentence: each from a zero state; document: streams of a document's sentences
     embedding_size: int = 0  # D: 0 = the one-hot input through U (G*H x C); > 0 = a table E (C x D) read by U (G*H x D)
     tie_embeddings: bool = False  # the input embedding is the output word matrix V (needs embedding_size == hidden_size)
     num_layers: int = 1  # stacked recurrent layers; layer l > 0 reads layer l-1's hidden state
@@ -72,6 +81,7 @@ class ModelConfig:
             ),
             (_is_rate(self.dropout), "dropout must be a number in [0, 1)"),
             (_is_rate(self.input_dropout), "input_dropout must be a number in [0, 1)"),
+            (self.context in CONTEXTS, "context must be sentence or document"),
             (
                 isinstance(self.embedding_size, int) and not isinstance(self.embedding_size, bool)
                 and self.embedding_size >= 0,
@@ -183,6 +193,7 @@ class ForwardCache:
     extras: Any
     dropout: DropoutMasks | None = None
     layers: list = dataclasses.field(default_factory=list)
+    keep: Any = None  # (T, B, 1) 1 - resets, or None (no resets)
 
 
 class RNNLM:
@@ -319,12 +330,25 @@ class RNNLM:
             words = backend.dropout_mask(rng, (config.vocab_size,), config.embedding_dropout, self.dtype)
         return DropoutMasks(inputs, hidden, layers, words)
 
-    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None) -> ForwardCache:
+    def _reset_keep(self, resets, shape):
+        """1 - resets as a (T, B, 1) device array of the model's dtype, or None for no resets."""
+        if resets is None:
+            return None
+        if tuple(resets.shape) != tuple(shape):
+            raise RnnlmError(f"resets {tuple(resets.shape)} must have the shape of x {tuple(shape)}")
+        return (1 - self.backend.asarray(resets, dtype=self.dtype))[..., None]
+
+    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None, resets=None) -> ForwardCache:
         """Run the recurrence over a batch and keep every state (diagnostics and backward use it).
-        Stacked layers run one after the other, each over the whole batch (layer-major)."""
+        Stacked layers run one after the other, each over the whole batch (layer-major); a reset
+        zeroes every layer's state."""
         xp = self.backend.xp
         x, mask = self._check_batch(x, mask)
         state0 = self.initial_state(x.shape[1]) if state is None else self.backend.asarray(state, dtype=self.dtype)
+        expected = (x.shape[1], self.config.num_layers * self.cell.state_size)
+        if state0.shape != expected:
+            raise RnnlmError(f"state {tuple(state0.shape)} must be {expected}, as initial_state(B)")
+        reset_keep = self._reset_keep(resets, x.shape)
         inputs, layer_input = self._first_layer_inputs(x, dropout)
         layers = []
         for layer in range(self.config.num_layers):
@@ -337,9 +361,16 @@ class RNNLM:
                 inputs = layer_input.reshape(-1, self.config.hidden_size) @ params["U"].T
                 inputs += params["b_h"]
                 inputs = inputs.reshape(x.shape + (inputs.shape[-1],))
-            states, extras = self.cell.forward(xp, params, inputs, self._layer_state(state0, layer))
+            states, extras = self.cell.forward(xp, params, inputs, self._layer_state(state0, layer), reset_keep)
             layers.append(LayerCache(layer_input, states, extras))
-        return ForwardCache(x, mask, layers[-1].states, layers[-1].extras, dropout, layers)
+        return ForwardCache(x, mask, layers[-1].states, layers[-1].extras, dropout, layers, reset_keep)
+
+    def _final_state(self, cache: ForwardCache):
+        """The state after the last step, detached (a copy: later windows never write into this
+        cache), every layer's side by side as in `initial_state`."""
+        if len(cache.layers) == 1:
+            return cache.states[-1].copy()
+        return self.backend.xp.concatenate([layer.states[-1] for layer in cache.layers], axis=1)
 
     def _hidden_keep(self, cache: ForwardCache):
         """The output dropout mask as (T*B, H) rows, or None."""
@@ -367,8 +398,12 @@ class RNNLM:
     def loss_and_grads(
         self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
         dropout: DropoutMasks | None = None, keep_output_gradients: bool = False,
-    ) -> tuple[float, int, dict[str, Any]]:
-        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
+        state=None, resets=None, return_state: bool = False,
+    ):
+        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum
+        (and, with `return_state`, the final state, detached, as a 4th result).
+
+        `state`, `resets`: the initial state and the document starts (module docstring).
 
         `dropout`: the training pass's masks (`dropout_masks`); None is the deterministic network.
         `sparse_input`: the gradient of the word-indexed input matrix (U without an embedding
@@ -384,7 +419,7 @@ class RNNLM:
         layer's gradient (dense or kept buffer) where there is one.
         """
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask, dropout=dropout)
+        cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
         hidden_rows, targets, rows = self._valid_rows(cache, y)
@@ -402,8 +437,10 @@ class RNNLM:
         d_state = d_state.reshape(steps, batch, -1)
         for layer in range(self.config.num_layers - 1, 0, -1):
             d_state = self._upper_layer_grads(cache, layer, d_state, grads)
-        dz = self._backprop(cache.layers[0], self._layer_params(0), d_state)
+        dz = self._backprop(cache.layers[0], self._layer_params(0), d_state, cache.keep)
         self._first_layer_grads(cache, dz, rows, sparse_input, grads)
+        if return_state:
+            return float(loss), int(hidden_rows.shape[0]), grads, self._final_state(cache)
         return float(loss), int(hidden_rows.shape[0]), grads
 
     def _upper_layer_grads(self, cache: ForwardCache, layer: int, d_state, grads: dict[str, Any]):
@@ -411,11 +448,11 @@ class RNNLM:
         go into `grads`; returns dL/ds (T, B, state size) of the layer below."""
         xp, hidden_size = self.backend.xp, self.config.hidden_size
         params, layer_cache = self._layer_params(layer), cache.layers[layer]
-        dz = self._backprop(layer_cache, params, d_state)
+        dz = self._backprop(layer_cache, params, d_state, cache.keep)
         dz_rows = dz.reshape(-1, dz.shape[-1])
         names = layer_parameter_names(layer)
         grads[names[0]] = dz_rows.T @ layer_cache.inputs.reshape(-1, hidden_size)
-        grads[names[1]] = self.cell.weight_grad(xp, params, layer_cache.states, layer_cache.extras, dz)
+        grads[names[1]] = self.cell.weight_grad(xp, params, layer_cache.states, layer_cache.extras, dz, cache.keep)
         grads[names[2]] = dz_rows.sum(axis=0)
         d_below = (dz_rows @ params["U"]).reshape(dz.shape[:2] + (hidden_size,))
         keep = None if cache.dropout is None or cache.dropout.layers is None else cache.dropout.layers[layer - 1]
@@ -463,7 +500,7 @@ class RNNLM:
         # the host whether to clip and whether training diverged.
         return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
 
-    def _backprop(self, layer: LayerCache, params, d_state):
+    def _backprop(self, layer: LayerCache, params, d_state, keep=None):
         """Pre-activation gradients (T, B, G*H) of one layer from dL_t/ds_t of every step, full or truncated."""
         xp, cell = self.backend.xp, self.cell
         steps = d_state.shape[0]
@@ -473,7 +510,7 @@ class RNNLM:
             carry = None
             for t in range(steps - 1, -1, -1):
                 grad = d_state[t : t + 1] if carry is None else d_state[t : t + 1] + carry
-                dz_t, carry = cell.backward(xp, params, layer.states, layer.extras, slice(t, t + 1), grad)
+                dz_t, carry = cell.backward(xp, params, layer.states, layer.extras, slice(t, t + 1), grad, keep)
                 if dz is None:
                     dz = xp.empty((steps,) + dz_t.shape[1:], dtype=dz_t.dtype)
                 dz[t] = dz_t[0]
@@ -482,9 +519,9 @@ class RNNLM:
         front = d_state
         for k in range(1, truncate + 1):
             # wavefronts on steps 1..T-k move to steps 0..T-k-1; the one on step 0 has nowhere to go
-            _, front = cell.backward(xp, params, layer.states, layer.extras, slice(1, steps - k + 1), front[1:])
+            _, front = cell.backward(xp, params, layer.states, layer.extras, slice(1, steps - k + 1), front[1:], keep)
             total[: steps - k] += front
-        dz, _ = cell.backward(xp, params, layer.states, layer.extras, slice(0, steps), total)
+        dz, _ = cell.backward(xp, params, layer.states, layer.extras, slice(0, steps), total, keep)
         return dz
 
     def _first_layer_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool, grads: dict[str, Any]) -> None:
@@ -511,7 +548,7 @@ class RNNLM:
             grads["U"] = self._word_gradient(tokens, token_grads, sparse_input, word_axis=1)
         else:
             grads["U"] = token_grads.T @ embedded
-        grads["W"] = self.cell.weight_grad(xp, params, layer.states, layer.extras, dz)
+        grads["W"] = self.cell.weight_grad(xp, params, layer.states, layer.extras, dz, cache.keep)
         grads["b_h"] = dz_rows.sum(axis=0)
         if self.embedding_name is None:
             return
@@ -561,14 +598,15 @@ class RNNLM:
             cache.extras,
             slice(t, t + 1),
             self.backend.asarray(grad_state, dtype=self.dtype)[None],
+            cache.keep,
         )
         return grad_prev[0]
 
     # ------------------------------------------------------------------ scoring and generation
-    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None):
-        """log p(y_t | x_<=t) as a (T, B) device array; 0 at padding."""
+    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None, state=None, resets=None):
+        """log p(y_t | x_<=t) as a (T, B) device array (0 at padding), and the forward cache."""
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask, dropout=dropout)
+        cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         hidden_rows, targets, rows = self._valid_rows(cache, y)
         log_probs = self.output.target_log_probs(self.backend, self.params, hidden_rows, targets)
@@ -576,23 +614,33 @@ class RNNLM:
             scattered = xp.zeros(cache.x.size, dtype=self.dtype)
             scattered[rows] = log_probs
             log_probs = scattered
-        return log_probs.reshape(cache.x.shape)
+        return log_probs.reshape(cache.x.shape), cache
 
-    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None) -> np.ndarray:
+    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None, state=None, resets=None,
+                        return_state: bool = False):
         """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding. `dropout`: score as the
         training pass with these masks does (the gradient check's objective). The transfer is the
-        point: callers (scoring, interpolation) need every token's figure on the host."""
-        return self.backend.to_host(self._target_log_probs(x, y, mask, dropout))
+        point: callers (scoring, interpolation) need every token's figure on the host.
+        `state`, `resets`, `return_state` as in `loss_and_grads` (then a pair: log-probs, final state)."""
+        log_probs, cache = self._target_log_probs(x, y, mask, dropout, state, resets)
+        if return_state:
+            return self.backend.to_host(log_probs), self._final_state(cache)
+        return self.backend.to_host(log_probs)
 
-    def loss(self, x, y, mask, dropout: DropoutMasks | None = None) -> tuple[float, int]:
-        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients).
-        Summed on the device (in float64); only the totals come back, in one transfer."""
+    def loss(self, x, y, mask, dropout: DropoutMasks | None = None, state=None, resets=None,
+             return_state: bool = False):
+        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients)
+        (and the final state as a 3rd result with `return_state`). Summed on the device (in float64);
+        only the totals come back, in one transfer."""
         xp = self.backend.xp
-        loss_sum = -self._target_log_probs(x, y, mask, dropout).sum(dtype=xp.float64)
+        log_probs, cache = self._target_log_probs(x, y, mask, dropout, state, resets)
+        loss_sum = -log_probs.sum(dtype=xp.float64)
         if isinstance(mask, np.ndarray):
-            return float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
-        totals = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
-        return float(totals[0]), int(totals[1])
+            totals = float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
+        else:
+            both = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
+            totals = float(both[0]), int(both[1])
+        return totals + (self._final_state(cache),) if return_state else totals
 
     def step(self, tokens, state):
         """Feed one token per sequence: (log-probabilities of the next word (B, C), new state)."""

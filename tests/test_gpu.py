@@ -21,7 +21,7 @@ from rnnlm.generate import beam_search, sample_sentences, score_sentences
 from rnnlm.gradcheck import random_batch
 from rnnlm.model import RNNLM, DropoutMasks, ModelConfig
 from rnnlm.optim import Adam
-from rnnlm.train import adam_step, sgd_step
+from rnnlm.update import adam_step, sgd_step
 from rnnlm.vocab import SPECIAL_TOKENS
 
 _CUPY, _REASON = backend_module._usable_cupy()

@@ -208,3 +208,52 @@ def test_cli_checks_the_toolkit():
     assert gradcheck.main(["--cell", "gru", "--output", "class", "--hidden-size", "5", "--embedding-size", "5",
                            "--tie-embeddings", "--num-layers", "2", "--layer-dropout", "0.3", "--dropout", "0.3",
                            "--embedding-dropout", "0.2", "--locked-dropout", "--max-entries", "6"]) == 0
+
+
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_stacked_carried_state_and_resets_match_central_differences(cell, output):
+    """Document mode on a tied stack: a carried (fixed) initial state of every layer and document
+    starts mid-window; the gradients still match, and the state and resets matter."""
+    model = make_model(cell=cell, output=output, embedding_size=5, tie_embeddings=True, num_layers=2, seed=4)
+    rng = np.random.default_rng(4)
+    x, y, mask = gradcheck.random_batch(rng, 15, [6, 6, 4])
+    state = rng.normal(0, 0.5, model.initial_state(3).shape)
+    resets = np.zeros(x.shape)
+    resets[3, 0] = resets[1, 2] = 1
+    errors = gradcheck.gradient_check(model, x, y, mask, state=state, resets=resets)
+    assert max(errors.values()) < gradcheck.DEFAULT_TOLERANCE, errors
+    assert model.loss(x, y, mask, state=state, resets=resets)[0] != pytest.approx(model.loss(x, y, mask)[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_stacked_state_carries_across_windows_and_resets_zero_every_layer(cell):
+    model = make_model(cell=cell, num_layers=3, embedding_size=4)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(5), 15, [8, 8])
+    whole = model.token_log_probs(x, y, mask)
+    first, state = model.token_log_probs(x[:3], y[:3], mask[:3], return_state=True)
+    assert state.shape == model.initial_state(2).shape
+    second = model.token_log_probs(x[3:], y[3:], mask[3:], state=state)
+    np.testing.assert_allclose(np.concatenate([first, second]), whole, rtol=1e-12, atol=1e-14)
+    _, _, _, trained_state = model.loss_and_grads(x[:3], y[:3], mask[:3], return_state=True)
+    np.testing.assert_array_equal(trained_state, state)
+    # a document starting at step 3 reads what a fresh run from zeros reads, in every layer
+    resets = np.zeros(x.shape)
+    resets[3] = 1
+    reset = model.token_log_probs(x, y, mask, resets=resets)
+    np.testing.assert_allclose(reset[3:], model.token_log_probs(x[3:], y[3:], mask[3:]), rtol=1e-12, atol=1e-14)
+    with pytest.raises(RnnlmError, match="initial_state"):
+        model.loss(x, y, mask, state=np.zeros((2, model.cell.state_size)))
+
+
+@pytest.mark.parametrize("cell, output", [("gru", "class"), ("lstm", "full")])
+def test_stacked_stream_scores_equal_a_token_by_token_reference(cell, output):
+    from rnnlm import streams
+    from test_streams import VOCAB as STREAM_VOCAB, documents_split, step_by_step
+
+    config = ModelConfig(vocab_size=STREAM_VOCAB, hidden_size=6, cell=cell, output=output, dtype="float64",
+                         context="document", embedding_size=6, tie_embeddings=True, num_layers=2)
+    model = RNNLM(config, CPU, seed=5)
+    split = documents_split(4)
+    scores = streams.token_log_probs(model, split, rows=3, window=5)
+    np.testing.assert_allclose(scores, step_by_step(model, split), rtol=1e-10, atol=1e-12)
