@@ -683,3 +683,14 @@ def test_the_watchdog_says_to_unlock_before_resuming(monkeypatch, caplog):
         runlock.stop_with_snakemake(poll_seconds=0.01).join(timeout=5)
     assert signals == [signal.SIGTERM]
     assert "run `snakemake --unlock` (the killed run left its lock), then `snakemake --rerun-incomplete`" in caplog.text
+
+
+@pytest.mark.parametrize("config", [
+    {}, {"cell": "lstm", "output": "class", "num_classes": 2}, {"embedding_size": 3},
+    {"embedding_size": 4, "tie_embeddings": True, "cell": "gru"}, {"num_layers": 3, "cell": "lstm"},
+])
+def test_the_shapes_checked_before_building_are_exactly_the_models(tmp_path, config):
+    path, _ = saved_model(tmp_path, **config)
+    model, _, _ = RNNLM.load(path, CPU)
+    expected = RNNLM._expected_shapes(path, model.config, rnnlm_io.npz_headers(path))
+    assert expected == {name: tuple(value.shape) for name, value in model.params.items()}
