@@ -324,12 +324,6 @@ def tokenize_blocks(documents: Iterable[str], tokenizer: DocumentTokenizer, proc
             yield block
 
 
-def tokenize_documents(documents: Iterable[str], tokenizer: DocumentTokenizer, processes: int = 1) -> Iterator[str]:
-    """Yield the sentence lines (tokens joined by single spaces) of `documents`, in document order."""
-    for block in tokenize_blocks(documents, tokenizer, processes):
-        yield from block.text.split("\n")[:-1]
-
-
 def write_sentences(documents: Iterable[str], sentences_path: str | Path, tokenizer: DocumentTokenizer,
                     processes: int = 1) -> dict:
     """Tokenize a stream of documents into a sentences file (atomic); return its counts.
