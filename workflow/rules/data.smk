@@ -5,18 +5,17 @@ import platform
 
 from rnnlm.corpus import BUILTIN, local_corpus_path
 
-DATA_SPLITS = ["train", "valid", "test"]
-DATA_TARGETS = expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS) + [f"{RESULTS}/data/stats.json"]
+# DATA_SPLITS and the paths other rule files read (SPLIT_FILES, VOCAB_FILE, ...) come from common.smk.
+DATA_TARGETS = [*SPLIT_FILES.values(), DATA_STATS]
 ALL_TARGETS.extend(DATA_TARGETS)
 # A standard-split corpus (corpus: {train, valid, test}) is three pretokenized files used as given:
 # rule standard_splits replaces download and tokenize, the vocabulary counts the train file only,
 # and the index stage keeps the given splits instead of drawing them.
 STANDARD_SPLITS = isinstance(config["corpus"], dict)
 # The sentences files that vocab and index read.
+SENTENCES = f"{RESULTS}/tokens/sentences.txt"
 SENTENCE_FILES = (
-    {split: f"{RESULTS}/tokens/{split}.txt" for split in DATA_SPLITS}
-    if STANDARD_SPLITS
-    else {"sentences": f"{RESULTS}/tokens/sentences.txt"}
+    {split: f"{RESULTS}/tokens/{split}.txt" for split in DATA_SPLITS} if STANDARD_SPLITS else {"sentences": SENTENCES}
 )
 VOCABULARY_SENTENCES = SENTENCE_FILES["train" if STANDARD_SPLITS else "sentences"]
 # A local corpus file is an input, so editing it re-runs the download stage.
@@ -58,8 +57,8 @@ if config["tokenize_shards"] == 1:
         input:
             documents=rules.download.output.documents,
         output:
-            sentences=f"{RESULTS}/tokens/sentences.txt",
-            stats=f"{RESULTS}/tokens/stats.json",
+            sentences=SENTENCES,
+            stats=TOKEN_STATS,
         log:
             f"{RESULTS}/logs/data/tokenize.log",
         benchmark:
@@ -133,12 +132,10 @@ else:
 
     rule tokenize:
         input:
-            sentences=gather.tokenize(f"{TOKEN_SHARD}/sentences.txt"),
-            words=gather.tokenize(f"{TOKEN_SHARD}/words.txt"),
-            stats=gather.tokenize(f"{TOKEN_SHARD}/stats.json"),
+            **{name: gather.tokenize(path) for name, path in rules.tokenize_shard.output.items()},
         output:
-            sentences=f"{RESULTS}/tokens/sentences.txt",
-            stats=f"{RESULTS}/tokens/stats.json",
+            sentences=SENTENCES,
+            stats=TOKEN_STATS,
         log:
             f"{RESULTS}/logs/data/tokenize.log",
         benchmark:
@@ -162,7 +159,7 @@ if STANDARD_SPLITS:
             **{split: config["corpus"][split] for split in DATA_SPLITS},
         output:
             **{split: SENTENCE_FILES[split] for split in DATA_SPLITS},
-            stats=f"{RESULTS}/tokens/stats.json",
+            stats=TOKEN_STATS,
         log:
             f"{RESULTS}/logs/data/standard_splits.log",
         benchmark:
@@ -184,8 +181,8 @@ rule vocab:
     input:
         sentences=VOCABULARY_SENTENCES,
     output:
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
-        stats=f"{RESULTS}/vocab/stats.json",
+        vocab=VOCAB_FILE,
+        stats=VOCAB_STATS,
     log:
         f"{RESULTS}/logs/data/vocab.log",
     benchmark:
@@ -210,10 +207,8 @@ rule index:
         **SENTENCE_FILES,
         vocab=rules.vocab.output.vocab,
     output:
-        train=f"{RESULTS}/data/train.npz",
-        valid=f"{RESULTS}/data/valid.npz",
-        test=f"{RESULTS}/data/test.npz",
-        stats=f"{RESULTS}/data/stats.json",
+        **SPLIT_FILES,
+        stats=DATA_STATS,
     log:
         f"{RESULTS}/logs/data/index.log",
     benchmark:
