@@ -1,9 +1,8 @@
 # N-gram baseline and interpolation: an interpolated modified Kneser-Ney model of order
 # baseline.order on the train split (results/baseline/kn{order}.json, plus its valid/test per-token
 # log-probabilities), and each model's per-token mixture with it (results/models/{model}/interpolation.json).
-from rnnlm.interpolate import SCORED_SPLITS
-
 # The paths (SPLIT_FILES, VOCAB_FILE, MODEL_FILES, BASELINE_FILES, NGRAM_*) come from common.smk.
+from rnnlm.interpolate import SCORED_SPLITS
 
 ALL_TARGETS.append(NGRAM_SUMMARY)
 ALL_TARGETS.extend(expand(MODEL_FILES["interpolation"], model=model_names()))
@@ -36,10 +35,10 @@ rule baseline:
 
 rule interpolate:
     input:
+        **{split: SPLIT_FILES[split] for split in SCORED_SPLITS},
         params=MODEL_FILES["params"],
         vocab=VOCAB_FILE,
         ngram=NGRAM_SCORES,
-        **{split: SPLIT_FILES[split] for split in SCORED_SPLITS},
     output:
         interpolation=MODEL_FILES["interpolation"],
     log:
