@@ -13,6 +13,7 @@ DATA_STATS = f"{RESULTS}/data/stats.json"
 VOCAB_FILE = f"{RESULTS}/vocab/vocab.tsv"
 VOCAB_STATS = f"{RESULTS}/vocab/stats.json"
 TOKEN_STATS = f"{RESULTS}/tokens/stats.json"
+SPLIT_STATS = f"{RESULTS}/tokens/split.json"
 MODEL_DIR = f"{RESULTS}/models/{{model}}"
 MODEL_FILES = {
     "params": f"{MODEL_DIR}/params.npz",

@@ -123,6 +123,7 @@ rule report_corpus:
         vocab=VOCAB_FILE,
         splits=[SPLIT_FILES[split] for split in DATA_SPLITS],
         tokens_stats=TOKEN_STATS,
+        split_stats=SPLIT_STATS,
         vocab_stats=VOCAB_STATS,
         data_stats=DATA_STATS,
     output:
