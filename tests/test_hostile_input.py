@@ -40,7 +40,7 @@ from rnnlm import workflow_config
 from rnnlm import model as rnnlm_model
 from rnnlm.backend import get_backend
 from rnnlm.cli import main as cli_main
-from rnnlm.corpus import prepare_corpus, read_documents
+from rnnlm.corpus import iter_documents, prepare_corpus
 from rnnlm.data import Split
 from rnnlm.generate import GenerateConfig
 from rnnlm.io import RnnlmError, load_npz, printable, save_npz
@@ -320,7 +320,7 @@ def test_a_corpus_without_blank_lines_is_cut_into_documents_at_line_boundaries(t
     source = tmp_path / "lines.txt"
     source.write_text(text)
     manifest = prepare_corpus(str(source), *corpus_outputs(tmp_path))
-    documents = read_documents(corpus_outputs(tmp_path)[0])
+    documents = list(iter_documents(corpus_outputs(tmp_path)[0]))
     assert manifest["cut_documents"] == 1 and len(documents) == manifest["documents"] >= 3
     assert max(map(len, documents)) <= corpus.MAX_DOCUMENT_CHARACTERS
     assert "\n".join(documents) == text  # cut between lines, nothing lost
@@ -594,7 +594,7 @@ def test_a_corpus_with_a_utf16_or_utf32_byte_order_mark_is_decoded(tmp_path, enc
     source = tmp_path / "c.txt"
     source.write_bytes(raw)
     manifest = prepare_corpus(str(source), *corpus_outputs(tmp_path))
-    assert read_documents(corpus_outputs(tmp_path)[0]) == ["Héllo wörld. A second sentence here.", "Another document."]
+    assert list(iter_documents(corpus_outputs(tmp_path)[0])) == ["Héllo wörld. A second sentence here.", "Another document."]
     assert manifest["replaced_invalid_sequences"] == 0
 
 
