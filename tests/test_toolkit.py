@@ -257,3 +257,27 @@ def test_stacked_stream_scores_equal_a_token_by_token_reference(cell, output):
     split = documents_split(4)
     scores = streams.token_log_probs(model, split, rows=3, window=5)
     np.testing.assert_allclose(scores, step_by_step(model, split), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_diagnostics_primitives_of_a_stack_chain_to_the_top_layers_initial_state_gradient(cell):
+    """loss_grad_state / state_vjp act on the top layer: chained back to step 0 they give dL/d(top
+    layer's initial state), the columns of the stacked state that layer starts from."""
+    model = make_model(cell=cell, num_layers=2, embedding_size=5, tie_embeddings=True)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(7), 15, [6, 4])
+    state0 = np.random.default_rng(8).uniform(-0.5, 0.5, model.initial_state(2).shape)
+    cache = model.forward_cache(x, mask, state=state0)
+    size = model.cell.state_size
+    grad = np.zeros((2, size))
+    for t in range(x.shape[0] - 1, -1, -1):
+        grad = model.state_vjp(cache, t, grad + model.loss_grad_state(cache, y, t))
+    numeric = np.zeros_like(grad)
+    for row, column in np.ndindex(grad.shape):
+
+        def loss_at(offset):
+            bumped = state0.copy()
+            bumped[row, size + column] += offset
+            return model.loss(x, y, mask, state=bumped)[0]
+
+        numeric[row, column] = gradcheck.central_difference(loss_at, 1e-3)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-10)
