@@ -63,7 +63,6 @@ class ModelConfig:
     tie_embeddings: bool = False  # the input embedding is the output word matrix V (needs embedding_size == hidden_size)
     num_layers: int = 1  # stacked recurrent layers; layer l > 0 reads layer l-1's hidden state
     layer_dropout: float = 0.0  # training only: drop rate of a layer's hidden state on its way to the layer above
-    embedding_dropout: float = 0.0  # training only: drop rate of whole word types (a dropped word's input is 0)
     locked_dropout: bool = False  # training only: one dropout mask per sequence of a batch, the same at every step
 
     def __post_init__(self) -> None:
@@ -106,7 +105,6 @@ class ModelConfig:
                 not self.bptt_truncate or self.num_layers == 1,
                 "bptt_truncate works with one layer only: set bptt_truncate: 0 (full BPTT) or num_layers: 1",
             ),
-            (_is_rate(self.embedding_dropout), "embedding_dropout must be a number in [0, 1)"),
             (isinstance(self.locked_dropout, bool), "locked_dropout must be true or false"),
         ]
         for ok, message in checks:
@@ -116,7 +114,7 @@ class ModelConfig:
     @property
     def uses_dropout(self) -> bool:
         """Whether a training pass draws dropout masks at all."""
-        return bool(self.dropout or self.input_dropout or self.layer_dropout or self.embedding_dropout)
+        return bool(self.dropout or self.input_dropout or self.layer_dropout)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -144,7 +142,6 @@ class DropoutMasks:
     inputs: Any  # (T, B, G*H): multiplies each token's input projection (U[:, x_t] or U E[x_t]; not b_h)
     hidden: Any  # (T, B, H): multiplies the hidden state the output layer reads (not the recurrence)
     layers: Any = None  # [(T, B, H)] per layer above the first: the hidden state of the layer below, on its way up
-    words: Any = None  # (C,): one factor per word type for the whole batch (embedding dropout)
 
 
 def layer_parameter_names(layer: int) -> tuple[str, str, str]:
@@ -281,16 +278,11 @@ class RNNLM:
         """(U[:, x].T or E[x] U^T, times the dropout masks, + b_h) for every token, (..., G*H), and
         the embedded words E[x] (N, D) U multiplied (None without an embedding table)."""
         tokens = x.reshape(-1)
-        words = None if dropout is None or dropout.words is None else dropout.words[tokens][:, None]
         embedded = None
         if self.embedding_name is None:
             inputs = self.params["U"].T[tokens]
-            if words is not None:
-                inputs *= words
         else:
             embedded = self.params[self.embedding_name][tokens]
-            if words is not None:
-                embedded *= words
             inputs = embedded @ self.params["U"].T
         if dropout is not None and dropout.inputs is not None:
             inputs *= dropout.inputs.reshape(inputs.shape)
@@ -323,12 +315,10 @@ class RNNLM:
         hidden_size = config.hidden_size
         inputs = draw(self.cell.gates * hidden_size, config.input_dropout) if config.input_dropout else None
         hidden = draw(hidden_size, config.dropout) if config.dropout else None
-        layers = words = None
+        layers = None
         if config.layer_dropout:
             layers = [draw(hidden_size, config.layer_dropout) for _ in range(1, config.num_layers)]
-        if config.embedding_dropout:
-            words = backend.dropout_mask(rng, (config.vocab_size,), config.embedding_dropout, self.dtype)
-        return DropoutMasks(inputs, hidden, layers, words)
+        return DropoutMasks(inputs, hidden, layers)
 
     def _reset_keep(self, resets, shape):
         """1 - resets as a (T, B, 1) device array of the model's dtype, or None for no resets."""
@@ -541,10 +531,7 @@ class RNNLM:
             input_keep = None if input_keep is None else input_keep[rows]
             embedded = None if embedded is None else embedded[rows]
         token_grads = dz_rows if input_keep is None else dz_rows * input_keep
-        words = None if cache.dropout is None or cache.dropout.words is None else cache.dropout.words[tokens][:, None]
         if self.embedding_name is None:
-            if words is not None:
-                token_grads = token_grads * words
             grads["U"] = self._word_gradient(tokens, token_grads, sparse_input, word_axis=1)
         else:
             grads["U"] = token_grads.T @ embedded
@@ -553,8 +540,6 @@ class RNNLM:
         if self.embedding_name is None:
             return
         d_embedded = token_grads @ params["U"]
-        if words is not None:
-            d_embedded *= words
         shared = grads.get(self.embedding_name)
         if shared is not None:
             # Tied: V's output-side gradient (dense, or the output layer's kept buffer) takes the

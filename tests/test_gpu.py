@@ -56,7 +56,7 @@ def model_pair(cell: str, activation: str, output: str, dtype: str, **overrides)
 def _each_mask(masks: DropoutMasks, convert) -> DropoutMasks:
     layers = None if masks.layers is None else [convert(m) for m in masks.layers]
     return DropoutMasks(*(None if m is None else convert(m) for m in (masks.inputs, masks.hidden)),
-                        layers=layers, words=None if masks.words is None else convert(masks.words))
+                        layers=layers)
 
 
 def host_masks(model: RNNLM, shape) -> DropoutMasks:
@@ -73,7 +73,7 @@ def on_gpu(masks: DropoutMasks) -> DropoutMasks:
 TOOLKITS = {
     "embedding": {"embedding_size": 4},
     "tied-stacked": {"embedding_size": 7, "tie_embeddings": True, "num_layers": 2, "layer_dropout": 0.3,
-                     "embedding_dropout": 0.2, "locked_dropout": True},
+                     "locked_dropout": True},
 }
 
 
