@@ -25,6 +25,9 @@ class Backend:
     def __init__(self, xp: Any, name: str):
         self.xp = xp
         self.name = name
+        # The device code path (a GPU's: fused kernels, batched GEMMs, no host round trips inside a
+        # batch); the CPU's path keeps NumPy's fastest form. rnnlm.launches counts the device path on NumPy.
+        self.device = name == "cupy"
 
     def __repr__(self) -> str:
         return f"Backend({self.name})"
@@ -75,6 +78,42 @@ class Backend:
         mask = (uniform >= rate).astype(dtype)
         mask *= 1.0 / (1.0 - rate)
         return mask
+
+
+    def run(self, kernel: "FusedKernel", *arrays) -> None:
+        """One fused elementwise kernel (see `run_kernel`)."""
+        run_kernel(self.xp, kernel, *arrays)
+
+
+def run_kernel(xp: Any, kernel: "FusedKernel", *arrays) -> None:
+    """Run `kernel` on `arrays` (its inputs, then its outputs, written in place) with the array
+    module `xp`: a CuPy ElementwiseKernel (one launch) for CuPy, its NumPy twin (the same
+    expression in the same operation order) for NumPy, and an array module's own `run_kernel`
+    for others (rnnlm.launches counts it as one launch)."""
+    if xp is np:
+        kernel.numpy_twin(np, *arrays)
+    elif hasattr(xp, "run_kernel"):
+        xp.run_kernel(kernel, *arrays)
+    else:
+        kernel.cuda(xp)(*arrays)
+
+
+class FusedKernel:
+    """An elementwise expression over same-shaped (broadcastable) arrays, written twice: as CUDA C
+    for `cupy.ElementwiseKernel` (compiled on first use) and as a NumPy function `numpy_twin(xp,
+    *inputs, *outputs)`. Both compute the same operations; on the CPU the twin is the code that was
+    there before fusion, so CPU results do not change (the CUDA compiler may contract a*b+c into an
+    FMA, hence the GPU parity tolerances)."""
+
+    def __init__(self, name: str, inputs: str, outputs: str, body: str, numpy_twin):
+        self.name, self.inputs, self.outputs, self.body = name, inputs, outputs, body
+        self.numpy_twin = numpy_twin
+        self._cuda = None
+
+    def cuda(self, cupy):
+        if self._cuda is None:
+            self._cuda = cupy.ElementwiseKernel(self.inputs, self.outputs, self.body, f"rnnlm_{self.name}")
+        return self._cuda
 
 
 def _numpy_sum_by_index(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -313,14 +313,13 @@ class RNNLM:
         steps = d_state.shape[0]
         truncate = self.config.bptt_truncate
         if truncate == 0 or truncate >= steps - 1:
-            dz = None
+            # one fused step per t: the carry from t+1 is added inside the cell's kernel, which
+            # writes dz[t] in place
+            dz = xp.empty(d_state.shape[:-1] + (cell.gates * self.config.hidden_size,), dtype=d_state.dtype)
             carry = None
             for t in range(steps - 1, -1, -1):
-                grad = d_state[t : t + 1] if carry is None else d_state[t : t + 1] + carry
-                dz_t, carry = cell.backward(xp, params, cache.states, cache.extras, slice(t, t + 1), grad)
-                if dz is None:
-                    dz = xp.empty((steps,) + dz_t.shape[1:], dtype=dz_t.dtype)
-                dz[t] = dz_t[0]
+                _, carry = cell.backward(xp, params, cache.states, cache.extras, slice(t, t + 1), d_state[t : t + 1],
+                                         carry, dz[t : t + 1])
             return dz
         total = d_state.copy()
         front = d_state
