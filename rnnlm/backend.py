@@ -53,15 +53,20 @@ class Backend:
         unique, sums = self.sum_by_index(indices, values)
         target[unique] += sums
 
-    def sum_by_index(self, indices, values):
-        """(unique indices (k,), sums (k, ...)): the rows of `values` summed per index, ascending."""
+    def sum_by_index(self, indices, values, host_indices=None):
+        """(unique indices (k,), sums (k, ...)): the rows of `values` summed per index, ascending.
+        `host_indices`: the same indices on the host, so that the device needs no `unique` (whose
+        size has to reach the host: a synchronisation)."""
         xp = self.xp
         values = values.reshape((indices.size,) + values.shape[indices.ndim :])
         indices = indices.ravel()
         if self.name == "cupy":
             import cupyx
 
-            unique, inverse = xp.unique(indices, return_inverse=True)
+            if host_indices is not None:
+                unique, inverse = (self.asarray(part) for part in np.unique(np.ravel(host_indices), return_inverse=True))
+            else:
+                unique, inverse = xp.unique(indices, return_inverse=True)
             sums = xp.zeros((unique.size,) + values.shape[1:], dtype=values.dtype)
             cupyx.scatter_add(sums, inverse, values)
             return unique, sums

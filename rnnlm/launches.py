@@ -50,14 +50,15 @@ class Counts:
     syncs: int = 0
     uploads: int = 0
     by_call: dict[str, int] = field(default_factory=dict)
+    gemm_flops: int = 0  # 2 m k n of every GEMM as called (the class softmax's padding included)
 
     def __sub__(self, other: "Counts") -> "Counts":
         calls = {name: n - other.by_call.get(name, 0) for name, n in self.by_call.items()}
         return Counts(self.launches - other.launches, self.syncs - other.syncs, self.uploads - other.uploads,
-                      {name: n for name, n in calls.items() if n})
+                      {name: n for name, n in calls.items() if n}, self.gemm_flops - other.gemm_flops)
 
     def copy(self) -> "Counts":
-        return Counts(self.launches, self.syncs, self.uploads, dict(self.by_call))
+        return Counts(self.launches, self.syncs, self.uploads, dict(self.by_call), self.gemm_flops)
 
 
 class _Counter:
@@ -75,6 +76,11 @@ class _Counter:
             self.counts.syncs += 1
             key = f"sync:{name}"
             self.counts.by_call[key] = self.counts.by_call.get(key, 0) + 1
+
+    def gemm(self, left, result) -> None:
+        left, result = _plain(left), _plain(result)
+        if self.depth == 0:
+            self.counts.gemm_flops += 2 * int(np.size(result)) * int(np.shape(left)[-1] if np.ndim(left) else 1)
 
     @contextlib.contextmanager
     def inside(self):
@@ -104,6 +110,12 @@ def _counted(value):
     if isinstance(value, _CountedArray):
         return value
     if isinstance(value, np.ndarray):
+        if value.base is None:
+            # A fresh array: the counted one owns its memory, so that views of it have it as their
+            # `.base` (the output layers recognise their own buffers by that, as on a real device).
+            owner = np.ndarray.__new__(_CountedArray, value.shape, value.dtype)
+            np.copyto(owner.view(np.ndarray), value)
+            return owner
         return value.view(_CountedArray)
     if isinstance(value, np.generic):
         return np.asarray(value).view(_CountedArray)
@@ -135,6 +147,8 @@ class _CountedArray(np.ndarray):
             kwargs["out"] = tuple(_plain(item) for item in out)
         with counter.inside() if counter is not None else contextlib.nullcontext():
             result = getattr(ufunc, method)(*_plain(inputs), **kwargs)
+        if counter is not None and ufunc is np.matmul and method == "__call__":
+            counter.gemm(inputs[0], result)
         if out is not None:
             if isinstance(result, tuple):
                 return tuple(o for o in out)
@@ -153,6 +167,8 @@ class _CountedArray(np.ndarray):
             kwargs = {**kwargs, "out": _plain(out)}
         with counter.inside() if counter is not None else contextlib.nullcontext():
             result = func(*_plain(args), **_plain(kwargs))
+        if counter is not None and name in ("dot", "vdot", "matmul"):
+            counter.gemm(args[0] if name != "vdot" else np.ravel(_plain(args[0])), result if name != "vdot" else 1)
         if out is not None:
             return out
         return _counted(result)
@@ -167,8 +183,7 @@ class _CountedArray(np.ndarray):
                 counter.sync("boolean_index")
             else:
                 counter.launch("take")
-        result = np.ndarray.__getitem__(self.view(np.ndarray), plain_index)
-        return _counted(result)
+        return _counted(np.ndarray.__getitem__(self, plain_index))  # a view's base is this array
 
     def __setitem__(self, index, value):
         counter = _COUNTER
@@ -303,9 +318,12 @@ class _CountingNumpy:
         if name in ("asarray", "array", "ascontiguousarray"):
 
             def convert(value, *args, **kwargs):
-                if _COUNTER is not None and not isinstance(value, _CountedArray):
+                if isinstance(value, _CountedArray):
+                    return _counted(attribute(_plain(value), *args, **kwargs))
+                if _COUNTER is not None:
                     _COUNTER.counts.uploads += _COUNTER.depth == 0
-                return _counted(attribute(_plain(value), *args, **kwargs))
+                # an upload lands C-ordered on the device
+                return _counted(np.ascontiguousarray(attribute(value, *args, **kwargs)))
 
             return convert
         return attribute
@@ -340,10 +358,14 @@ class CountingBackend(Backend):
             return np.array(array.view(np.ndarray))
         return np.asarray(array)
 
-    def sum_by_index(self, indices, values):
+    def sum_by_index(self, indices, values, host_indices=None):
         counter = self._counter
-        counter.launch("sum_by_index", 6)
-        counter.sync("sum_by_index")
+        if host_indices is None:
+            counter.launch("sum_by_index", 6)
+            counter.sync("sum_by_index")
+        else:  # unique on the host: its two arrays uploaded, then zeros + scatter_add
+            counter.launch("sum_by_index", 2)
+            counter.counts.uploads += 2
         with counter.inside():
             unique, sums = super().sum_by_index(_plain(indices), _plain(values))
         return _counted(unique), _counted(sums)
@@ -434,7 +456,8 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
     counts = backend.counts - start
     per_batch = tokens / batches
     launches, syncs = counts.launches / batches, counts.syncs / batches
-    flops = flops_per_token(model) * per_batch
+    # the GEMMs as called (padding included) or the formula's count, whichever is more
+    flops = max(flops_per_token(model) * per_batch, counts.gemm_flops / batches)
     seconds = device_model.seconds(launches, syncs, flops)
     return {
         "batch_size": batch_size,
@@ -444,6 +467,7 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
         "syncs_per_batch": syncs,
         "uploads_per_batch": counts.uploads / batches,
         "flops_per_token": round(flops_per_token(model)),
+        "gemm_flops_per_token": round(counts.gemm_flops / tokens),
         "estimated_tokens_per_s": round(per_batch / seconds),
         "device_model": device_model.name,
         "calls": _int_counts(counts, batches),
@@ -452,7 +476,7 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
 
 def launch_report(models: dict[str, dict], vocab_size: int, batch_sizes, length: int) -> dict[str, Any]:
     """{model name: [count_training_batches per batch size]} plus the device model's constants."""
-    report = {name: [count_training_batches(hyper, vocab_size, size, length) for size in batch_sizes]
+    report = {name: [count_training_batches({**hyper, "epochs": 1}, vocab_size, size, length) for size in batch_sizes]
               for name, hyper in models.items()}
     return {"device_model": dataclasses.asdict(H100), "models": report,
             "settings": {"vocab_size": vocab_size, "sentence_length": length}}

@@ -217,26 +217,40 @@ class RNNLM:
             return None
         return cache.dropout.hidden.reshape(-1, self.config.hidden_size)
 
-    def _valid_rows(self, cache: ForwardCache, y):
+    def _valid_rows(self, cache: ForwardCache, y, host_rows=None):
         """Hidden rows (after output dropout), targets and row numbers (in the flattened T*B
-        order) of the real tokens."""
+        order) of the real tokens. `host_rows`: those row numbers found on the host (`_host_rows`)."""
         xp = self.backend.xp
         hidden = self.cell.hidden(cache.states[1:]).reshape(-1, self.config.hidden_size)
         keep = self._hidden_keep(cache)
         if keep is not None:
             hidden = hidden * keep
         y = y.reshape(-1)
-        # The number of real tokens fixes the output layer's shapes, so it must reach the host: this
-        # is the one synchronisation a batch needs before its loss (flatnonzero's size).
-        rows = xp.flatnonzero(cache.mask.reshape(-1) > 0)
-        if rows.size == y.size:
+        if host_rows is not None:
+            rows = None if host_rows.size == y.size else self.backend.asarray(host_rows)
+        else:
+            # The number of real tokens fixes the output layer's shapes, so it must reach the host:
+            # a device mask costs a synchronisation here (flatnonzero's size); a host mask none.
+            rows = xp.flatnonzero(cache.mask.reshape(-1) > 0)
+            rows = None if rows.size == y.size else rows
+        if rows is None:
             return hidden, y, None
         return hidden[rows], y[rows], rows
+
+    @staticmethod
+    def _host_rows(x, y, mask):
+        """(real-token row numbers, their targets, their inputs) on the host when the batch came as
+        host arrays (the trainer's), else (None, None, None): what the device path would otherwise
+        fetch from the device (the token count, the class softmax's layout, the batch's words)."""
+        if not all(isinstance(array, np.ndarray) for array in (x, y, mask)):
+            return None, None, None
+        rows = np.flatnonzero(mask.reshape(-1) > 0)
+        return rows, y.reshape(-1)[rows], x.reshape(-1)[rows]
 
     # ------------------------------------------------------------------ training
     def loss_and_grads(
         self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
-        dropout: DropoutMasks | None = None, keep_output_gradients: bool = False,
+        dropout: DropoutMasks | None = None, keep_output_gradients: bool = False, loss_on_device: bool = False,
     ) -> tuple[float, int, dict[str, Any]]:
         """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
 
@@ -248,14 +262,18 @@ class RNNLM:
         `keep_output_gradients`: the output layer's gradients are views of buffers it keeps for the
         next call (no fresh C x H array per step); `apply_update` and `gradient_squared_norm` then
         treat each buffer as one contiguous array (the clipped SGD step).
+        `loss_on_device`: the loss stays a 0-d device array on the device path (`loss_and_norm`
+        fetches it with the gradient norm in the batch's one transfer).
         """
         xp = self.backend.xp
+        host_rows, host_targets, host_tokens = self._host_rows(x, y, mask)
         cache = self.forward_cache(x, mask, dropout=dropout)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
-        hidden_rows, targets, rows = self._valid_rows(cache, y)
+        hidden_rows, targets, rows = self._valid_rows(cache, y, host_rows)
         loss, d_hidden, grads = self.output.loss_and_grads(
-            self.backend, self.params, hidden_rows, targets, step=output_step, keep_gradients=keep_output_gradients
+            self.backend, self.params, hidden_rows, targets, step=output_step, keep_gradients=keep_output_gradients,
+            host_y=host_targets,
         )
         keep = self._hidden_keep(cache)
         if keep is not None:
@@ -266,8 +284,8 @@ class RNNLM:
         else:
             d_state[rows, : self.config.hidden_size] = d_hidden
         dz = self._backprop(cache, d_state.reshape(steps, batch, -1))
-        grads.update(self._cell_grads(cache, dz, rows, sparse_input))
-        return float(loss), int(hidden_rows.shape[0]), grads
+        grads.update(self._cell_grads(cache, dz, rows, sparse_input, host_tokens))
+        return (loss if loss_on_device and self.backend.device else float(loss)), int(hidden_rows.shape[0]), grads
 
     def apply_update(self, grads: dict[str, Any], step: float) -> None:
         """SGD in place: p += step * grad for each gradient (dense or SparseRows); the dense
@@ -297,15 +315,27 @@ class RNNLM:
                 del rest[name]
         return kept, rest
 
-    def gradient_squared_norm(self, grads: dict[str, Any]) -> float:
-        """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero)."""
+    def gradient_squared_norm(self, grads: dict[str, Any], on_device: bool = False) -> float:
+        """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero);
+        `on_device`: as a 0-d device array (no transfer)."""
         xp = self.backend.xp
         kept, grads = self._split_kept_gradients(grads)
         parts = [buffer for buffer, _ in kept]  # contiguous, so ravel() below is a view, not a copy
         parts += [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
         # Summed on the device, then one deliberate transfer of the scalar: the caller decides on
         # the host whether to clip and whether training diverged.
-        return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
+        total = sum(xp.vdot(part.ravel(), part.ravel()) for part in parts)
+        return total if on_device else float(total)
+
+    def loss_and_norm(self, loss, grads: dict[str, Any]) -> tuple[float, float]:
+        """(loss, squared gradient norm) as host floats, in one transfer on the device path: a
+        training batch's one synchronisation (`loss` from `loss_and_grads(loss_on_device=True)`)."""
+        squared = self.gradient_squared_norm(grads, on_device=True)
+        if not self.backend.device:
+            return float(loss), float(squared)
+        xp = self.backend.xp
+        totals = self.backend.to_host(xp.stack([xp.asarray(loss, dtype=xp.float64), squared.astype(xp.float64)]))
+        return float(totals[0]), float(totals[1])
 
     def _backprop(self, cache: ForwardCache, d_state):
         """Pre-activation gradients (T, B, G*H) from dL_t/ds_t of every step, full or truncated."""
@@ -330,9 +360,9 @@ class RNNLM:
         dz, _ = cell.backward(xp, params, cache.states, cache.extras, slice(0, steps), total)
         return dz
 
-    def _cell_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool) -> dict[str, Any]:
+    def _cell_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool, host_tokens=None) -> dict[str, Any]:
         """U, W, b_h gradients; dU sums the real tokens' rows per word (padding has dz = 0), each
-        row times its input-dropout mask."""
+        row times its input-dropout mask. `host_tokens`: the real tokens' ids on the host."""
         xp = self.backend.xp
         dz_rows = dz.reshape(-1, dz.shape[-1])
         tokens = cache.x.reshape(-1)
@@ -344,7 +374,7 @@ class RNNLM:
             input_keep = None if input_keep is None else input_keep[rows]
         token_grads = dz_rows if input_keep is None else dz_rows * input_keep
         if sparse_input:
-            input_grad = SparseRows(*self.backend.sum_by_index(tokens, token_grads))
+            input_grad = SparseRows(*self.backend.sum_by_index(tokens, token_grads, host_indices=host_tokens))
         else:
             d_input = xp.zeros((self.config.vocab_size, dz.shape[-1]), dtype=self.dtype)  # dU transposed
             self.backend.scatter_add(d_input, tokens, token_grads)

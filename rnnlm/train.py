@@ -250,9 +250,11 @@ def divergence_advice(cfg: TrainConfig, learning_rate: float, activation: str) -
     return advice
 
 
-def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
-    """Global L2 norm of the mean-per-token gradient (`grads` are gradients of the summed loss)."""
-    return math.sqrt(model.gradient_squared_norm(grads)) / tokens
+def _loss_and_gradient_norm(model: RNNLM, loss, grads: dict, tokens: int) -> tuple[float, float]:
+    """(summed loss, global L2 norm of the mean-per-token gradient) on the host, fetched together:
+    the batch's one host synchronisation on a GPU (`grads` are gradients of the summed loss)."""
+    loss, squared = model.loss_and_norm(loss, grads)
+    return loss, math.sqrt(squared) / tokens
 
 
 def _clip_factor(norm: float, clip_norm: float) -> float:
@@ -279,8 +281,8 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
         fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
     loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
-                                              keep_output_gradients=True)
-    norm = _gradient_norm(model, grads, count)
+                                              keep_output_gradients=True, loss_on_device=True)
+    loss, norm = _loss_and_gradient_norm(model, loss, grads, count)
     if check is not None:
         check(loss, count, norm)
     model.apply_update(grads, -learning_rate / count * _clip_factor(norm, clip_norm))
@@ -293,8 +295,8 @@ def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, c
     """As `sgd_step`, with an Adam update: dense for every parameter but U, whose gradient stays
     sparse and gets the lazy update of `rnnlm.optim.Adam` (the batch's words only)."""
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout)
-    norm = _gradient_norm(model, grads, count)
+    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout, loss_on_device=True)
+    loss, norm = _loss_and_gradient_norm(model, loss, grads, count)
     if check is not None:
         check(loss, count, norm)
     optimizer.update(model.params, grads, _clip_factor(norm, clip_norm) / count, learning_rate)
@@ -373,7 +375,9 @@ def train(model: RNNLM, train_config: TrainConfig, train: Split, valid: Split, v
 
             for group in stream.epoch(state):
                 x, y, mask = train.batch(group)
-                batch = (backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+                # host arrays: the model checks them and finds the real tokens on the host, then
+                # uploads them (on a GPU the batch's one synchronisation is its loss and norm)
+                batch = (x, y, mask)
                 if optimizer is None:
                     batch_loss, count, _ = sgd_step(model, *batch, state.learning_rate, cfg.clip_norm, check, dropout_rng)
                 else:
