@@ -14,6 +14,10 @@ part the output layer reads. `backward(...)` is one step of backpropagation, vec
 range of time steps: given dL/ds_t it returns the gradient of the gate pre-activations `dz` (which
 the parameter gradients are linear in) and dL/ds_{t-1}. Truncated and full BPTT are both built on
 it in `rnnlm.model`.
+
+Resets (a document starts at step t): `keep` (T, B, 1) holds 1 - resets_t, and step t reads
+s_{t-1} * keep_t instead of s_{t-1}; the same factor in `backward` and `weight_grad`, so no gradient
+crosses a document start. `keep` None is a plain recurrence (no multiply at all).
 """
 
 from __future__ import annotations
@@ -158,6 +162,12 @@ class Cell:
         """The part of the state the output layer reads (all of it except for the LSTM)."""
         return states
 
+    @staticmethod
+    def previous(states, keep, steps: slice):
+        """The state the steps in `steps` read: s_{t-1}, zeroed on the rows where a document starts."""
+        prev = states[steps]
+        return prev if keep is None else prev * keep[steps]
+
     def init_params(self, rng: np.random.Generator, vocab_size: int, dtype) -> dict[str, np.ndarray]:
         """Uniform in +-1/sqrt(fan-in): the one-hot input has fan-in C, the recurrence H."""
         rows, hidden = self.gates * self.hidden_size, self.hidden_size
@@ -168,20 +178,20 @@ class Cell:
             "b_h": np.zeros(rows, dtype=dtype),
         }
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, carry=None, dz=None):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None, carry=None, dz=None):
         """(dz, dL/ds_{t-1}) of the steps `steps` from dL/ds_t = grad_state (+ carry, the gradient
         coming back from step t+1); `dz` given: the result is written into it."""
         if carry is not None:
             grad_state = grad_state + carry
-        result, grad_prev = self._backward(xp, params, states, extras, steps, grad_state)
+        result, grad_prev = self._backward(xp, params, states, extras, steps, grad_state, keep)
         if dz is None:
             return result, grad_prev
         dz[...] = result
         return dz, grad_prev
 
-    def weight_grad(self, xp: Any, params, states, extras, dz):
+    def weight_grad(self, xp: Any, params, states, extras, dz, keep=None):
         """dL/dW from the pre-activation gradients of all steps, (T, B, G*H)."""
-        hidden_prev = self.hidden(states[:-1]).reshape(-1, self.hidden_size)
+        hidden_prev = self.hidden(self.previous(states, keep, slice(0, len(dz)))).reshape(-1, self.hidden_size)
         return dz.reshape(-1, dz.shape[-1]).T @ hidden_prev
 
 
@@ -196,7 +206,7 @@ class RNNCell(Cell):
             raise RnnlmError(f"activation {activation!r} is not tanh or relu; fix `activation` in the model config")
         self.activation = activation
 
-    def forward(self, xp: Any, params, inputs, state0):
+    def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         states = xp.empty((steps + 1, batch, self.hidden_size), dtype=inputs.dtype)
         states[0] = state0
@@ -204,6 +214,8 @@ class RNNCell(Cell):
         activate = RNN_TANH_STEP if self.activation == "tanh" else RNN_RELU_STEP
         for t in range(steps):
             xp.dot(states[t], recurrent_t, out=states[t + 1])
+            if keep is not None:  # (keep * s) W^T == keep * (s W^T): keep is one factor per row
+                states[t + 1] *= keep[t]
             run_kernel(xp, activate, inputs[t], states[t + 1])
         return states, None
 
@@ -212,7 +224,7 @@ class RNNCell(Cell):
         run_kernel(xp, RNN_TANH_STEP if self.activation == "tanh" else RNN_RELU_STEP, inputs, new_state)
         return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, carry=None, dz=None):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None, carry=None, dz=None):
         new_states = states[steps.start + 1 : steps.stop + 1]
         if dz is None:
             dz = xp.empty_like(grad_state)
@@ -221,7 +233,10 @@ class RNNCell(Cell):
             run_kernel(xp, RNN_TANH_GRAD_FIRST if tanh else RNN_RELU_GRAD_FIRST, new_states, grad_state, dz)
         else:
             run_kernel(xp, RNN_TANH_GRAD if tanh else RNN_RELU_GRAD, new_states, grad_state, carry, dz)
-        return dz, dz @ params["W"]
+        grad_prev = dz @ params["W"]
+        if keep is not None:
+            grad_prev *= keep[steps]
+        return dz, grad_prev
 
 
 class GRUCell(Cell):
@@ -230,7 +245,7 @@ class GRUCell(Cell):
 
     gates = 3
 
-    def forward(self, xp: Any, params, inputs, state0):
+    def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         hidden = self.hidden_size
         w_zr_t, w_n_t = params["W"][: 2 * hidden].T, params["W"][2 * hidden :].T
@@ -239,7 +254,8 @@ class GRUCell(Cell):
         update_reset = xp.empty((steps, batch, 2 * hidden), dtype=inputs.dtype)  # activated z, r
         candidate = xp.empty((steps, batch, hidden), dtype=inputs.dtype)  # n
         for t in range(steps):
-            self._step_into(xp, inputs[t], states[t], w_zr_t, w_n_t, update_reset[t], candidate[t], states[t + 1])
+            h_prev = states[t] if keep is None else states[t] * keep[t]
+            self._step_into(xp, inputs[t], h_prev, w_zr_t, w_n_t, update_reset[t], candidate[t], states[t + 1])
         return states, (update_reset, candidate)
 
     def _step_into(self, xp: Any, inputs, h_prev, w_zr_t, w_n_t, zr, n, h_new):
@@ -251,6 +267,7 @@ class GRUCell(Cell):
         xp.dot(reset_hidden, w_n_t, out=n)
         run_kernel(xp, GRU_OUTPUT, inputs[:, 2 * hidden :], z, h_prev, n, h_new)
 
+
     def step(self, xp: Any, params, inputs, state):
         hidden = self.hidden_size
         update_reset = xp.empty((state.shape[0], 2 * hidden), dtype=state.dtype)
@@ -259,9 +276,9 @@ class GRUCell(Cell):
         self._step_into(xp, inputs, state, w_zr_t, w_n_t, update_reset, candidate, new_state)
         return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, carry=None, dz=None):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None, carry=None, dz=None):
         hidden = self.hidden_size
-        h_prev = states[steps]
+        h_prev = self.previous(states, keep, steps)
         z, r = extras[0][steps][..., :hidden], extras[0][steps][..., hidden:]
         n = extras[1][steps]
         if dz is None:
@@ -275,11 +292,13 @@ class GRUCell(Cell):
         d_reset_hidden = da_n @ params["W"][2 * hidden :]  # gradient of r * h_{t-1}
         run_kernel(xp, GRU_GRAD_R, d_reset_hidden, h_prev, r, da_r, grad_prev)
         grad_prev += dz[..., : 2 * hidden] @ params["W"][: 2 * hidden]
+        if keep is not None:
+            grad_prev *= keep[steps]
         return dz, grad_prev
 
-    def weight_grad(self, xp: Any, params, states, extras, dz):
+    def weight_grad(self, xp: Any, params, states, extras, dz, keep=None):
         hidden = self.hidden_size
-        h_prev = states[:-1].reshape(-1, hidden)
+        h_prev = self.previous(states, keep, slice(0, len(dz))).reshape(-1, hidden)
         dz_rows = dz.reshape(-1, 3 * hidden)
         reset_hidden = extras[0][..., hidden:].reshape(-1, hidden) * h_prev
         return xp.concatenate([dz_rows[:, : 2 * hidden].T @ h_prev, dz_rows[:, 2 * hidden :].T @ reset_hidden])
@@ -304,7 +323,7 @@ class LSTMCell(Cell):
         params["b_h"][self.hidden_size : 2 * self.hidden_size] = 1.0
         return params
 
-    def forward(self, xp: Any, params, inputs, state0):
+    def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         hidden = self.hidden_size
         states = xp.empty((steps + 1, batch, 2 * hidden), dtype=inputs.dtype)
@@ -313,7 +332,8 @@ class LSTMCell(Cell):
         tanh_c = xp.empty((steps, batch, hidden), dtype=inputs.dtype)
         recurrent_t = params["W"].T
         for t in range(steps):
-            self._step_into(xp, inputs[t], states[t], recurrent_t, gates[t], tanh_c[t], states[t + 1])
+            state = states[t] if keep is None else states[t] * keep[t]
+            self._step_into(xp, inputs[t], state, recurrent_t, gates[t], tanh_c[t], states[t + 1])
         return states, (gates, tanh_c)
 
     def _step_into(self, xp: Any, inputs, state, recurrent_t, gates, tanh_c, new_state):
@@ -336,11 +356,11 @@ class LSTMCell(Cell):
         self._step_into(xp, inputs, state, params["W"].T, gates, tanh_c, new_state)
         return new_state
 
-    def _backward(self, xp: Any, params, states, extras, steps: slice, grad_state):
+    def _backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
         hidden = self.hidden_size
         gates, tanh_c = extras[0][steps], extras[1][steps]
         i, f, o, g = (gates[..., k * hidden : (k + 1) * hidden] for k in range(4))
-        c_prev = states[steps][..., hidden:]
+        c_prev = self.previous(states, keep, steps)[..., hidden:]
         grad_h, grad_c = grad_state[..., :hidden], grad_state[..., hidden:]
         d_cell = grad_h * o
         d_cell *= 1 - tanh_c * tanh_c
@@ -357,6 +377,8 @@ class LSTMCell(Cell):
         grad_prev = xp.empty_like(grad_state)
         grad_prev[..., :hidden] = dz @ params["W"]
         xp.multiply(d_cell, f, out=grad_prev[..., hidden:])
+        if keep is not None:
+            grad_prev *= keep[steps]
         return dz, grad_prev
 
 

@@ -37,7 +37,7 @@ DEFAULT_THREADS = 1
 def _choices() -> dict[str, tuple[str, ...]]:
     """The allowed values of the settings that take a name."""
     from rnnlm.model import ACTIVATIONS, CELLS, OUTPUTS
-    from rnnlm.train import OPTIMIZERS
+    from rnnlm.train_config import OPTIMIZERS
 
     return {"activation": ACTIVATIONS, "cell": CELLS, "output": OUTPUTS, "optimizer": OPTIMIZERS}
 
@@ -95,7 +95,8 @@ def _emit(text: str, path: str | None) -> None:
 def _train(args: argparse.Namespace) -> None:
     from rnnlm.model import ModelConfig
     from rnnlm.tokenize import WordTokenizer
-    from rnnlm.train import TrainConfig, run_training
+    from rnnlm.train import run_training
+    from rnnlm.train_config import TrainConfig
 
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
     _check_output_directory(args.out_dir, "--out-dir")
@@ -141,7 +142,7 @@ def _score(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from rnnlm.generate import GenerateConfig
     from rnnlm.model import ModelConfig
-    from rnnlm.train import TrainConfig
+    from rnnlm.train_config import TrainConfig
 
     parser = argparse.ArgumentParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
     parser.add_argument(*QUIET_FLAGS, action="store_true", help="log warnings only")

@@ -2,16 +2,20 @@
 
 Sentence i of a split has x = [SENTENCE_START] + ids and y = ids + [SENTENCE_END], stored flat:
 x[offsets[i]:offsets[i+1]], y likewise. No object arrays, no pickles. Each file also records the
-fingerprint of the vocabulary that made the ids (`vocab_fingerprint`), checked wherever a model
-meets data (`check_vocabulary`).
+fingerprint of the vocabulary that made the ids (`vocab_fingerprint`). Wherever a model or a
+vocabulary meets data, `load_splits` loads the splits with every check: the vocabulary's fingerprint
+(`Split.check_vocabulary`), the id range (`Split.check_ids`) and, for a model, its words against the
+workflow's vocabulary (`Vocabulary.check_model_words`).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
+import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -97,6 +101,24 @@ class Split:
                 "other words; use the data the model was trained on, or retrain the model on this data"
             )
 
+    def check_ids(self, vocab_size: int, name: str, owner: str = "the model's vocabulary") -> None:
+        """Refuse ids outside `owner`, a vocabulary of `vocab_size` words (`name`: the split's, for the message)."""
+        largest = max(int(self.x.max()), int(self.y.max())) if self.num_tokens else -1
+        if largest >= vocab_size:
+            raise RnnlmError(
+                f"the {name} split uses ids up to {largest} but {owner} has {vocab_size} words: they come from "
+                "different vocabularies; retrain the model on this data, or re-create the data with the index stage"
+            )
+
+    @staticmethod
+    def count_tokens(path: str | os.PathLike) -> int:
+        """Predicted tokens of a split file, from the header of its `y` array alone (no data read)."""
+        with zipfile.ZipFile(path) as archive, archive.open("y.npy") as member:
+            major, _ = np.lib.format.read_magic(member)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(member)
+        return int(shape[0])
+
     def batch(self, indices) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Time-major padded (T, B) int32 x and y and float32 mask (1 real, 0 padding); T = longest sentence."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -132,6 +154,22 @@ class Split:
         if sort_by_length and rng is not None:
             groups = [groups[index] for index in rng.permutation(len(groups))]
         return groups
+
+
+def load_splits(paths: Mapping[str, str | Path], words: list[str], owner: str,
+                vocab_path: str | Path | None = None) -> dict[str, Split]:
+    """The splits at `paths` (name -> file), each checked to hold ids of exactly `words`, the
+    vocabulary of `owner` (a model's parameters file, or the vocabulary file itself). `vocab_path`:
+    the workflow's vocabulary, which a model's `words` must equal."""
+    if vocab_path is not None:
+        Vocabulary.load(vocab_path).check_model_words(words)
+    splits = {}
+    for name, path in paths.items():
+        split = Split.load(path)
+        split.check_vocabulary(words, owner)
+        split.check_ids(len(words), name, owner)
+        splits[name] = split
+    return splits
 
 
 def _layout_problem(x: np.ndarray, y: np.ndarray, offsets: np.ndarray) -> str | None:

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rnnlm.backend import get_backend
-from rnnlm.data import Split
+from rnnlm.data import Split, load_splits
 from rnnlm.io import RnnlmError, write_json
 from rnnlm.model import RNNLM
 
@@ -135,8 +135,7 @@ def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLik
     backend = get_backend(device)
     trained, words, _ = RNNLM.load(params_path, backend)
     initial = RNNLM(trained.config, backend, seed=seed)
-    split = Split.load(valid_path)
-    split.check_vocabulary(words, f"the model {params_path}")
+    split = load_splits({"valid": valid_path}, words, f"the model {params_path}")["valid"]
     result = diagnose(trained, initial, split, max_distance, max_sentences, batch_size)
     result["seed"] = int(seed)
     write_json(output_path, result)

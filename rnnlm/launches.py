@@ -428,7 +428,8 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
     from rnnlm.bench import zipf_counts, zipf_sentences
     from rnnlm.model import RNNLM
     from rnnlm.optim import Adam
-    from rnnlm.train import adam_step, sgd_step, split_hyperparameters
+    from rnnlm.train_config import split_hyperparameters
+    from rnnlm.update import adam_step, sgd_step
 
     backend = CountingBackend()
     model_config, train_config = split_hyperparameters({**hyperparameters, "batch_size": batch_size},

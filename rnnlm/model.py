@@ -14,6 +14,12 @@ backpropagation through time:
   tutorial's `bptt` loop. Every step's gradient "wavefront" is moved back one step at a time for
   all t at once (k vectorized steps over all T*B rows instead of T*k small ones), the wavefronts
   that sit on the same step are summed, and the parameter gradients come out of one final pass.
+
+State across batches (document mode, `rnnlm.streams`): `state` starts a batch from a given state
+(None: zeros); `resets` (T, B), 1 where a document starts at step t, zeroes the state before that
+step (the cell reads s_{t-1} * (1 - resets_t), in the forward and the backward pass alike);
+`return_state` hands back the batch's final state for the next window. That state is detached:
+no gradient flows from one window into the previous one (truncated BPTT over windows).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ FORMAT_VERSION = 1
 ACTIVATIONS = ("tanh", "relu")
 CELLS = ("rnn", "gru", "lstm")
 OUTPUTS = ("full", "class")
+CONTEXTS = ("sentence", "document")  # how the model reads text: rnnlm.streams
 _FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
 
 
@@ -49,6 +56,7 @@ class ModelConfig:
     num_classes: int = 0  # class output only; 0 = round(sqrt(vocab_size))
     dropout: float = 0.0  # training only: drop rate of the hidden state the output layer reads
     input_dropout: float = 0.0  # training only: drop rate of each word's input projection U[:, x]
+    context: str = "sentence"  # sentence: each from a zero state; document: streams of a document's sentences
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,6 +73,7 @@ class ModelConfig:
             ),
             (_is_rate(self.dropout), "dropout must be a number in [0, 1)"),
             (_is_rate(self.input_dropout), "input_dropout must be a number in [0, 1)"),
+            (self.context in CONTEXTS, "context must be sentence or document"),
         ]
         for ok, message in checks:
             if not ok:
@@ -115,6 +124,11 @@ class ForwardCache:
     states: Any
     extras: Any
     dropout: DropoutMasks | None = None
+    keep: Any = None  # (T, B, 1) 1 - resets, or None (no resets)
+
+    def final_state(self):
+        """The state after the last step, detached (a copy: later windows never write into this cache)."""
+        return self.states[-1].copy()
 
 
 class RNNLM:
@@ -203,13 +217,24 @@ class RNNLM:
             hidden = backend.dropout_mask(rng, (steps, batch, config.hidden_size), config.dropout, self.dtype)
         return DropoutMasks(inputs, hidden)
 
-    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None) -> ForwardCache:
+    def _reset_keep(self, resets, shape):
+        """1 - resets as a (T, B, 1) device array of the model's dtype, or None for no resets."""
+        if resets is None:
+            return None
+        if tuple(resets.shape) != tuple(shape):
+            raise RnnlmError(f"resets {tuple(resets.shape)} must have the shape of x {tuple(shape)}")
+        return (1 - self.backend.asarray(resets, dtype=self.dtype))[..., None]
+
+    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None, resets=None) -> ForwardCache:
         """Run the recurrence over a batch and keep every state (diagnostics and backward use it)."""
         x, mask = self._check_batch(x, mask)
         state0 = self.initial_state(x.shape[1]) if state is None else self.backend.asarray(state, dtype=self.dtype)
-        keep = None if dropout is None else dropout.inputs
-        states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x, keep), state0)
-        return ForwardCache(x, mask, states, extras, dropout)
+        if state0.shape != (x.shape[1], self.cell.state_size):
+            raise RnnlmError(f"state {tuple(state0.shape)} must be {(x.shape[1], self.cell.state_size)}, as initial_state(B)")
+        input_keep = None if dropout is None else dropout.inputs
+        keep = self._reset_keep(resets, x.shape)
+        states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x, input_keep), state0, keep)
+        return ForwardCache(x, mask, states, extras, dropout, keep)
 
     def _hidden_keep(self, cache: ForwardCache):
         """The output dropout mask as (T*B, H) rows, or None."""
@@ -250,9 +275,13 @@ class RNNLM:
     # ------------------------------------------------------------------ training
     def loss_and_grads(
         self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
-        dropout: DropoutMasks | None = None, keep_output_gradients: bool = False, loss_on_device: bool = False,
-    ) -> tuple[float, int, dict[str, Any]]:
-        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
+        dropout: DropoutMasks | None = None, keep_output_gradients: bool = False,
+        state=None, resets=None, return_state: bool = False, loss_on_device: bool = False,
+    ):
+        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum
+        (and, with `return_state`, the final state, detached, as a 4th result).
+
+        `state`, `resets`: the initial state and the document starts (module docstring).
 
         `dropout`: the training pass's masks (`dropout_masks`); None is the deterministic network.
         `sparse_input`: the U gradient comes as `SparseRows` (no dense G*H x C array is built).
@@ -267,7 +296,7 @@ class RNNLM:
         """
         xp = self.backend.xp
         host_rows, host_targets, host_tokens = self._host_rows(x, y, mask)
-        cache = self.forward_cache(x, mask, dropout=dropout)
+        cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
         hidden_rows, targets, rows = self._valid_rows(cache, y, host_rows)
@@ -285,7 +314,10 @@ class RNNLM:
             d_state[rows, : self.config.hidden_size] = d_hidden
         dz = self._backprop(cache, d_state.reshape(steps, batch, -1))
         grads.update(self._cell_grads(cache, dz, rows, sparse_input, host_tokens))
-        return (loss if loss_on_device and self.backend.device else float(loss)), int(hidden_rows.shape[0]), grads
+        loss = loss if loss_on_device and self.backend.device else float(loss)
+        if return_state:
+            return loss, int(hidden_rows.shape[0]), grads, cache.final_state()
+        return loss, int(hidden_rows.shape[0]), grads
 
     def apply_update(self, grads: dict[str, Any], step: float) -> None:
         """SGD in place: p += step * grad for each gradient (dense or SparseRows); the dense
@@ -349,15 +381,15 @@ class RNNLM:
             carry = None
             for t in range(steps - 1, -1, -1):
                 _, carry = cell.backward(xp, params, cache.states, cache.extras, slice(t, t + 1), d_state[t : t + 1],
-                                         carry, dz[t : t + 1])
+                                         cache.keep, carry, dz[t : t + 1])
             return dz
         total = d_state.copy()
         front = d_state
         for k in range(1, truncate + 1):
             # wavefronts on steps 1..T-k move to steps 0..T-k-1; the one on step 0 has nowhere to go
-            _, front = cell.backward(xp, params, cache.states, cache.extras, slice(1, steps - k + 1), front[1:])
+            _, front = cell.backward(xp, params, cache.states, cache.extras, slice(1, steps - k + 1), front[1:], cache.keep)
             total[: steps - k] += front
-        dz, _ = cell.backward(xp, params, cache.states, cache.extras, slice(0, steps), total)
+        dz, _ = cell.backward(xp, params, cache.states, cache.extras, slice(0, steps), total, cache.keep)
         return dz
 
     def _cell_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool, host_tokens=None) -> dict[str, Any]:
@@ -381,7 +413,7 @@ class RNNLM:
             input_grad = d_input.T
         return {
             "U": input_grad,
-            "W": self.cell.weight_grad(xp, self.params, cache.states, cache.extras, dz),
+            "W": self.cell.weight_grad(xp, self.params, cache.states, cache.extras, dz, cache.keep),
             "b_h": dz_rows.sum(axis=0),
         }
 
@@ -407,14 +439,15 @@ class RNNLM:
             cache.extras,
             slice(t, t + 1),
             self.backend.asarray(grad_state, dtype=self.dtype)[None],
+            cache.keep,
         )
         return grad_prev[0]
 
     # ------------------------------------------------------------------ scoring and generation
-    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None):
-        """log p(y_t | x_<=t) as a (T, B) device array; 0 at padding."""
+    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None, state=None, resets=None):
+        """log p(y_t | x_<=t) as a (T, B) device array (0 at padding), and the forward cache."""
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask, dropout=dropout)
+        cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         hidden_rows, targets, rows = self._valid_rows(cache, y)
         log_probs = self.output.target_log_probs(self.backend, self.params, hidden_rows, targets)
@@ -422,23 +455,33 @@ class RNNLM:
             scattered = xp.zeros(cache.x.size, dtype=self.dtype)
             scattered[rows] = log_probs
             log_probs = scattered
-        return log_probs.reshape(cache.x.shape)
+        return log_probs.reshape(cache.x.shape), cache
 
-    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None) -> np.ndarray:
+    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None, state=None, resets=None,
+                        return_state: bool = False):
         """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding. `dropout`: score as the
         training pass with these masks does (the gradient check's objective). The transfer is the
-        point: callers (scoring, interpolation) need every token's figure on the host."""
-        return self.backend.to_host(self._target_log_probs(x, y, mask, dropout))
+        point: callers (scoring, interpolation) need every token's figure on the host.
+        `state`, `resets`, `return_state` as in `loss_and_grads` (then a pair: log-probs, final state)."""
+        log_probs, cache = self._target_log_probs(x, y, mask, dropout, state, resets)
+        if return_state:
+            return self.backend.to_host(log_probs), cache.final_state()
+        return self.backend.to_host(log_probs)
 
-    def loss(self, x, y, mask, dropout: DropoutMasks | None = None) -> tuple[float, int]:
-        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients).
-        Summed on the device (in float64); only the totals come back, in one transfer."""
+    def loss(self, x, y, mask, dropout: DropoutMasks | None = None, state=None, resets=None,
+             return_state: bool = False):
+        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients)
+        (and the final state as a 3rd result with `return_state`). Summed on the device (in float64);
+        only the totals come back, in one transfer."""
         xp = self.backend.xp
-        loss_sum = -self._target_log_probs(x, y, mask, dropout).sum(dtype=xp.float64)
+        log_probs, cache = self._target_log_probs(x, y, mask, dropout, state, resets)
+        loss_sum = -log_probs.sum(dtype=xp.float64)
         if isinstance(mask, np.ndarray):
-            return float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
-        totals = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
-        return float(totals[0]), int(totals[1])
+            totals = float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
+        else:
+            both = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
+            totals = float(both[0]), int(both[1])
+        return totals + (cache.final_state(),) if return_state else totals
 
     def step(self, tokens, state):
         """Feed one token per sequence: (log-probabilities of the next word (B, C), new state)."""

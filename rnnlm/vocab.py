@@ -92,6 +92,19 @@ class Vocabulary:
             for index, (word, count) in enumerate(zip(self.words, self.counts)):
                 handle.write(f"{index}\t{word}\t{count}\n")
 
+    def check_model_words(self, model_words: list[str]) -> None:
+        """A model's parameters must have been trained on this vocabulary, the one that indexed the data."""
+        if list(model_words) == self.words:
+            return
+        if len(model_words) != len(self.words):
+            detail = f"{len(model_words)} words in the parameters file, {len(self.words)} in the data's vocabulary"
+        else:
+            first = next(i for i, (a, b) in enumerate(zip(model_words, self.words)) if a != b)
+            detail = (f"id {first} is {model_words[first]!r} in the parameters file but {self.words[first]!r} "
+                      "in the data's vocabulary")
+        raise RnnlmError(f"vocabulary mismatch ({detail}); retrain the model on this data or evaluate it on the data "
+                         "it was trained on")
+
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         try:

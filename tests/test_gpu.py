@@ -19,7 +19,7 @@ from rnnlm.backend import get_backend
 from rnnlm.generate import beam_search, sample_sentences, score_sentences
 from rnnlm.gradcheck import random_batch
 from rnnlm.model import RNNLM, DropoutMasks, ModelConfig
-from rnnlm.train import sgd_step
+from rnnlm.update import sgd_step
 from rnnlm.vocab import SPECIAL_TOKENS
 
 _CUPY, _REASON = backend_module._usable_cupy()

@@ -19,7 +19,7 @@ from rnnlm.gradcheck import random_batch
 from rnnlm.launches import H100, CountingBackend, count_training_batches
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.optim import Adam
-from rnnlm.train import adam_step, sgd_step
+from rnnlm.update import adam_step, sgd_step
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text(encoding="utf-8"))
 MODELS = CONFIG["models"]

@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 import rnnlm.train as train_module
+from rnnlm import update
 from rnnlm.backend import get_backend
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError, load_npz
 from rnnlm.model import RNNLM
-from rnnlm.train import LOG_COLUMNS, TIMING_COLUMNS, TrainConfig, split_hyperparameters
+from rnnlm.progress import LOG_COLUMNS, TIMING_COLUMNS
+from rnnlm.train_config import TrainConfig, split_hyperparameters
 from tiny_language import FAST, VOCAB_WORDS, run, tiny_splits, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,9 +96,9 @@ def test_gradient_is_clipped_to_clip_norm():
     model = RNNLM(model_config, get_backend("cpu"), seed=0)
     x, y, mask = splits["train"].batch(np.arange(16))
     loss, count, grads = model.loss_and_grads(x, y, mask)
-    _, norm = train_module._loss_and_gradient_norm(model, loss, grads, count)
+    _, norm = update._loss_and_gradient_norm(model, loss, grads, count)
     before = {k: v.copy() for k, v in model.params.items()}
-    *_, stepped_norm = train_module.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
+    *_, stepped_norm = update.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
     assert stepped_norm == pytest.approx(norm, rel=1e-12)
     step = math.sqrt(sum(float(((model.params[k] - before[k]) ** 2).sum()) for k in before))
     assert step == pytest.approx(2.0 * norm / 10, rel=1e-9)

@@ -123,3 +123,12 @@ def test_snakemake_plans_with_normalised_values(tmp_path, snakemake_env):
     plan = job_counts(output)
     assert plan["train"] == 1 and "results/models/tiny-relu/params.npz" in output
     assert "results/models/tiny-tanh" not in output
+
+
+@pytest.mark.parametrize("configfile", sorted((REPO / "config").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_configfile_is_valid_over_config_yaml(configfile):
+    """Each corpus file of config/ merges into config.yaml (as --configfile does) and validates."""
+    base = copy.deepcopy(CONFIG)
+    update_config(base, yaml.safe_load(configfile.read_text(encoding="utf-8")))
+    config = load(base=base)
+    assert config["models"], f"{configfile.name} leaves no model to train"
