@@ -324,14 +324,9 @@ def run_launches(args) -> dict[str, Any]:
     if not models:
         raise RnnlmError("--launches counts the `models:` of a config; give --config config.yaml")
     vocab_size = args.vocab_size if args.vocab_size_given else (_config_vocabulary_size(args.config) or args.vocab_size)
-    reports = {}
-    for name, hyperparameters in models.items():
-        own = int(hyperparameters.get("batch_size", 0) or 0)
-        sizes = args.batch_sizes or sorted({size for size in (own, *LAUNCH_BATCH_SIZES) if size})
-        reports[name] = launch_report({name: hyperparameters}, vocab_size, sizes, args.length)["models"][name]
-    report = launch_report({}, vocab_size, [], args.length)
-    report["models"] = reports
-    return report
+    sizes = {name: args.batch_sizes or sorted({size for size in (hyper.get("batch_size"), *LAUNCH_BATCH_SIZES) if size})
+             for name, hyper in models.items()}
+    return launch_report(models, vocab_size, sizes, args.length)
 
 
 LAUNCH_BATCH_SIZES = (64, 128, 256, 512)

@@ -13,11 +13,13 @@ array operation is counted as the CuPy call it stands for. The rules (`LAUNCHES`
 * a few CuPy calls are several kernels: `argsort` 2 (radix sort + index init), `einsum` 2
   (product + reduction), `nonzero`/`flatnonzero` 2 and a sync (the count decides the output's size),
   a boolean-mask index 2 and a sync, `sum_by_index` 6 and a sync (`unique` sorts, flags, scans and
-  needs its size on the host; then zeros + `scatter_add`);
+  needs its size on the host; then zeros + `scatter_add`), or 2 and two uploads given the indices
+  on the host;
 * a host synchronisation is every transfer of a device value to the host: `backend.to_host`,
   `float()`, `int()`, `bool()`, `.item()`, `.tolist()` of a device array, and the calls above;
-* an upload is `backend.asarray` of a host array (an H2D copy: counted apart, it does not drain the
-  queue).
+* an upload is `backend.asarray` of a host array (an H2D copy, landing C-ordered: counted apart,
+  it does not drain the queue);
+* GEMM FLOPs: 2 m k n of every `dot`/`matmul`/`@` as called (the class softmax's padding included).
 
 Only calls made at the top level count: the NumPy internals of a counted call (a Python-level NumPy
 function calling others) are that one call. The counts are what matters for a launch-bound GPU:
@@ -377,7 +379,7 @@ class CountingBackend(Backend):
 class DeviceModel:
     """docs/engine.md's cost model of a launch-bound GPU step (see "GPU: ... expected throughput").
 
-    host  = launches * launch_s + syncs * sync_s       (CuPy's Python + driver time per call)
+    host   = launches * launch_s                        (CuPy's Python + driver time per call)
     device = launches * kernel_s + flops / (efficiency * peak_flops)
     seconds per batch = max(host, device) + syncs * sync_s
     A sync drains the queue and costs a round trip; with none the host queues ahead of the device,
@@ -399,16 +401,16 @@ class DeviceModel:
 H100 = DeviceModel()
 
 
-def flops_per_token(model) -> float:
+def flops_per_token(model, word_counts=None) -> float:
     """One training step per token (forward, backward, update), docs/engine.md's count: output
-    6 (K + E|class|) H for the class softmax (6 C H full), recurrence 6 G H^2."""
+    6 (K + E|class|) H for the class softmax (6 C H full; E|class| under `word_counts`, uniform
+    without), recurrence 6 G H^2."""
     config, cell = model.config, model.cell
     hidden = config.hidden_size
     if config.output == "class":
         output = model.output
         sizes = np.diff(output.class_start)
-        counts = getattr(model, "_launch_word_counts", None)
-        weights = np.ones(config.vocab_size) if counts is None else np.asarray(counts, dtype=np.float64)
+        weights = np.ones(config.vocab_size) if word_counts is None else np.asarray(word_counts, dtype=np.float64)
         expected_class = float((weights * sizes[output.class_of_word]).sum() / weights.sum())
         output_flops = 6 * (output.num_classes + expected_class) * hidden
     else:
@@ -416,7 +418,7 @@ def flops_per_token(model) -> float:
     return output_flops + 6 * cell.gates * hidden * hidden
 
 
-def _int_counts(counts: Counts, batches: int) -> dict[str, float]:
+def _calls_per_batch(counts: Counts, batches: int) -> dict[str, float]:
     return {name: n / batches for name, n in sorted(counts.by_call.items(), key=lambda item: -item[1])}
 
 
@@ -436,7 +438,6 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
                                                        vocab_size, "float32")
     word_counts = zipf_counts(vocab_size)
     model = RNNLM(model_config, backend, seed=0, word_counts=word_counts)
-    model._launch_word_counts = word_counts
     optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
     dropout_rng = backend.rng(0) if (model_config.dropout or model_config.input_dropout) else None
     rate = train_config.learning_rate / 10
@@ -458,7 +459,8 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
     per_batch = tokens / batches
     launches, syncs = counts.launches / batches, counts.syncs / batches
     # the GEMMs as called (padding included) or the formula's count, whichever is more
-    flops = max(flops_per_token(model) * per_batch, counts.gemm_flops / batches)
+    formula = flops_per_token(model, word_counts)
+    flops = max(formula * per_batch, counts.gemm_flops / batches)
     seconds = device_model.seconds(launches, syncs, flops)
     return {
         "batch_size": batch_size,
@@ -467,18 +469,20 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
         "tokens_per_launch": round(per_batch / launches, 2),
         "syncs_per_batch": syncs,
         "uploads_per_batch": counts.uploads / batches,
-        "flops_per_token": round(flops_per_token(model)),
+        "flops_per_token": round(formula),
         "gemm_flops_per_token": round(counts.gemm_flops / tokens),
         "estimated_tokens_per_s": round(per_batch / seconds),
         "device_model": device_model.name,
-        "calls": _int_counts(counts, batches),
+        "calls": _calls_per_batch(counts, batches),
     }
 
 
-def launch_report(models: dict[str, dict], vocab_size: int, batch_sizes, length: int) -> dict[str, Any]:
-    """{model name: [count_training_batches per batch size]} plus the device model's constants."""
-    report = {name: [count_training_batches({**hyper, "epochs": 1}, vocab_size, size, length) for size in batch_sizes]
-              for name, hyper in models.items()}
+def launch_report(models: dict[str, dict], vocab_size: int, batch_sizes: dict[str, list[int]],
+                  length: int) -> dict[str, Any]:
+    """{model name: [count_training_batches at each of batch_sizes[name]]}, the device model's
+    constants and the settings."""
+    report = {name: [count_training_batches({**hyper, "epochs": 1}, vocab_size, size, length)
+                     for size in batch_sizes[name]] for name, hyper in models.items()}
     return {"device_model": dataclasses.asdict(H100), "models": report,
             "settings": {"vocab_size": vocab_size, "sentence_length": length}}
 
