@@ -245,6 +245,8 @@ def train_torch(results: Path, budget: float, seed: int, out: Path, tied: bool) 
             curve.append({**curve[-1], "cpu_seconds": spent, "epoch": epoch})
         print(f"torch{'-tied' if tied else ''}: epoch {epoch}, valid perplexity {math.exp(valid):.1f}, "
               f"lr {learning_rate:g}, {spent:,.0f} CPU-s", file=sys.stderr, flush=True)
+        # The curve so far, so that a run stopped from outside still leaves its measurements.
+        out.with_suffix(".partial.json").write_text(json.dumps({"recipe": recipe, "curve": curve}), encoding="utf-8")
         clock = time.process_time()
 
     started = time.perf_counter()

@@ -325,14 +325,22 @@ def prose_paragraphs(topic: str) -> list[str]:
 
 
 def builtin_documents() -> list[str]:
-    """The built-in corpus: every distinct prose paragraph of pydoc_data.topics, topics in sorted order.
+    """The built-in corpus: one document per pydoc_data topic (topics in sorted order), its prose
+    paragraphs joined by blank lines, so that a document is a real multi-paragraph text.
 
-    Some topics repeat paragraphs of others; keeping one copy stops them leaking across data splits.
+    Some topics repeat paragraphs of others; only a paragraph's first occurrence is kept, which stops
+    them leaking across data splits (a topic left without paragraphs is no document).
     """
     from pydoc_data.topics import topics
 
-    paragraphs = (paragraph for name in sorted(topics) for paragraph in prose_paragraphs(topics[name]))
-    return list(dict.fromkeys(paragraphs))
+    seen: set[str] = set()
+    documents = []
+    for name in sorted(topics):
+        paragraphs = [paragraph for paragraph in dict.fromkeys(prose_paragraphs(topics[name])) if paragraph not in seen]
+        seen.update(paragraphs)
+        if paragraphs:
+            documents.append("\n\n".join(paragraphs))
+    return documents
 
 
 # --- the stage --------------------------------------------------------------------------------
