@@ -341,6 +341,22 @@ def frequency_classes(counts: np.ndarray, num_classes: int) -> np.ndarray:
     return np.searchsorted(starts, np.arange(vocab_size), side="right") - 1
 
 
+def _within_class_results(xp: Any, params, weighted, target, flat, target_index, words, want_grads: bool):
+    """(log p(target | its class), 1 / sums, dL/dh) of the word layer's rows (the last two None
+    without gradients) from their [E V, sums] and target logits; with gradients the targets' entries
+    of the exps buffer `flat` become the p - onehot numerators (E - sum onehot) / sum."""
+    hidden = weighted.shape[1] - 1
+    sums = weighted[:, hidden]
+    log_probs = target - xp.log(sums)
+    if not want_grads:
+        return log_probs, None, None
+    inverse = 1 / sums
+    dh = weighted[:, :hidden] * inverse[:, None]
+    dh -= params["V"][words]
+    flat[target_index] -= sums
+    return log_probs, inverse, dh
+
+
 class ClassSoftmax(_WordWeights):
     """P(w | h) = softmax(V_class h + b_class)[c(w)] * softmax over c(w)'s words of (V h + b_y)."""
 
@@ -446,14 +462,10 @@ class ClassSoftmax(_WordWeights):
             xp.dot(block.logits, block.weights[:, :-1], out=weighted[block.rows])
         if _needs_repair(weighted):
             self._repair_class_rows(xp, h_sorted, blocks, target_index, target, weighted)
-        sums = weighted[:, hidden]
-        log_probs = target - xp.log(sums)
+        log_probs, inverse, dh_sorted = _within_class_results(xp, params, weighted, target, flat, target_index,
+                                                              y[order], want_grads)
         if not want_grads:
             return order, log_probs, None, None
-        inverse = 1 / sums
-        dh_sorted = weighted[:, :hidden] * inverse[:, None]
-        dh_sorted -= params["V"][y[order]]
-        flat[target_index] -= sums  # (E - sum onehot) / sum = p - onehot
         for k in np.flatnonzero(counts == 0) if grad_ext is not None else ():
             grad_ext[self.class_start[k] : self.class_start[k + 1]] = 0  # classes without targets
         if fused_step or kept:
@@ -541,14 +553,10 @@ class ClassSoftmax(_WordWeights):
         target = flat[target_flat]
         xp.exp(logits, out=logits)
         weighted = xp.matmul(logits, weights_block[:, :, :-1]).reshape(-1, hidden + 1)[slot]
-        sums = weighted[:, hidden]
-        log_probs = target - xp.log(sums)
+        log_probs, inverse, dh_sorted = _within_class_results(xp, params, weighted, target, flat, target_flat,
+                                                              order_targets, want_grads)
         if not want_grads:
             return order, log_probs, None, None
-        inverse = 1 / sums
-        dh_sorted = weighted[:, :hidden] * inverse[:, None]
-        dh_sorted -= params["V"][order_targets]
-        flat[target_flat] -= sums  # (E - sum onehot) / sum = p - onehot
         right = xp.zeros((classes * rows, hidden + 2), dtype=h.dtype)  # spare slots: no gradient
         right[slot] = _gradient_right_side(xp, h[order], inverse, step if fused_step else None)
         block_grads = xp.matmul(logits.transpose(0, 2, 1), right.reshape(classes, rows, hidden + 2))
