@@ -89,11 +89,11 @@ RNN_RELU_GRAD_FIRST = FusedKernel("rnn_relu_grad_first", "T s, T grad", "T dz", 
                                   _twin_relu_grad_first)
 
 
-def _twin_gru_gates(xp, inputs_z, inputs_r, h_prev, z, r, reset_hidden):
-    for gate, inputs in ((z, inputs_z), (r, inputs_r)):
-        gate += inputs
-        _sigmoid(xp, gate, out=gate)
-    xp.multiply(r, h_prev, out=reset_hidden)
+def _twin_gru_gates(xp, inputs_zr, h_prev, hidden, zr, reset_hidden):
+    # on the contiguous [z, r] block, as before fusion (no in-place ufunc on a strided half)
+    zr += inputs_zr
+    _sigmoid(xp, zr, out=zr)
+    xp.multiply(zr[:, hidden:], h_prev, out=reset_hidden)
 
 
 def _twin_gru_output(xp, inputs_n, z, h_prev, n, h_new):
@@ -104,10 +104,14 @@ def _twin_gru_output(xp, inputs_n, z, h_prev, n, h_new):
     h_new += n
 
 
+# Over the (B, 2H) block [z, r]; the r half also writes r * h_{t-1} into the (B, H) reset_hidden
+# (raw, C-ordered: element i of the block is row i / 2H, column i % 2H).
 GRU_GATES = FusedKernel(
-    "gru_gates", "T inputs_z, T inputs_r, T h_prev", "T z, T r, T reset_hidden",
-    f"z = {_CUDA_SIGMOID.replace('(a)', '(z + inputs_z)')}; r = {_CUDA_SIGMOID.replace('(a)', '(r + inputs_r)')};"
-    " reset_hidden = r * h_prev", _twin_gru_gates)
+    "gru_gates", "T inputs_zr, raw T h_prev, int32 hidden", "T zr, raw T reset_hidden",
+    f"zr = {_CUDA_SIGMOID.replace('(a)', '(zr + inputs_zr)')};"
+    " int column = i % (2 * hidden);"
+    " if (column >= hidden) { int k = (i / (2 * hidden)) * hidden + column - hidden;"
+    " reset_hidden[k] = zr * h_prev[k]; }", _twin_gru_gates)
 GRU_OUTPUT = FusedKernel("gru_output", "T inputs_n, T z, T h_prev", "T n, T h_new",
                          "n = tanh(n + inputs_n); h_new = (h_prev - n) * z + n", _twin_gru_output)
 
@@ -260,12 +264,12 @@ class GRUCell(Cell):
 
     def _step_into(self, xp: Any, inputs, h_prev, w_zr_t, w_n_t, zr, n, h_new):
         hidden = self.hidden_size
+        h_prev = xp.ascontiguousarray(h_prev)  # the kernel reads it raw (a no-op for the states)
         xp.dot(h_prev, w_zr_t, out=zr)
-        z, r = zr[:, :hidden], zr[:, hidden:]
         reset_hidden = xp.empty_like(h_prev)
-        run_kernel(xp, GRU_GATES, inputs[:, :hidden], inputs[:, hidden : 2 * hidden], h_prev, z, r, reset_hidden)
+        run_kernel(xp, GRU_GATES, inputs[:, : 2 * hidden], h_prev, np.int32(hidden), zr, reset_hidden)
         xp.dot(reset_hidden, w_n_t, out=n)
-        run_kernel(xp, GRU_OUTPUT, inputs[:, 2 * hidden :], z, h_prev, n, h_new)
+        run_kernel(xp, GRU_OUTPUT, inputs[:, 2 * hidden :], zr[:, :hidden], h_prev, n, h_new)
 
 
     def step(self, xp: Any, params, inputs, state):

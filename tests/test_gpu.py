@@ -174,7 +174,11 @@ def _kernel_arguments(kernel, dtype: str, rng) -> list:
     arguments = []
     for declaration in (kernel.inputs + ", " + kernel.outputs).split(","):
         name = declaration.split()[-1]
-        if name in ("scale", "step_size"):
+        if name == "hidden":  # gru_gates: a (4, 6) [z, r] block of hidden size 3
+            arguments.append(np.int32(3))
+        elif kernel.name == "gru_gates" and name in ("h_prev", "reset_hidden"):
+            arguments.append(rng.uniform(-0.9, 0.9, (4, 3)).astype(dtype))
+        elif name in ("scale", "step_size"):
             arguments.append(np.dtype(dtype).type(0.3 if name == "scale" else 0.01))
         elif name == "row_max":
             arguments.append(np.array([[-1.0], [-800.0], [-100.0], [0.5]], dtype=dtype))
@@ -189,7 +193,7 @@ def _kernel_arguments(kernel, dtype: str, rng) -> list:
 def test_fused_kernels_match_their_numpy_twins(kernel, dtype):
     """Each CuPy ElementwiseKernel against the NumPy code it replaces (every output, in place)."""
     host = _kernel_arguments(kernel, dtype, np.random.default_rng(7))
-    device = [GPU.asarray(a) if isinstance(a, np.ndarray) else a for a in host]
+    device = [GPU.asarray(a) if isinstance(a, np.ndarray) and a.ndim else a for a in host]
     kernel.numpy_twin(np, *host)
     GPU.run(kernel, *device)
     outputs = len(kernel.outputs.split(","))
