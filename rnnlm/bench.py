@@ -108,7 +108,7 @@ def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str,
     model_config, train_config = split_hyperparameters(hyperparameters, args.vocab_size, "float32")
     model = RNNLM(model_config, backend, seed=0, word_counts=zipf_counts(args.vocab_size))
     optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
-    dropout_rng = backend.rng(0) if (model_config.dropout or model_config.input_dropout) else None
+    dropout_rng = backend.rng(0) if model_config.uses_dropout else None
     batch_size = train_config.batch_size
     batches = _timed_batches(sentences, batch_size)
     # A rate a tenth of the model's keeps the timed steps away from divergence on random text.

@@ -172,12 +172,13 @@ class Cell:
         prev = states[steps]
         return prev if keep is None else prev * keep[steps]
 
-    def init_params(self, rng: np.random.Generator, vocab_size: int, dtype) -> dict[str, np.ndarray]:
-        """Uniform in +-1/sqrt(fan-in): the one-hot input has fan-in C, the recurrence H."""
+    def init_params(self, rng: np.random.Generator, input_size: int, dtype) -> dict[str, np.ndarray]:
+        """Uniform in +-1/sqrt(fan-in): the one-hot input has fan-in C (an embedding D, the layer
+        below H), the recurrence H."""
         rows, hidden = self.gates * self.hidden_size, self.hidden_size
-        u_bound, w_bound = 1.0 / math.sqrt(vocab_size), 1.0 / math.sqrt(hidden)
+        u_bound, w_bound = 1.0 / math.sqrt(input_size), 1.0 / math.sqrt(hidden)
         return {
-            "U": rng.uniform(-u_bound, u_bound, (rows, vocab_size)).astype(dtype),
+            "U": rng.uniform(-u_bound, u_bound, (rows, input_size)).astype(dtype),
             "W": rng.uniform(-w_bound, w_bound, (rows, hidden)).astype(dtype),
             "b_h": np.zeros(rows, dtype=dtype),
         }
@@ -321,8 +322,8 @@ class LSTMCell(Cell):
     def hidden(self, states):
         return states[..., : self.hidden_size]
 
-    def init_params(self, rng: np.random.Generator, vocab_size: int, dtype) -> dict[str, np.ndarray]:
-        params = super().init_params(rng, vocab_size, dtype)
+    def init_params(self, rng: np.random.Generator, input_size: int, dtype) -> dict[str, np.ndarray]:
+        params = super().init_params(rng, input_size, dtype)
         # Forget gate open at the start, so gradients pass through c from the first update on.
         params["b_h"][self.hidden_size : 2 * self.hidden_size] = 1.0
         return params

@@ -61,14 +61,20 @@ def fingerprint(model_config: ModelConfig, train_config: TrainConfig, train_spli
     for split in (train_split, valid):
         for array in (split.x, split.y, split.offsets):
             digest.update(np.ascontiguousarray(array))  # hashed in place: no copy of a memory-mapped split
+        if model_config.context == "document":  # the documents shape the streams (sentence mode: unchanged hash)
+            digest.update(split.doc_offsets)
     digest.update("\n".join(vocab_words).encode())
     return digest.hexdigest()
 
 
 def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, run_id: str,
-                    optimizer: Adam | None = None, average: ParameterAverage | None = None) -> None:
+                    optimizer: Adam | None = None, average: ParameterAverage | None = None,
+                    carried_state=None) -> None:
+    """`carried_state`: document mode's state after the last trained window (None: none carried)."""
     host = model.backend.to_host
     arrays = {f"param.{k}": host(v) for k, v in model.params.items()}
+    if carried_state is not None:
+        arrays["stream.carried_state"] = host(carried_state)
     arrays.update({f"best.{k}": host(v) for k, v in best_params.items()})
     if optimizer is not None:
         state.optimizer_steps = optimizer.steps
@@ -82,11 +88,12 @@ def save_checkpoint(path, model: RNNLM, best_params: dict, state: TrainState, ru
              format_version=np.array(CHECKPOINT_FORMAT_VERSION))
 
 
-def load_checkpoint(path, model: RNNLM, run_id: str,
-                    optimizer: Adam | None = None) -> tuple[dict, TrainState, ParameterAverage | None] | None:
+def load_checkpoint(path, model: RNNLM, run_id: str, optimizer: Adam | None = None,
+                    windows=None) -> tuple[dict, TrainState, ParameterAverage | None] | None:
     """Restore the model's parameters (and the optimizer's moments) from `path`, with the best
     parameters, the training state and the parameter average if one had started; None (start
-    afresh) if absent or from another run."""
+    afresh) if absent or from another run. `windows` (document mode's `rnnlm.streams.TrainingWindows`)
+    gets the state its streams carried back."""
     arrays = _matching_arrays(path, model, run_id, optimizer)
     if arrays is None:
         return None
@@ -100,6 +107,9 @@ def load_checkpoint(path, model: RNNLM, run_id: str,
     if state.averaged_updates:
         average = ParameterAverage(model.params, model.backend.xp)
         average.load_state(arrays, state.averaged_updates, model.backend.asarray)
+    if windows is not None:
+        carried = arrays.get("stream.carried_state")
+        windows.carried = None if carried is None else model.backend.asarray(carried)
     return best, state, average
 
 

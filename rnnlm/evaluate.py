@@ -15,6 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
+from rnnlm import streams
 from rnnlm.backend import get_backend
 from rnnlm.data import Split, load_splits
 from rnnlm.io import RnnlmError, write_json
@@ -27,7 +28,10 @@ EVAL_BATCH_SIZE = 256
 
 
 def split_loss(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int]:
-    """Summed cross-entropy over every predicted token of `split` and the number of those tokens."""
+    """Summed cross-entropy over every predicted token of `split` and the number of those tokens
+    (a `context: document` model reads the split as document streams: `rnnlm.streams`)."""
+    if streams.in_context(model):
+        return streams.split_loss(model, split, rows=batch_size)
     total, tokens = 0.0, 0
     # Length-sorted batches waste little work on padding; the order does not change the sum's terms.
     # Host batches: the model checks them on the host and uploads them, and returns host numbers.

@@ -2,7 +2,8 @@
 
 API: `gradient_check(model, x, y, mask)` -> {parameter: max relative error}.
 CLI: `rnnlm gradcheck` (`main(argv)`) builds a small random float64 model and a padded random batch
-for the chosen cell / activation / output layer / truncation and exits non-zero above the tolerance.
+for the chosen cell / activation / output layer / truncation / embedding, tying and layer stack /
+dropouts and exits non-zero above the tolerance.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def truncated_loss(model: RNNLM, frozen_states, x, y, mask, dropout: DropoutMask
     truncate = model.config.bptt_truncate
     x, mask = model._check_batch(x, mask)
     y = model._check_targets(y, x)
-    inputs = model._input_projection(x, None if dropout is None else dropout.inputs)
+    inputs = model._input_projection(x, dropout)
     keep = np.ones(x.shape) if resets is None else 1 - np.asarray(resets, dtype=np.float64)
     total = 0.0
     for t in range(x.shape[0]):
@@ -143,6 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bptt-truncate", type=int, default=0, help="0 = full BPTT")
     parser.add_argument("--dropout", type=float, default=0.0, help="output dropout rate (masks fixed for the check)")
     parser.add_argument("--input-dropout", type=float, default=0.0, help="input dropout rate (masks fixed)")
+    parser.add_argument("--embedding-size", type=int, default=0, help="0 = no embedding table (U reads the one-hot word)")
+    parser.add_argument("--tie-embeddings", action="store_true", help="the embedding is the output word matrix V")
+    parser.add_argument("--num-layers", type=int, default=1)
+    parser.add_argument("--layer-dropout", type=float, default=0.0, help="dropout between layers (masks fixed)")
+    parser.add_argument("--embedding-dropout", type=float, default=0.0, help="word-type dropout rate (masks fixed)")
+    parser.add_argument("--locked-dropout", action="store_true", help="one dropout mask per sequence")
     parser.add_argument("--vocab-size", type=int, default=20)
     parser.add_argument("--hidden-size", type=int, default=6)
     parser.add_argument("--lengths", type=int, nargs="+", default=[7, 4, 6], help="sentence lengths of the batch")
@@ -161,6 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dtype="float64",
         dropout=args.dropout,
         input_dropout=args.input_dropout,
+        embedding_size=args.embedding_size,
+        tie_embeddings=args.tie_embeddings,
+        num_layers=args.num_layers,
+        layer_dropout=args.layer_dropout,
+        embedding_dropout=args.embedding_dropout,
+        locked_dropout=args.locked_dropout,
     )
     backend = get_backend(args.device)
     model = RNNLM(config, backend, seed=args.seed)

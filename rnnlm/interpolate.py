@@ -14,6 +14,7 @@ import logging
 
 import numpy as np
 
+from rnnlm import streams
 from rnnlm.backend import get_backend
 from rnnlm.data import Split, load_splits
 from rnnlm.evaluate import EVAL_BATCH_SIZE
@@ -67,7 +68,10 @@ def tune_weight(rnn: np.ndarray, ngram: np.ndarray) -> float:
 
 
 def rnn_token_log_probs(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-    """log p_rnn of every predicted token of `split`, aligned with split.y (float64)."""
+    """log p_rnn of every predicted token of `split`, aligned with split.y (float64); a `context:
+    document` model reads each document as one stream (`rnnlm.streams`), the same tokens in the same order."""
+    if streams.in_context(model):
+        return streams.token_log_probs(model, split, rows=batch_size)
     backend = model.backend
     scores = []
     for start in range(0, len(split), batch_size):

@@ -1,6 +1,6 @@
 """Document mode (`context: document`): a split read as documents, each one stream of its sentences.
 
-Document j of a split is its sentences doc_offsets[j]:doc_offsets[j+1] (`document_offsets`; a
+Document j of a split is its sentences doc_offsets[j]:doc_offsets[j+1] (`Split.doc_offsets`; a
 split without document boundaries is one sentence per document). They are consecutive in the flat
 arrays, so a document's tokens are x/y[offsets[first]:offsets[end]]. In a stream the input at the
 start of every sentence but the document's first is SENTENCE_END (PTB's <eos>: the token just
@@ -43,15 +43,6 @@ def in_context(model) -> bool:
     return model.config.context == "document"
 
 
-def document_offsets(split) -> np.ndarray:
-    """The split's document boundaries in sentences (d + 1 entries); one sentence per document when
-    the split records none (index files from before document boundaries existed)."""
-    offsets = getattr(split, "doc_offsets", None)
-    if offsets is None:
-        return np.arange(len(split) + 1, dtype=np.int64)
-    return np.asarray(offsets, dtype=np.int64)
-
-
 @dataclass
 class Window:
     """One window of B streams, time-major (T, B)."""
@@ -67,7 +58,7 @@ class StreamLayout:
     """Documents of `split` in `order`, concatenated, read on rows [row_start[b], row_end[b])."""
 
     def __init__(self, split, order: np.ndarray, row_start: np.ndarray, row_end: np.ndarray):
-        token_starts = split.offsets[document_offsets(split)]  # flat position of each document's start
+        token_starts = split.offsets[split.doc_offsets]  # flat position of each document's start
         lengths = np.diff(token_starts)[order]
         self.split = split
         self.doc_cum = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)  # k of each document's start
@@ -122,8 +113,8 @@ def training_layout(split, rows: int, order: np.ndarray) -> StreamLayout:
 def evaluation_layout(split, rows: int = EVAL_ROWS) -> StreamLayout:
     """Whole documents in file order on up to `rows` rows of about equal token counts (contiguous
     runs of documents: a row never cuts a document, so each is read from its start)."""
-    offsets = document_offsets(split)
-    documents = len(offsets) - 1
+    offsets = split.doc_offsets
+    documents = split.num_documents
     rows = max(1, min(rows, documents))
     token_starts = split.offsets[offsets]
     total = max(int(token_starts[-1]), 1)
@@ -155,3 +146,42 @@ def split_loss(model, split, rows: int = EVAL_ROWS, window: int = EVAL_WINDOW) -
         total += loss_sum
         tokens += count
     return total, tokens
+
+
+class TrainingWindows:
+    """The training windows as one stream of passes, as the trainer's sentence batches are: pass p
+    reads the documents in an order that depends only on (seed, p), packed on `rows` rows. An epoch
+    takes the next windows from the cursor (`state.data_pass`, `state.pass_batches` = windows of
+    that pass already trained): one whole pass, or with `epoch_tokens` N until it has trained N
+    tokens. `carried` is the state after the last trained window (the trainer sets it after each
+    update, the checkpoint keeps it); None at the start of a pass."""
+
+    def __init__(self, split, rows: int, bptt: int, seed: int, epoch_tokens: int = 0):
+        self.split, self.rows, self.bptt, self.seed, self.epoch_tokens = split, rows, bptt, seed, epoch_tokens
+        self.cached_pass, self.layout = 0, None
+        self.carried = None
+
+    def _layout(self, data_pass: int) -> StreamLayout:
+        if data_pass != self.cached_pass:
+            order = np.random.default_rng([self.seed, data_pass]).permutation(self.split.num_documents)
+            self.layout = training_layout(self.split, self.rows, order)
+            self.cached_pass = data_pass
+        return self.layout
+
+    def epoch(self, state) -> Iterator[Window]:
+        tokens = 0
+        while True:
+            layout = self._layout(state.data_pass)
+            if state.pass_batches >= layout.num_windows(self.bptt):
+                state.data_pass, state.pass_batches = state.data_pass + 1, 0
+                self.carried = None
+                if not self.epoch_tokens:
+                    return
+                continue
+            first = state.pass_batches * self.bptt
+            window = layout.window(first, min(first + self.bptt, layout.steps))
+            yield window
+            state.pass_batches += 1
+            tokens += int(window.mask.sum())
+            if self.epoch_tokens and tokens >= self.epoch_tokens:
+                return

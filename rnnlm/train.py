@@ -16,6 +16,12 @@ new pass (a new order) starts once one is used up, so over several epochs every 
 `valid_tokens` N > 0 measures on a fixed subset of whole validation sentences holding about N tokens.
 `checkpoint_minutes` adds a checkpoint after any epoch that ends that long after the last one.
 
+Context across sentences (`context: document`, `rnnlm.streams`): the batches are windows of `bptt`
+tokens over `batch_size` parallel streams of documents (a seeded document order per pass); each
+update starts from the state the previous window ended in (detached), reset at document starts.
+The cursor counts windows; the carried state goes into the checkpoint, so a resumed run continues
+exactly. The schedule measures the validation split read in context.
+
 Resume: every `checkpoint_every` epochs the whole training state (current and best parameters,
 Adam's moments, the parameter average, learning rate, counters, log rows) is written atomically to the checkpoint file,
 which is deleted once the parameters file is written. The batch order of pass p depends only on
@@ -44,6 +50,7 @@ from rnnlm.optim import Adam, ParameterAverage
 from rnnlm.progress import CpuClock, Progress, log_row, render_log
 from rnnlm.runlock import exclusive_lock
 from rnnlm.schedule import Schedule
+from rnnlm.streams import TrainingWindows, in_context
 from rnnlm.train_config import TrainConfig, split_hyperparameters
 from rnnlm.update import Divergence, DivergenceGuard, adam_step, sgd_step
 from rnnlm.vocab import Vocabulary
@@ -79,7 +86,7 @@ def train(model: RNNLM, train_config: TrainConfig, train_split: Split, valid: Sp
     run_id = fingerprint(model.config, cfg, train_split, valid, vocab_words)
     run = _Run(model, cfg, train_split, valid, observer,
                Progress(name, cfg.epochs, cfg.epoch_tokens or train_split.num_tokens, enabled=progress))
-    resumed = run.resume(load_checkpoint(checkpoint_path, model, run_id, run.optimizer), checkpoint_path)
+    resumed = run.resume(load_checkpoint(checkpoint_path, model, run_id, run.optimizer, run.windows), checkpoint_path)
     timer = _CheckpointTimer(cfg, checkpoint_path, resumed)
     try:
         while not run.schedule.finished and not run.stopped:
@@ -89,7 +96,8 @@ def train(model: RNNLM, train_config: TrainConfig, train_split: Split, valid: Sp
             else:
                 run.record(train_loss, seconds, tokens)
             if timer.due(run.state, run.stopped):
-                save_checkpoint(checkpoint_path, model, run.best, run.state, run_id, run.optimizer, run.average)
+                save_checkpoint(checkpoint_path, model, run.best, run.state, run_id, run.optimizer, run.average,
+                                None if run.windows is None else run.windows.carried)
                 timer.saved(run.state.epoch)
     except Divergence as exc:
         raise Divergence(f"{exc}; {timer.kept}") from None
@@ -140,10 +148,14 @@ class _Run:
 
     def __init__(self, model: RNNLM, cfg: TrainConfig, train_split: Split, valid: Split, observer, report: Progress):
         self.model, self.cfg, self.observer, self.report = model, cfg, observer, report
-        self.train_split, self.stream = train_split, _BatchStream(train_split, cfg)
+        # Document mode: windows of the document streams, with the state they carry (else sentence batches).
+        context = in_context(model)
+        self.windows = TrainingWindows(train_split, cfg.batch_size, cfg.bptt, cfg.seed, cfg.epoch_tokens) if context else None
+        self.train_split, self.stream = train_split, self.windows or _BatchStream(train_split, cfg)
         # Without a validation split the schedule falls back to the tutorial's: the training loss.
         self.monitors_valid = len(valid) > 0
-        self.monitored = measurement_subset(valid if self.monitors_valid else train_split, cfg.valid_tokens, cfg.seed)
+        self.monitored = measurement_subset(valid if self.monitors_valid else train_split, cfg.valid_tokens, cfg.seed,
+                                            documents=context)
         if cfg.valid_tokens:
             log.info("measuring on %d sentences (%d tokens) of the %s split", len(self.monitored),
                      self.monitored.num_tokens, "valid" if self.monitors_valid else "train")
@@ -177,17 +189,26 @@ class _Run:
         started = time.perf_counter()
         loss_sum, tokens = 0.0, 0
         self.report.start_epoch(epoch)
+        windows = self.windows
         for group in self.stream.epoch(state):
-            x, y, mask = self.train_split.batch(group)
+            carry = {}
+            if windows is None:
+                x, y, mask = self.train_split.batch(group)
+            else:  # a window of the document streams, from the state the previous one ended in
+                x, y, mask = group.x, group.y, group.mask
+                carry = dict(state=windows.carried, resets=backend.asarray(group.resets), return_state=True)
             # host arrays: the model checks them and finds the real tokens on the host, then
             # uploads them (on a GPU the batch's one synchronisation is its loss and norm)
             batch = (x, y, mask)
             if self.optimizer is None:
-                batch_loss, count, _ = sgd_step(model, *batch, state.learning_rate, self.cfg.clip_norm, guard.check,
-                                                dropout_rng)
+                result = sgd_step(model, *batch, state.learning_rate, self.cfg.clip_norm, guard.check, dropout_rng,
+                                  **carry)
             else:
-                batch_loss, count, _ = adam_step(model, self.optimizer, *batch, state.learning_rate,
-                                                 self.cfg.clip_norm, guard.check, dropout_rng)
+                result = adam_step(model, self.optimizer, *batch, state.learning_rate, self.cfg.clip_norm,
+                                   guard.check, dropout_rng, **carry)
+            batch_loss, count = result[:2]
+            if windows is not None:
+                windows.carried = result[3]
             if self.average is not None:
                 self.average.add(model.params)
             loss_sum += batch_loss
@@ -275,15 +296,18 @@ class _Swapped:
         return False
 
 
-def measurement_subset(split: Split, tokens: int, seed: int) -> Split:
+def measurement_subset(split: Split, tokens: int, seed: int, documents: bool = False) -> Split:
     """The sentences the schedule measures on: all of `split` when `tokens` is 0 or covers it, else the
-    shortest prefix of a random order (fixed by `seed`) of its whole sentences that holds at least
-    `tokens` predicted tokens, in file order. The same subset at every measurement and after a resume."""
+    shortest prefix of a random order (fixed by `seed`) of its whole sentences (with `documents`: its
+    whole documents) that holds at least `tokens` predicted tokens, in file order. The same subset
+    at every measurement and after a resume."""
     if not tokens or tokens >= split.num_tokens:
         return split
-    order = np.random.default_rng([seed, 0, VALID_SUBSET_STREAM]).permutation(len(split))
-    count = int(np.searchsorted(np.cumsum(split.lengths[order]), tokens)) + 1
-    return split.subset(np.sort(order[:count]))
+    lengths = np.diff(split.offsets[split.doc_offsets]) if documents else split.lengths
+    order = np.random.default_rng([seed, 0, VALID_SUBSET_STREAM]).permutation(len(lengths))
+    count = int(np.searchsorted(np.cumsum(lengths[order]), tokens)) + 1
+    chosen = np.sort(order[:count])
+    return split.documents(chosen) if documents else split.subset(chosen)
 
 
 class _BatchStream:

@@ -29,11 +29,12 @@ class TrainConfig:
     epoch_tokens: int = 0           # 0: an epoch is one pass over the train split
     valid_tokens: int = 0           # 0: measure on the whole validation split
     checkpoint_minutes: float = 0.0  # 0: checkpoints every checkpoint_every epochs only
+    bptt: int = 35                  # context: document only: tokens per training window
 
     def __post_init__(self):
         positive = {"learning_rate": self.learning_rate, "batch_size": self.batch_size, "epochs": self.epochs,
                     "evaluate_every": self.evaluate_every, "patience": self.patience,
-                    "checkpoint_every": self.checkpoint_every}
+                    "checkpoint_every": self.checkpoint_every, "bptt": self.bptt}
         for name, value in positive.items():
             if not value > 0:
                 raise RnnlmError(f"training setting {name} must be positive, got {value}")

@@ -49,9 +49,16 @@ def _clip_factor(norm: float, clip_norm: float) -> float:
     return clip_norm / norm if clip_norm and norm > clip_norm else 1.0
 
 
+def _carry(state, resets, return_state: bool) -> dict:
+    """The state keywords of a document-mode step; none at all in sentence mode (its calls unchanged)."""
+    if state is None and resets is None and not return_state:
+        return {}
+    return {"state": state, "resets": resets, "return_state": return_state}
+
+
 def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
              check: Callable[[float, int, float], None] | None = None,
-             dropout_rng=None) -> tuple[float, int, float]:
+             dropout_rng=None, state=None, resets=None, return_state: bool = False):
     """One SGD update on the batch's mean-per-token gradient, clipped to global norm `clip_norm`
     (0: no clipping); returns (summed loss, tokens, gradient norm). `check(loss, tokens, norm)` runs
     before the update is applied and may raise. A model with dropout draws the batch's masks from
@@ -62,32 +69,37 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     gradient: it is applied before `check` runs, and the norm covers the other parameters only.
     With clipping the output layer's gradient stays in the buffer the layer keeps between steps
     (`keep_output_gradients`), normed and applied as one contiguous array.
+    `state`, `resets`, `return_state` (document mode): as `RNNLM.loss_and_grads`; the final state
+    comes back as a 4th result.
     """
     fused_step = None
     if not clip_norm:
         fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
-                                              keep_output_gradients=True, loss_on_device=True)
+    result = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
+                                  keep_output_gradients=True, loss_on_device=True, **_carry(state, resets, return_state))
+    loss, count, grads = result[:3]
     loss, norm = _loss_and_gradient_norm(model, loss, grads, count)
     if check is not None:
         check(loss, count, norm)
     model.apply_update(grads, -learning_rate / count * _clip_factor(norm, clip_norm))
-    return loss, count, norm
+    return (loss, count, norm, *result[3:])
 
 
 def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, clip_norm: float,
               check: Callable[[float, int, float], None] | None = None,
-              dropout_rng=None) -> tuple[float, int, float]:
+              dropout_rng=None, state=None, resets=None, return_state: bool = False):
     """As `sgd_step`, with an Adam update: dense for every parameter but U, whose gradient stays
     sparse and gets the lazy update of `rnnlm.optim.Adam` (the batch's words only)."""
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    loss, count, grads = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout, loss_on_device=True)
+    result = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout, loss_on_device=True,
+                                  **_carry(state, resets, return_state))
+    loss, count, grads = result[:3]
     loss, norm = _loss_and_gradient_norm(model, loss, grads, count)
     if check is not None:
         check(loss, count, norm)
     optimizer.update(model.params, grads, _clip_factor(norm, clip_norm) / count, learning_rate)
-    return loss, count, norm
+    return (loss, count, norm, *result[3:])
 
 
 class DivergenceGuard:

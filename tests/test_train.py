@@ -177,10 +177,16 @@ DRIVER = textwrap.dedent("""
 
 # Adam's moments and the dropout masks are training state too: a resume must restore the former
 # and redraw the latter exactly. With epoch_tokens, where the last epoch stopped in its pass is too.
+# The toolkit (tied / embedding table, stacked layers, locked and word dropout) resumes the same way.
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
                                         "--input-dropout", "0.2"],
-                                   ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"]],
-                         ids=["sgd", "adam-dropout", "epoch-tokens"])
+                                   ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"],
+                                   ["--cell", "gru", "--embedding-size", "12", "--tie-embeddings", "--num-layers",
+                                    "2", "--layer-dropout", "0.3", "--embedding-dropout", "0.1", "--locked-dropout",
+                                    "--dropout", "0.3", "--output", "class"],
+                                   ["--optimizer", "adam", "--learning-rate", "0.01", "--embedding-size", "6",
+                                    "--num-layers", "2", "--input-dropout", "0.2"]],
+                         ids=["sgd", "adam-dropout", "epoch-tokens", "tied-stacked-sgd", "embedding-stacked-adam"])
 def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path, extra):
     data, vocab = write_tiny_data(tmp_path)
     driver = tmp_path / "driver.py"
