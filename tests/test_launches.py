@@ -87,11 +87,13 @@ def _paired(config: ModelConfig):
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 @pytest.mark.parametrize("keep", [False, True])
-def test_device_path_class_softmax_matches_the_cpu_path(dtype, rtol, cell, keep):
+@pytest.mark.parametrize("layout", [{}, {"embedding_size": 16, "tie_embeddings": True},
+                                    {"embedding_size": 8, "num_layers": 2}], ids=["one-hot", "tied", "stacked"])
+def test_device_path_class_softmax_matches_the_cpu_path(dtype, rtol, cell, keep, layout):
     """One batched GEMM per pass instead of one per class: the same sums in another blocking, so
     equal to the per-class loop up to float rounding."""
     cpu, device = _paired(ModelConfig(vocab_size=300, hidden_size=16, cell=cell, output="class", dtype=dtype,
-                                      num_classes=12))
+                                      num_classes=12, **layout))
     x, y, mask = random_batch(np.random.default_rng(2), 300, [9, 4, 7, 1, 12, 3])
     loss_cpu, count_cpu, grads_cpu = cpu.loss_and_grads(x, y, mask, keep_output_gradients=keep)
     loss_dev, count_dev, grads_dev = device.loss_and_grads(x, y, mask, keep_output_gradients=keep)
