@@ -20,7 +20,6 @@ from pathlib import Path
 from rnnlm import __version__
 from rnnlm.io import RnnlmError, write_text
 
-SPLITS = ("train", "valid", "test")
 # Subcommands owned by other modules: each exposes main(argv) -> exit status and parses its own options.
 DELEGATED = {
     "gradcheck": ("rnnlm.gradcheck", "compare the model's analytic gradients with finite differences for a chosen "
@@ -112,7 +111,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     from rnnlm.evaluate import run_evaluation
 
     _check_output_file(args.out)
-    splits = {name: Path(args.data_dir) / f"{name}.npz" for name in SPLITS}
+    from rnnlm.data import SPLIT_NAMES
+
+    splits = {name: Path(args.data_dir) / f"{name}.npz" for name in SPLIT_NAMES}
     metrics = run_evaluation(args.params, splits, args.vocab, None, device=args.device)
     _emit(json.dumps(metrics, indent=2, sort_keys=True, ensure_ascii=False) + "\n", args.out)
 

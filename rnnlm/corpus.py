@@ -368,11 +368,6 @@ def iter_documents(path: str | Path) -> Iterator[str]:
         raise RnnlmError(f"{path}: line {number} is not a JSON string ({exc}); delete it and re-run the download stage") from None
 
 
-def read_documents(path: str | Path) -> list[str]:
-    """Every document written by `write_documents`, as a list (small corpora and tests)."""
-    return list(iter_documents(path))
-
-
 def _fetch_source(
     corpus: str, corpus_format: str, text_column: str, checksum: str, encoding_errors: str, scratch: Path, **download_options
 ) -> tuple[list[str], dict]:

@@ -18,13 +18,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import StrMethodFormatter
 
-from rnnlm.data import Split
+from rnnlm.data import SPLIT_NAMES, Split
 from rnnlm.generate import SAMPLES_COLUMNS_PREFIX
+from rnnlm.interpolate import SCORED_SPLITS
 from rnnlm.io import RnnlmError, atomic_path, read_json, write_text
 from rnnlm.vocab import UNKNOWN_ID, Vocabulary
 
 TRAIN_LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss")
-SPLITS = ("train", "valid", "test")
 
 _STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }
@@ -176,10 +176,10 @@ def perplexity_table(rows: Iterable[Mapping]) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows))
     if frame.empty:
         raise RnnlmError("no models to tabulate; add at least one entry under `models:` in config.yaml")
-    for split in SPLITS:
+    for split in SPLIT_NAMES:
         if split not in frame.columns:
             frame[split] = np.nan
-    frame = frame[["model", "kind", *SPLITS]]
+    frame = frame[["model", "kind", *SPLIT_NAMES]]
     # Best validation perplexity first: the order a reader compares models in.
     return frame.sort_values(["valid", "model"], na_position="last", kind="stable").reset_index(drop=True)
 
@@ -187,7 +187,7 @@ def perplexity_table(rows: Iterable[Mapping]) -> pd.DataFrame:
 def write_perplexity_table(frame: pd.DataFrame, csv_path: str | os.PathLike, html_path: str | os.PathLike) -> None:
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")
-    shown = frame.rename(columns={split: f"{split} perplexity" for split in SPLITS})
+    shown = frame.rename(columns={split: f"{split} perplexity" for split in SPLIT_NAMES})
     note = (
         "<p class=\"note\">Perplexity is exp(mean cross-entropy per predicted token, SENTENCE_END included); "
         "lower is better. The unigram row predicts every word by its training frequency alone and sets the "
@@ -396,8 +396,8 @@ def metrics_rows(metrics_by_model: Mapping[str, Mapping]) -> list[dict]:
         splits = metrics.get("splits")
         if not isinstance(splits, Mapping):
             raise RnnlmError(f"metrics of model '{name}' lack a 'splits' section; re-run its evaluation")
-        rows.append({"model": name, "kind": "RNN", **{s: splits.get(s, {}).get("perplexity") for s in SPLITS}})
-        unigram = unigram or {s: splits.get(s, {}).get("unigram_perplexity") for s in SPLITS}
+        rows.append({"model": name, "kind": "RNN", **{s: splits.get(s, {}).get("perplexity") for s in SPLIT_NAMES}})
+        unigram = unigram or {s: splits.get(s, {}).get("unigram_perplexity") for s in SPLIT_NAMES}
     if unigram is not None:
         rows.append({"model": "unigram (add-one)", "kind": "baseline", **unigram})
     return rows
@@ -409,7 +409,7 @@ def ngram_rows(ngram_results: Iterable[Mapping]) -> list[dict]:
     for result in ngram_results:
         splits = result.get("splits", {})
         rows.append({"model": f"Kneser-Ney {result['order']}-gram", "kind": "baseline",
-                     **{s: splits.get(s, {}).get("perplexity") for s in SPLITS}})
+                     **{s: splits.get(s, {}).get("perplexity") for s in SPLIT_NAMES}})
     return rows
 
 
@@ -421,7 +421,7 @@ def interpolation_rows(interpolations: Mapping[str, Mapping]) -> list[dict]:
         rows.append({
             "model": f"{name} + {result['ngram_order']}-gram (RNN weight {result['weight_rnn']:.2f})",
             "kind": "interpolated",
-            **{s: splits.get(s, {}).get("interpolated_perplexity") for s in ("valid", "test")},
+            **{s: splits.get(s, {}).get("interpolated_perplexity") for s in SCORED_SPLITS},
         })
     return rows
 

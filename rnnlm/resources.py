@@ -1,5 +1,6 @@
-"""How long a training job may run: the `runtime` (SLURM --time) of the train rule, from the model's
-size, the data's token counts and a measured speed (docs/cluster.md).
+"""What one model's jobs need, the one place of job sizing: the memory (`mem_mb`) of every job that
+holds the model, and how long a training job may run, the `runtime` (SLURM --time) of the train rule,
+from the model's size, the data's token counts and a measured speed (docs/cluster.md).
 
 One training token costs about three times the multiply-adds of its forward step (forward, then the
 gradients for the weights and for the hidden state), and one validation token once. The output layer
@@ -11,7 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from rnnlm.cells import make_cell
+
 # A job's start (interpreter, imports, loading the data) and end (writing the parameters), minutes.
 STARTUP_MINUTES = 5
 # Speed varies between nodes, and with the load of a shared one.
@@ -21,11 +23,26 @@ SAFETY_FACTOR = 2.0
 CLASS_OUTPUT_COST = 20
 
 
+def gates(cell: str) -> int:
+    """Blocks of the cell's stacked recurrent weights: 1 (rnn), 3 (gru), 4 (lstm)."""
+    return make_cell(cell, 1, "tanh").gates
+
+
+def model_memory_mb(hyper: Mapping, vocab_size: int, max_sentence_length: int, dtype: str) -> int:
+    """Memory for one model's job: interpreter and libraries, plus parameters held six times (current,
+    best, gradients, update temporaries, checkpoint host copies), plus one batch's activations."""
+    hidden, batch, blocks = hyper["hidden_size"], hyper["batch_size"], gates(hyper["cell"])
+    item = 8 if dtype == "float64" else 4
+    weights = blocks * (hidden * vocab_size + hidden * hidden + hidden) + vocab_size * hidden + vocab_size
+    activations = 4 * blocks * batch * (max_sentence_length + 1) * hidden
+    return 1000 + math.ceil(item * (6 * weights + activations) / 2**20)
+
+
 def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
     """Multiply-adds of one token's forward step, the recurrent cell plus the output layer, counted in
     full-softmax-speed units (see CLASS_OUTPUT_COST)."""
     hidden = hyper["hidden_size"]
-    cell = GATES[hyper["cell"]] * hidden * (hidden + 1)
+    cell = gates(hyper["cell"]) * hidden * (hidden + 1)
     if hyper["output"] == "class":
         classes = hyper["num_classes"] or round(math.sqrt(vocab_size))
         # Class scores, then the scores of one class's words.

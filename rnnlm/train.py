@@ -126,7 +126,7 @@ class _CheckpointTimer:
 
     def __init__(self, cfg: TrainConfig, path, resumed_epoch: int | None):
         self.cfg, self.path = cfg, path
-        self.last = checkpoint_clock()
+        self.last = self.now = checkpoint_clock()
         self.kept = ("no checkpoint had been written yet" if resumed_epoch is None
                      else f"the checkpoint after epoch {resumed_epoch}, {path}, is kept")
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from rnnlm import corpus
-from rnnlm.corpus import prepare_corpus, read_documents
+from rnnlm.corpus import iter_documents, prepare_corpus
 from rnnlm.io import RnnlmError
 
 CSV_BYTES = b'id,body\n1,"First comment. It has two sentences."\n2,"A second one,\nover two lines."\n3,""\n'
@@ -86,7 +86,7 @@ def assert_nothing_written(tmp_path):
 def test_builtin_corpus_is_prose_without_code_grammar_or_markup(tmp_path):
     documents_path, manifest_path = outputs(tmp_path)
     manifest = prepare_corpus("builtin", documents_path, manifest_path)
-    documents = read_documents(documents_path)
+    documents = list(iter_documents(documents_path))
     # One document per topic, several paragraphs each (context for models that read documents).
     assert len(documents) > 50
     paragraphs = [paragraph for document in documents for paragraph in document.split("\n\n")]
@@ -136,7 +136,7 @@ def test_text_file_documents_are_blank_line_separated(tmp_path):
     source.write_bytes(b"First doc line one.\r\nline two.\r\n\r\n\r\nSecond doc.\n  \nThird.\n")
     documents_path, manifest_path = outputs(tmp_path)
     manifest = prepare_corpus(str(source), documents_path, manifest_path)
-    assert read_documents(documents_path) == ["First doc line one.\nline two.", "Second doc.", "Third."]
+    assert list(iter_documents(documents_path)) == ["First doc line one.\nline two.", "Second doc.", "Third."]
     assert manifest["format"] == "text" and manifest["bytes"] == source.stat().st_size
     assert manifest["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
 
@@ -146,7 +146,7 @@ def test_csv_column_and_gzip(tmp_path):
     source.write_bytes(gzip.compress(CSV_BYTES))
     documents_path, manifest_path = outputs(tmp_path)
     manifest = prepare_corpus(str(source), documents_path, manifest_path, checksum=sha256(source.read_bytes()))
-    assert read_documents(documents_path) == ["First comment. It has two sentences.", "A second one,\nover two lines."]
+    assert list(iter_documents(documents_path)) == ["First comment. It has two sentences.", "A second one,\nover two lines."]
     assert manifest["format"] == "csv" and manifest["text_column"] == "body"
     assert manifest["checksum_verified"] == sha256(source.read_bytes())
 
@@ -165,7 +165,7 @@ def test_corpus_format_overrides_the_file_name(tmp_path):
     source.write_bytes(CSV_BYTES)
     documents_path, manifest_path = outputs(tmp_path)
     prepare_corpus(str(source), documents_path, manifest_path, corpus_format="csv")
-    assert len(read_documents(documents_path)) == 2
+    assert len(list(iter_documents(documents_path))) == 2
 
 
 @pytest.mark.parametrize("content", [b"", b"\n \n\t\n", b"body\n"])
@@ -271,7 +271,7 @@ def test_invalid_utf8_with_strict_fails_and_says_how_to_fix(tmp_path):
     assert_nothing_written(tmp_path)
     manifest = prepare_corpus(str(source), documents_path, manifest_path, encoding_errors="replace")
     assert manifest["replaced_invalid_sequences"] == 2
-    assert read_documents(documents_path) == ["Un caf\ufffd tr\ufffds fort."]
+    assert list(iter_documents(documents_path)) == ["Un caf\ufffd tr\ufffds fort."]
 
 
 def test_byte_order_mark_is_dropped():
@@ -302,7 +302,7 @@ def test_http_download_with_checksum(tmp_path):
     documents_path, manifest_path = outputs(tmp_path)
     with CorpusServer({"/data/comments.csv": CSV_BYTES}) as server:
         manifest = prepare_corpus(server.url("/data/comments.csv"), documents_path, manifest_path, checksum=sha256(CSV_BYTES))
-    assert len(read_documents(documents_path)) == 2
+    assert len(list(iter_documents(documents_path))) == 2
     assert manifest["url"] == server.url("/data/comments.csv")
     assert manifest["bytes"] == len(CSV_BYTES) and manifest["format"] == "csv"
     assert sorted(p.name for p in documents_path.parent.iterdir()) == ["documents.jsonl", "manifest.json"]
@@ -330,7 +330,7 @@ def test_http_transient_errors_are_retried(tmp_path):
     with CorpusServer({"/c.txt": b"Retried text."}, failures_before_success={"/c.txt": 2}) as server:
         prepare_corpus(server.url("/c.txt"), documents_path, manifest_path, attempts=3, backoff_seconds=0.01)
     assert server.requests == ["/c.txt"] * 3
-    assert read_documents(documents_path) == ["Retried text."]
+    assert list(iter_documents(documents_path)) == ["Retried text."]
 
 
 def test_unreachable_url_fails_after_retries(tmp_path):
@@ -376,7 +376,7 @@ def test_named_dataset_uses_its_url_format_and_checksum(tmp_path, monkeypatch):
                             corpus.NamedDataset(server.url("/reddit"), f"gitblob:{gitblob}", "csv"))
         manifest = prepare_corpus("reddit-2015-08", documents_path, manifest_path)
     assert manifest["checksum_verified"] == f"gitblob:{gitblob}" and manifest["format"] == "csv"
-    assert read_documents(documents_path) == ["A named data set comment."]
+    assert list(iter_documents(documents_path)) == ["A named data set comment."]
 
 
 def test_the_seed_dataset_is_pinned():

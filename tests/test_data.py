@@ -7,10 +7,10 @@ import collections
 import numpy as np
 import pytest
 
-from rnnlm.data import SPLIT_NAMES, Split, build_index
+from rnnlm.data import SPLIT_NAMES, Split, build_index, load_splits
 from rnnlm.split import split_corpus, split_sizes
 from rnnlm.io import RnnlmError, save_npz
-from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, Vocabulary
+from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, SPECIAL_TOKENS, Vocabulary, fingerprint
 
 SENTENCES = [[5, 6, 7], [8], [9, 10], [11, 12, 13, 14]]
 
@@ -198,3 +198,39 @@ def test_build_index_errors_leave_nothing(tmp_path, options, problem):
     with pytest.raises(RnnlmError, match=problem):
         run_index(tmp_path, **options)
     assert not (tmp_path / "out").exists()
+
+
+def test_count_tokens_reads_the_header_only(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, size=500)
+    split = Split.from_ids(rng.integers(3, 50, size=int(lengths.sum())), lengths)
+    split.save(tmp_path / "train.npz")
+    assert Split.count_tokens(tmp_path / "train.npz") == split.num_tokens == int(lengths.sum()) + 500
+
+
+def test_check_ids_refuses_ids_beyond_the_vocabulary():
+    split = make_split()  # ids up to 14
+    split.check_ids(15, "train")
+    with pytest.raises(RnnlmError, match=r"the valid split uses ids up to 14 but the vocabulary v.tsv has 14 words"):
+        split.check_ids(14, "valid", "the vocabulary v.tsv")
+
+
+def test_load_splits_runs_every_check(tmp_path):
+    words = [*SPECIAL_TOKENS, *(f"w{i}" for i in range(12))]  # 15 words: ids 0..14
+    Vocabulary(words, np.ones(len(words), dtype=np.int64)).save(tmp_path / "vocab.tsv")
+    split = make_split()
+    Split(split.x, split.y, split.offsets, vocab_fingerprint=fingerprint(words)).save(tmp_path / "train.npz")
+    loaded = load_splits({"train": tmp_path / "train.npz"}, words, "the model m.npz", tmp_path / "vocab.tsv")
+    assert list(loaded) == ["train"] and loaded["train"].y.tolist() == split.y.tolist()
+    # The model's words must be the workflow's vocabulary.
+    other = words[:3] + words[4:] + words[3:4]
+    with pytest.raises(RnnlmError, match="vocabulary mismatch"):
+        load_splits({"train": tmp_path / "train.npz"}, other, "the model m.npz", tmp_path / "vocab.tsv")
+    # Indexed with another vocabulary than the model's.
+    with pytest.raises(RnnlmError, match="indexed with another vocabulary than the model m.npz"):
+        load_splits({"train": tmp_path / "train.npz"}, other, "the model m.npz")
+    # A fingerprint that matches but ids beyond the words (a file written by hand).
+    short = words[:14]
+    Split(split.x, split.y, split.offsets, vocab_fingerprint=fingerprint(short)).save(tmp_path / "bad.npz")
+    with pytest.raises(RnnlmError, match="the train split uses ids up to 14 but the model m.npz has 14 words"):
+        load_splits({"train": tmp_path / "bad.npz"}, short, "the model m.npz")

@@ -121,7 +121,7 @@ def test_perplexity_table_orders_models_and_adds_unigram(tmp_path):
         return {
             "splits": {
                 split: {"perplexity": float(np.exp(loss + i)), "unigram_perplexity": 900.0 + i}
-                for i, split in enumerate(report.SPLITS)
+                for i, split in enumerate(report.SPLIT_NAMES)
             }
         }
 
@@ -130,7 +130,7 @@ def test_perplexity_table_orders_models_and_adds_unigram(tmp_path):
         paths[name] = tmp_path / f"{name}.json"
         paths[name].write_text(json.dumps(metrics(loss)))
     ngram_path, mixed_path = tmp_path / "kn3.json", tmp_path / "interpolation.json"
-    ngram_path.write_text(json.dumps({"order": 3, "splits": {s: {"perplexity": 300.0 + i} for i, s in enumerate(report.SPLITS)}}))
+    ngram_path.write_text(json.dumps({"order": 3, "splits": {s: {"perplexity": 300.0 + i} for i, s in enumerate(report.SPLIT_NAMES)}}))
     mixed_path.write_text(json.dumps({"ngram_order": 3, "weight_rnn": 0.625, "splits": {
         "valid": {"interpolated_perplexity": 120.0}, "test": {"interpolated_perplexity": 130.0}}}))
     csv_path, html_path = tmp_path / "ppl.csv", tmp_path / "ppl.html"

@@ -1,23 +1,14 @@
-"""The train rule's runtime estimate (rnnlm.resources): token counts from the index files' headers,
-the multiply-add count of a model, the cap."""
+"""Job sizing (rnnlm.resources): the memory of a model's jobs, and the train rule's runtime estimate
+(the multiply-add count of a model, the cap)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rnnlm.data import Split
-from rnnlm.resources import CLASS_OUTPUT_COST, STARTUP_MINUTES, forward_multiply_adds, train_minutes
+from rnnlm.resources import CLASS_OUTPUT_COST, STARTUP_MINUTES, forward_multiply_adds, gates, model_memory_mb, train_minutes
 
 MODEL = {"hidden_size": 100, "cell": "rnn", "output": "full", "num_classes": 0, "epochs": 10, "evaluate_every": 1}
-
-
-def test_split_tokens_reads_the_header_only(tmp_path):
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 30, size=500)
-    split = Split.from_ids(rng.integers(3, 50, size=int(lengths.sum())), lengths)
-    split.save(tmp_path / "train.npz")
-    assert Split.count_tokens(tmp_path / "train.npz") == split.num_tokens == int(lengths.sum()) + 500
 
 
 def test_multiply_adds_count_the_cell_and_the_output_layer():
@@ -44,3 +35,17 @@ def test_runtime_follows_epochs_and_tokens_and_stops_at_the_cap():
     assert minutes(speed=2e10) < base
     assert minutes(max_minutes=60) == 60
     assert minutes(train_tokens=10, valid_tokens=10) == STARTUP_MINUTES + 1
+
+
+def test_gates_come_from_the_cells():
+    assert [gates(cell) for cell in ("rnn", "gru", "lstm")] == [1, 3, 4]
+
+
+def test_memory_counts_the_parameters_six_times_and_one_batch():
+    hyper = {"hidden_size": 1000, "batch_size": 32, "cell": "gru"}
+    # 3 x (1000 x 10000 + 1000^2 + 1000) + 10000 x 1000 + 10000 weights, 4 x 3 x 32 x 81 x 1000 activations.
+    weights = 3 * (1000 * 10000 + 1000 * 1000 + 1000) + 10000 * 1000 + 10000
+    activations = 4 * 3 * 32 * 81 * 1000
+    assert model_memory_mb(hyper, 10000, 80, "float32") == 1000 + -(-4 * (6 * weights + activations) // 2**20)
+    assert model_memory_mb(hyper, 10000, 80, "float64") == 1000 + -(-8 * (6 * weights + activations) // 2**20)
+    assert model_memory_mb(dict(hyper, cell="rnn"), 10000, 80, "float32") < model_memory_mb(hyper, 10000, 80, "float32")

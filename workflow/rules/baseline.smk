@@ -1,22 +1,19 @@
 # N-gram baseline and interpolation: an interpolated modified Kneser-Ney model of order
 # baseline.order on the train split (results/baseline/kn{order}.json, plus its valid/test per-token
 # log-probabilities), and each model's per-token mixture with it (results/models/{model}/interpolation.json).
-# DATA_SPLIT_FILES and MODEL_DIR come from model.smk.
+# The paths (SPLIT_FILES, VOCAB_FILE, MODEL_FILES, BASELINE_FILES, NGRAM_*) come from common.smk.
+from rnnlm.interpolate import SCORED_SPLITS
 
-NGRAM_ORDER = config["baseline"]["order"]
-NGRAM_SCORES = f"{RESULTS}/baseline/kn{NGRAM_ORDER}_log_probs.npz"
-
-ALL_TARGETS.append(f"{RESULTS}/baseline/kn{NGRAM_ORDER}.json")
-ALL_TARGETS.extend(expand(f"{RESULTS}/models/{{model}}/interpolation.json", model=model_names()))
+ALL_TARGETS.append(NGRAM_SUMMARY)
+ALL_TARGETS.extend(expand(MODEL_FILES["interpolation"], model=model_names()))
 
 
 rule baseline:
     input:
-        **DATA_SPLIT_FILES,
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
+        **SPLIT_FILES,
+        vocab=VOCAB_FILE,
     output:
-        summary=f"{RESULTS}/baseline/kn{{order}}.json",
-        log_probs=f"{RESULTS}/baseline/kn{{order}}_log_probs.npz",
+        **BASELINE_FILES,
     log:
         f"{RESULTS}/logs/baseline/kn{{order}}.log",
     benchmark:
@@ -38,13 +35,12 @@ rule baseline:
 
 rule interpolate:
     input:
-        params=rules.train.output.params,
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
+        **{split: SPLIT_FILES[split] for split in SCORED_SPLITS},
+        params=MODEL_FILES["params"],
+        vocab=VOCAB_FILE,
         ngram=NGRAM_SCORES,
-        valid=DATA_SPLIT_FILES["valid"],
-        test=DATA_SPLIT_FILES["test"],
     output:
-        interpolation=f"{MODEL_DIR}/interpolation.json",
+        interpolation=MODEL_FILES["interpolation"],
     log:
         f"{RESULTS}/logs/interpolate/{{model}}.log",
     benchmark:

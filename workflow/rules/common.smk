@@ -1,10 +1,35 @@
-# Helpers shared by the rule files.
-import math
+# Helpers shared by the rule files, and every artifact path that more than one rule file names.
 import os
 
 from rnnlm import resources
-from rnnlm.data import Split
+from rnnlm.data import SPLIT_NAMES, Split
 from rnnlm.vocab import Vocabulary
+
+# Artifact paths, each defined once: the rule that writes one names it here as its output, and
+# every rule that reads it names it here too (within one file, readers take rules.<rule>.output).
+DATA_SPLITS = list(SPLIT_NAMES)
+SPLIT_FILES = {split: f"{RESULTS}/data/{split}.npz" for split in DATA_SPLITS}
+DATA_STATS = f"{RESULTS}/data/stats.json"
+VOCAB_FILE = f"{RESULTS}/vocab/vocab.tsv"
+VOCAB_STATS = f"{RESULTS}/vocab/stats.json"
+TOKEN_STATS = f"{RESULTS}/tokens/stats.json"
+SPLIT_STATS = f"{RESULTS}/tokens/split.json"
+MODEL_DIR = f"{RESULTS}/models/{{model}}"
+MODEL_FILES = {
+    "params": f"{MODEL_DIR}/params.npz",
+    "train_log": f"{MODEL_DIR}/train_log.csv",
+    "metrics": f"{MODEL_DIR}/metrics.json",
+    "samples": f"{MODEL_DIR}/samples.txt",
+    "interpolation": f"{MODEL_DIR}/interpolation.json",
+}
+GRADIENT_NORMS = f"{RESULTS}/diagnostics/{{model}}/gradient_norms.json"
+NGRAM_ORDER = config["baseline"]["order"]
+BASELINE_FILES = {
+    "summary": f"{RESULTS}/baseline/kn{{order}}.json",
+    "log_probs": f"{RESULTS}/baseline/kn{{order}}_log_probs.npz",
+}
+# The baseline of the configured order, as the later stages read it.
+NGRAM_SUMMARY, NGRAM_SCORES = (path.format(order=NGRAM_ORDER) for path in BASELINE_FILES.values())
 
 
 def model_names():
@@ -25,15 +50,10 @@ def device_resources():
 
 
 def model_mem_mb(name):
-    """Memory for one model's job: interpreter and libraries, plus parameters held six times (current,
-    best, gradients, update temporaries, checkpoint host copies), plus one batch's activations."""
-    hyper = model_config(name)
-    vocab, hidden, batch = config["vocabulary_size"], hyper["hidden_size"], hyper["batch_size"]
-    gates = {"rnn": 1, "gru": 3, "lstm": 4}[hyper["cell"]]
-    item = 8 if config["dtype"] == "float64" else 4
-    weights = gates * (hidden * vocab + hidden * hidden + hidden) + vocab * hidden + vocab
-    activations = 4 * gates * batch * (config["max_sentence_length"] + 1) * hidden
-    return 1000 + math.ceil(item * (6 * weights + activations) / 2**20)
+    """Memory for one model's job (rnnlm.resources.model_memory_mb)."""
+    return resources.model_memory_mb(
+        model_config(name), config["vocabulary_size"], config["max_sentence_length"], config["dtype"]
+    )
 
 
 def train_runtime(wildcards, input):

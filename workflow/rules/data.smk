@@ -6,15 +6,15 @@ import platform
 
 from rnnlm.corpus import BUILTIN, local_corpus_path
 
-DATA_SPLITS = ["train", "valid", "test"]
-DATA_TARGETS = expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS) + [f"{RESULTS}/data/stats.json"]
+# DATA_SPLITS and the paths other rule files read (SPLIT_FILES, VOCAB_FILE, ...) come from common.smk.
+DATA_TARGETS = [*SPLIT_FILES.values(), DATA_STATS]
 ALL_TARGETS.extend(DATA_TARGETS)
 # A standard-split corpus (corpus: {train, valid, test}) is three pretokenized files used as given:
 # rule standard_splits replaces download, tokenize and split. Either way the vocabulary counts
 # tokens/train.txt only and the index stage reads the three split files.
 STANDARD_SPLITS = isinstance(config["corpus"], dict)
+SENTENCES = f"{RESULTS}/tokens/sentences.txt"
 SPLIT_SENTENCES = {split: f"{RESULTS}/tokens/{split}.txt" for split in DATA_SPLITS}
-SPLIT_STATS = f"{RESULTS}/tokens/split.json"
 # A local corpus file is an input, so editing it re-runs the download stage.
 LOCAL_CORPUS = None if STANDARD_SPLITS else local_corpus_path(config["corpus"])
 
@@ -54,8 +54,8 @@ if config["tokenize_shards"] == 1:
         input:
             documents=rules.download.output.documents,
         output:
-            sentences=f"{RESULTS}/tokens/sentences.txt",
-            stats=f"{RESULTS}/tokens/stats.json",
+            sentences=SENTENCES,
+            stats=TOKEN_STATS,
         log:
             f"{RESULTS}/logs/data/tokenize.log",
         benchmark:
@@ -129,12 +129,10 @@ else:
 
     rule tokenize:
         input:
-            sentences=gather.tokenize(f"{TOKEN_SHARD}/sentences.txt"),
-            words=gather.tokenize(f"{TOKEN_SHARD}/words.txt"),
-            stats=gather.tokenize(f"{TOKEN_SHARD}/stats.json"),
+            **{name: gather.tokenize(path) for name, path in rules.tokenize_shard.output.items()},
         output:
-            sentences=f"{RESULTS}/tokens/sentences.txt",
-            stats=f"{RESULTS}/tokens/stats.json",
+            sentences=SENTENCES,
+            stats=TOKEN_STATS,
         log:
             f"{RESULTS}/logs/data/tokenize.log",
         benchmark:
@@ -158,7 +156,7 @@ if STANDARD_SPLITS:
             **{split: config["corpus"][split] for split in DATA_SPLITS},
         output:
             **SPLIT_SENTENCES,
-            stats=f"{RESULTS}/tokens/stats.json",
+            stats=TOKEN_STATS,
             split_stats=SPLIT_STATS,
         log:
             f"{RESULTS}/logs/data/standard_splits.log",
@@ -182,7 +180,7 @@ else:
     # which then sees the train split only (docs/data.md).
     rule split:
         input:
-            sentences=f"{RESULTS}/tokens/sentences.txt",
+            sentences=SENTENCES,
             manifest=rules.download.output.manifest,
         output:
             **SPLIT_SENTENCES,
@@ -213,8 +211,8 @@ rule vocab:
     input:
         sentences=SPLIT_SENTENCES["train"],
     output:
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
-        stats=f"{RESULTS}/vocab/stats.json",
+        vocab=VOCAB_FILE,
+        stats=VOCAB_STATS,
     log:
         f"{RESULTS}/logs/data/vocab.log",
     benchmark:
@@ -240,10 +238,8 @@ rule index:
         split_stats=SPLIT_STATS,
         vocab=rules.vocab.output.vocab,
     output:
-        train=f"{RESULTS}/data/train.npz",
-        valid=f"{RESULTS}/data/valid.npz",
-        test=f"{RESULTS}/data/test.npz",
-        stats=f"{RESULTS}/data/stats.json",
+        **SPLIT_FILES,
+        stats=DATA_STATS,
     log:
         f"{RESULTS}/logs/data/index.log",
     benchmark:

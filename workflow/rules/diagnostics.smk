@@ -5,11 +5,11 @@
 
 rule diagnose_gradients:
     input:
-        params=f"{RESULTS}/models/{{model}}/params.npz",
-        valid=f"{RESULTS}/data/valid.npz",
+        params=MODEL_FILES["params"],
+        valid=SPLIT_FILES["valid"],
     output:
         report(
-            f"{RESULTS}/diagnostics/{{model}}/gradient_norms.json",
+            GRADIENT_NORMS,
             caption="../report/gradient_json.rst",
             category="5. Vanishing gradient",
             labels={"result": "numbers of model {model} (JSON)"},

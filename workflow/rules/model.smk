@@ -3,27 +3,24 @@
 # Snakemake deletes the outputs of a failed or killed job, and the checkpoint must survive to be resumed.
 # One thread per job: at these matrix sizes a second BLAS thread gains little, and OpenBLAS threads
 # that spin-wait slow down several-fold when the cores are shared; raise it with --set-threads train=N.
-
-MODEL_DIR = f"{RESULTS}/models/{{model}}"
-DATA_SPLIT_FILES = {split: f"{RESULTS}/data/{split}.npz" for split in ("train", "valid", "test")}
+# The paths (SPLIT_FILES, VOCAB_FILE, MODEL_FILES) come from common.smk.
 
 ALL_TARGETS.extend(
     expand(
-        f"{RESULTS}/models/{{model}}/{{artifact}}",
+        [MODEL_FILES[artifact] for artifact in ("params", "train_log", "metrics", "samples")],
         model=model_names(),
-        artifact=["params.npz", "train_log.csv", "metrics.json", "samples.txt"],
     )
 )
 
 
 rule train:
     input:
-        train=DATA_SPLIT_FILES["train"],
-        valid=DATA_SPLIT_FILES["valid"],
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
+        train=SPLIT_FILES["train"],
+        valid=SPLIT_FILES["valid"],
+        vocab=VOCAB_FILE,
     output:
-        params=f"{MODEL_DIR}/params.npz",
-        train_log=f"{MODEL_DIR}/train_log.csv",
+        params=MODEL_FILES["params"],
+        train_log=MODEL_FILES["train_log"],
     log:
         f"{RESULTS}/logs/train/{{model}}.log",
     benchmark:
@@ -49,11 +46,11 @@ rule train:
 
 rule evaluate:
     input:
-        **DATA_SPLIT_FILES,
+        **SPLIT_FILES,
         params=rules.train.output.params,
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
+        vocab=VOCAB_FILE,
     output:
-        metrics=f"{MODEL_DIR}/metrics.json",
+        metrics=MODEL_FILES["metrics"],
     log:
         f"{RESULTS}/logs/evaluate/{{model}}.log",
     benchmark:
@@ -75,7 +72,7 @@ rule generate:
     input:
         params=rules.train.output.params,
     output:
-        samples=f"{MODEL_DIR}/samples.txt",
+        samples=MODEL_FILES["samples"],
     log:
         f"{RESULTS}/logs/generate/{{model}}.log",
     benchmark:

@@ -1,14 +1,14 @@
 # Figures and tables for `snakemake --report report.html`, all under results/report/.
 # Every output is flagged with report(): category, caption (workflow/report/*.rst) and labels.
-# DATA_SPLITS comes from data.smk, NGRAM_ORDER from baseline.smk.
+# The paths they read (MODEL_FILES, NGRAM_SUMMARY, ...) and DATA_SPLITS come from common.smk.
 
 REPORT = f"{RESULTS}/report"
 
 
 rule report_loss_curves:
     input:
-        log=f"{RESULTS}/models/{{model}}/train_log.csv",
-        metrics=f"{RESULTS}/models/{{model}}/metrics.json",
+        log=MODEL_FILES["train_log"],
+        metrics=MODEL_FILES["metrics"],
     output:
         report(
             f"{REPORT}/loss/{{model}}.png",
@@ -33,8 +33,8 @@ rule report_loss_curves:
 
 rule report_time_to_quality:
     input:
-        logs=expand(f"{RESULTS}/models/{{model}}/train_log.csv", model=model_names()),
-        ngram=f"{RESULTS}/baseline/kn{NGRAM_ORDER}.json",
+        logs=expand(MODEL_FILES["train_log"], model=model_names()),
+        ngram=NGRAM_SUMMARY,
     output:
         report(
             f"{REPORT}/time_to_quality.png",
@@ -60,9 +60,9 @@ rule report_time_to_quality:
 
 rule report_perplexity:
     input:
-        metrics=expand(f"{RESULTS}/models/{{model}}/metrics.json", model=model_names()),
-        ngram=f"{RESULTS}/baseline/kn{NGRAM_ORDER}.json",
-        interpolations=expand(f"{RESULTS}/models/{{model}}/interpolation.json", model=model_names()),
+        metrics=expand(MODEL_FILES["metrics"], model=model_names()),
+        ngram=NGRAM_SUMMARY,
+        interpolations=expand(MODEL_FILES["interpolation"], model=model_names()),
     output:
         csv=report(
             f"{REPORT}/perplexity.csv",
@@ -94,7 +94,7 @@ rule report_perplexity:
 
 rule report_samples:
     input:
-        samples=expand(f"{RESULTS}/models/{{model}}/samples.txt", model=model_names()),
+        samples=expand(MODEL_FILES["samples"], model=model_names()),
     output:
         report(
             f"{REPORT}/samples.html",
@@ -120,12 +120,12 @@ rule report_samples:
 
 rule report_corpus:
     input:
-        vocab=f"{RESULTS}/vocab/vocab.tsv",
-        splits=expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS),
-        tokens_stats=f"{RESULTS}/tokens/stats.json",
+        vocab=VOCAB_FILE,
+        splits=[SPLIT_FILES[split] for split in DATA_SPLITS],
+        tokens_stats=TOKEN_STATS,
         split_stats=SPLIT_STATS,
-        vocab_stats=f"{RESULTS}/vocab/stats.json",
-        data_stats=f"{RESULTS}/data/stats.json",
+        vocab_stats=VOCAB_STATS,
+        data_stats=DATA_STATS,
     output:
         zipf=report(
             f"{REPORT}/zipf.png",
@@ -157,7 +157,7 @@ rule report_corpus:
 
 rule report_gradients:
     input:
-        diagnostics=expand(f"{RESULTS}/diagnostics/{{model}}/gradient_norms.json", model=model_names()),
+        diagnostics=expand(GRADIENT_NORMS, model=model_names()),
     output:
         png=report(
             f"{REPORT}/gradient_norms.png",
@@ -188,10 +188,10 @@ rule report_gradients:
 
 
 ALL_TARGETS += [
-    *expand(f"{REPORT}/loss/{{model}}.png", model=model_names()),
-    f"{REPORT}/time_to_quality.png",
-    f"{REPORT}/perplexity.html",
-    f"{REPORT}/samples.html",
-    f"{REPORT}/corpus.html",
-    f"{REPORT}/gradient_norms.png",
+    *expand(rules.report_loss_curves.output[0], model=model_names()),
+    rules.report_time_to_quality.output[0],
+    rules.report_perplexity.output.html,
+    rules.report_samples.output[0],
+    rules.report_corpus.output.html,
+    rules.report_gradients.output.png,
 ]
