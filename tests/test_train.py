@@ -95,8 +95,8 @@ def test_gradient_is_clipped_to_clip_norm():
     model_config, _ = split_hyperparameters(FAST, len(VOCAB_WORDS), "float64")
     model = RNNLM(model_config, get_backend("cpu"), seed=0)
     x, y, mask = splits["train"].batch(np.arange(16))
-    _, count, grads = model.loss_and_grads(x, y, mask)
-    norm = update._gradient_norm(model, grads, count)
+    loss, count, grads = model.loss_and_grads(x, y, mask)
+    _, norm = update._loss_and_gradient_norm(model, loss, grads, count)
     before = {k: v.copy() for k, v in model.params.items()}
     *_, stepped_norm = update.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
     assert stepped_norm == pytest.approx(norm, rel=1e-12)
