@@ -5,8 +5,10 @@
 #      CuPy, pytest and Snakemake already import
 #   2. runs tests/test_gpu.py: CPU/GPU parity of every cell (rnn tanh/relu, gru, lstm) and output
 #      layer (full, class) in float64 and float32; RNNLM_REQUIRE_GPU=1 makes a missing device fail
-#   3. `rnnlm bench --device gpu` (training tokens/s of the engine on the GPU, and of config.yaml's
-#      models with their own settings)
+#   3. `rnnlm bench --launches` (kernel launches, tokens per launch and host syncs per training batch
+#      of config.yaml's models, counted on the CPU, with docs/engine.md's estimate) and
+#      `rnnlm bench --device gpu` (training tokens/s of the engine on the GPU, and of config.yaml's
+#      models with their own settings and at the device batch sizes 256 and 512)
 #   4. the default pipeline (config.yaml, built-in corpus, every stage) with `device: gpu`, its
 #      models capped at GPU_CHECK_EPOCHS epochs (default 2) to fit the time budget
 #   5. prints a one-screen summary; every step's full output is kept under the output directory
@@ -91,7 +93,10 @@ if [ "${GPU_CHECK_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 if step device device_info; then
   step tests env RNNLM_REQUIRE_GPU=1 CUPY_TF32=0 "$PYTHON" -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py
-  step bench "$PYTHON" -m rnnlm.cli bench --device gpu --skip-torch --repeats 2 --batch-sizes 32 128 512
+  step launches "$PYTHON" -m rnnlm.cli bench --launches
+  sed -n '/^{/,/^}/p' "$OUT/launches.log" >"$OUT/launches.json"
+  step bench "$PYTHON" -m rnnlm.cli bench --device gpu --skip-torch --repeats 2 --batch-sizes 32 128 512 \
+    --model-batch-sizes 256 512
   # The JSON goes to its own file; the log keeps both streams.
   sed -n '/^{/,/^}/p' "$OUT/bench.log" >"$OUT/bench.json"
   step pipeline pipeline
@@ -128,6 +133,25 @@ if bench.exists() and bench.stat().st_size:
     if models:  # config.yaml's models with their own batch size, clipping and dropout
         print("  config.yaml models: " + "  ".join(f"{name.removeprefix('model_')}={value['tokens_per_s']:,}"
                                                    for name, value in models.items()))
+launches = out / "launches.json"
+if launches.exists() and launches.stat().st_size:
+    report = json.loads(launches.read_text())
+    measured = {}
+    if bench.exists() and bench.stat().st_size:
+        for name, value in json.loads(bench.read_text())["results"].items():
+            match = re.fullmatch(r"model_(.+?)(?:_b(\d+))?", name)
+            if match and "reference" not in name:
+                size = int(match.group(2)) if match.group(2) else value["settings"].get("batch_size")
+                measured[(match.group(1), size)] = value["tokens_per_s"]
+    print(f"per training batch (launches counted on the CPU, C={report['settings']['vocab_size']}; estimate: "
+          f"{report['device_model']['name']}; measured: this GPU, bench's C and sentence length):")
+    for name, rows in report["models"].items():
+        for row in rows:
+            got = measured.get((name, row["batch_size"]))
+            print(f"  {name:>6} B={row['batch_size']:<4} {row['launches_per_batch']:5.0f} launches "
+                  f"{row['tokens_per_launch']:5.1f} tokens/launch {row['syncs_per_batch']:.0f} sync  "
+                  f"estimated {row['estimated_tokens_per_s']:>10,} tokens/s  "
+                  f"measured {'-' if got is None else f'{got:,}'}")
 models = out / "pipeline" / "results" / "models"
 if models.exists():
     print("default pipeline, device: gpu (epochs capped):")

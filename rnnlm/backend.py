@@ -25,6 +25,9 @@ class Backend:
     def __init__(self, xp: Any, name: str):
         self.xp = xp
         self.name = name
+        # The device code path (a GPU's: fused kernels, batched GEMMs, no host round trips inside a
+        # batch); the CPU's path keeps NumPy's fastest form. rnnlm.launches counts the device path on NumPy.
+        self.device = name == "cupy"
 
     def __repr__(self) -> str:
         return f"Backend({self.name})"
@@ -50,15 +53,20 @@ class Backend:
         unique, sums = self.sum_by_index(indices, values)
         target[unique] += sums
 
-    def sum_by_index(self, indices, values):
-        """(unique indices (k,), sums (k, ...)): the rows of `values` summed per index, ascending."""
+    def sum_by_index(self, indices, values, host_indices=None):
+        """(unique indices (k,), sums (k, ...)): the rows of `values` summed per index, ascending.
+        `host_indices`: the same indices on the host, so that the device needs no `unique` (whose
+        size has to reach the host: a synchronisation)."""
         xp = self.xp
         values = values.reshape((indices.size,) + values.shape[indices.ndim :])
         indices = indices.ravel()
         if self.name == "cupy":
             import cupyx
 
-            unique, inverse = xp.unique(indices, return_inverse=True)
+            if host_indices is not None:
+                unique, inverse = (self.asarray(part) for part in np.unique(np.ravel(host_indices), return_inverse=True))
+            else:
+                unique, inverse = xp.unique(indices, return_inverse=True)
             sums = xp.zeros((unique.size,) + values.shape[1:], dtype=values.dtype)
             cupyx.scatter_add(sums, inverse, values)
             return unique, sums
@@ -75,6 +83,42 @@ class Backend:
         mask = (uniform >= rate).astype(dtype)
         mask *= 1.0 / (1.0 - rate)
         return mask
+
+
+    def run(self, kernel: "FusedKernel", *arrays) -> None:
+        """One fused elementwise kernel (see `run_kernel`)."""
+        run_kernel(self.xp, kernel, *arrays)
+
+
+def run_kernel(xp: Any, kernel: "FusedKernel", *arrays) -> None:
+    """Run `kernel` on `arrays` (its inputs, then its outputs, written in place) with the array
+    module `xp`: a CuPy ElementwiseKernel (one launch) for CuPy, its NumPy twin (the same
+    expression in the same operation order) for NumPy, and an array module's own `run_kernel`
+    for others (rnnlm.launches counts it as one launch)."""
+    if xp is np:
+        kernel.numpy_twin(np, *arrays)
+    elif hasattr(xp, "run_kernel"):
+        xp.run_kernel(kernel, *arrays)
+    else:
+        kernel.cuda(xp)(*arrays)
+
+
+class FusedKernel:
+    """An elementwise expression over same-shaped (broadcastable) arrays, written twice: as CUDA C
+    for `cupy.ElementwiseKernel` (compiled on first use) and as a NumPy function `numpy_twin(xp,
+    *inputs, *outputs)`. Both compute the same operations; on the CPU the twin is the code that was
+    there before fusion, so CPU results do not change (the CUDA compiler may contract a*b+c into an
+    FMA, hence the GPU parity tolerances)."""
+
+    def __init__(self, name: str, inputs: str, outputs: str, body: str, numpy_twin):
+        self.name, self.inputs, self.outputs, self.body = name, inputs, outputs, body
+        self.numpy_twin = numpy_twin
+        self._cuda = None
+
+    def cuda(self, cupy):
+        if self._cuda is None:
+            self._cuda = cupy.ElementwiseKernel(self.inputs, self.outputs, self.body, f"rnnlm_{self.name}")
+        return self._cuda
 
 
 def _numpy_sum_by_index(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

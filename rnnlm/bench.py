@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -69,15 +70,14 @@ def _best_rate(step: Callable[[int], int], batches: int, args,
     return {"tokens_per_s": round(max(rates)), "runs": [round(rate) for rate in rates]}
 
 
-def _device_batches(backend, sentences: np.ndarray, batch_size: int) -> list[tuple]:
-    """Time-major (x, y, mask) batches of `batch_size` sentences each, on the device."""
+def _timed_batches(sentences: np.ndarray, batch_size: int) -> list[tuple]:
+    """Time-major (x, y, mask) batches of `batch_size` sentences each, as host arrays, as the trainer
+    gives them: the model checks them and finds their real tokens on the host, then uploads them, so
+    a GPU step is timed with its upload and with its one host synchronisation (docs/engine.md)."""
     batches = [
         sentences[start : start + batch_size].T for start in range(0, len(sentences) - batch_size + 1, batch_size)
     ]
-    return [
-        (backend.asarray(batch[:-1]), backend.asarray(batch[1:]), backend.xp.ones(batch[1:].shape, np.float32))
-        for batch in batches
-    ]
+    return [(batch[:-1], batch[1:], np.ones(batch[1:].shape, np.float32)) for batch in batches]
 
 
 def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, output: str) -> dict[str, Any]:
@@ -86,10 +86,10 @@ def bench_ours(args, sentences: np.ndarray, batch_size: int, truncate: int, outp
         vocab_size=args.vocab_size, hidden_size=args.hidden_size, bptt_truncate=truncate, output=output
     )
     model = RNNLM(config, backend, seed=0, word_counts=zipf_counts(args.vocab_size))
-    device_batches = _device_batches(backend, sentences, batch_size)
+    batches = _timed_batches(sentences, batch_size)
 
     def step(i: int) -> int:
-        x, y, mask = device_batches[i % len(device_batches)]
+        x, y, mask = batches[i % len(batches)]
         # the trainer's update; no clipping, as the tutorial
         _, count, _ = sgd_step(model, x, y, mask, LEARNING_RATE, CLIP_NORM)
         return count
@@ -110,7 +110,7 @@ def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str,
     optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
     dropout_rng = backend.rng(0) if model_config.uses_dropout else None
     batch_size = train_config.batch_size
-    batches = _device_batches(backend, sentences, batch_size)
+    batches = _timed_batches(sentences, batch_size)
     # A rate a tenth of the model's keeps the timed steps away from divergence on random text.
     rate = train_config.learning_rate / 10
 
@@ -252,7 +252,7 @@ def _ratios(results: dict[str, Any], batch_sizes, config_models) -> dict[str, fl
 
 def run(args) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
-    largest = max(args.batch_sizes)
+    largest = max(args.batch_sizes + args.model_batch_sizes)
     sentences = zipf_sentences(rng, args.vocab_size, max(4 * largest, 64), args.length)
     results: dict[str, Any] = {}
     for batch_size in args.batch_sizes:
@@ -269,6 +269,9 @@ def run(args) -> dict[str, Any]:
     for name, hyperparameters in config_models.items():
         hyperparameters = {**hyperparameters, "epochs": 1}
         results[f"model_{name}"] = bench_model(args, sentences, hyperparameters)
+        for batch_size in args.model_batch_sizes:  # the same model at other (e.g. a GPU's) batch sizes
+            results[f"model_{name}_b{batch_size}"] = bench_model(args, sentences,
+                                                                 {**hyperparameters, "batch_size": batch_size})
         # the engine's benchmark setting (full softmax, B = 32, no clipping or dropout) at its H
         reference = argparse.Namespace(**{**vars(args), "hidden_size": hyperparameters.get("hidden_size", 64)})
         results[f"model_{name}_reference_full_b32"] = bench_ours(reference, sentences, 32, 0, "full")
@@ -302,12 +305,58 @@ def run(args) -> dict[str, Any]:
     }
 
 
+def _config_vocabulary_size(path) -> int | None:
+    if not path:
+        return None
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        return (yaml.safe_load(handle) or {}).get("vocabulary_size")
+
+
+def run_launches(args) -> dict[str, Any]:
+    """`--launches`: kernel launches, host syncs and the estimated GPU tokens/s per training batch of
+    each config model at each batch size, counted on the CPU (rnnlm.launches)."""
+    from rnnlm.io import RnnlmError
+    from rnnlm.launches import launch_report
+
+    models = _config_models(args.config)
+    if not models:
+        raise RnnlmError("--launches counts the `models:` of a config; give --config config.yaml")
+    vocab_size = args.vocab_size if args.vocab_size_given else (_config_vocabulary_size(args.config) or args.vocab_size)
+    sizes = {name: args.batch_sizes or sorted({size for size in (hyper.get("batch_size"), *LAUNCH_BATCH_SIZES) if size})
+             for name, hyper in models.items()}
+    return launch_report(models, vocab_size, sizes, args.length)
+
+
+LAUNCH_BATCH_SIZES = (64, 128, 256, 512)
+TIMING_BATCH_SIZES = [32, 128]
+
+
+def launch_table(report: dict[str, Any]) -> str:
+    """The launch report as a table: one line per model and batch size."""
+    lines = [f"{'model':>8} {'B':>5} {'tokens':>7} {'launches':>9} {'tok/launch':>10} {'syncs':>6} {'uploads':>8} "
+             f"{'est. tokens/s':>14}  ({report['device_model']['name']})"]
+    for name, rows in report["models"].items():
+        for row in rows:
+            lines.append(f"{name:>8} {row['batch_size']:>5} {row['tokens_per_batch']:>7.0f} {row['launches_per_batch']:>9.0f} "
+                         f"{row['tokens_per_launch']:>10.1f} {row['syncs_per_batch']:>6.0f} {row['uploads_per_batch']:>8.0f} "
+                         f"{row['estimated_tokens_per_s']:>14,}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rnnlm bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--vocab-size", type=int, default=None, help="8000 (--launches: the config's vocabulary_size)")
     parser.add_argument("--hidden-size", type=int, default=100)
-    parser.add_argument("--length", type=int, default=45, help="tokens per sentence")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--length", type=int, default=None, help="tokens per sentence (45; --launches: 25)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                        help="32 128 (--launches: each model's own and 64 128 256 512)")
+    parser.add_argument("--model-batch-sizes", type=int, nargs="+", default=[],
+                        help="also time each config model at these batch sizes")
+    parser.add_argument("--launches", action="store_true",
+                        help="count kernel launches and host syncs per training batch of each config model on the "
+                        "CPU and estimate its GPU tokens/s (docs/engine.md); no timing")
     parser.add_argument("--tokens", type=int, default=40_000, help="tokens per timed run")
     parser.add_argument("--tutorial-sentences", type=int, default=20, help="sentences per timed tutorial-loop run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is reported)")
@@ -331,5 +380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.vocab_size_given = args.vocab_size is not None
+    if args.vocab_size is None:
+        args.vocab_size = 8000
+    if args.launches:
+        args.length = args.length or 25
+        report = run_launches(args)
+        print(launch_table(report), file=sys.stderr)
+        print(json.dumps(report, indent=2))
+        return 0
+    args.length = args.length or 45
+    args.batch_sizes = args.batch_sizes or TIMING_BATCH_SIZES
     print(json.dumps(run(args), indent=2))
     return 0

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnlm.backend import FusedKernel, run_kernel
 from rnnlm.io import RnnlmError
 
 
@@ -37,6 +38,116 @@ def _sigmoid(xp: Any, a, out=None):
     out *= 0.5
     out += 0.5
     return out
+
+
+# ------------------------------------------------------------------ fused elementwise kernels
+# One kernel per time step and direction for the rnn and gru cells (on a GPU each CuPy call is a
+# launch of ~7 us, whatever its size). Each NumPy twin is the unfused code, operation for operation,
+# so CPU results are unchanged. `y` outputs that are also read are updated in place.
+_CUDA_SIGMOID = "(tanh((a) * (T)0.5) * (T)0.5 + (T)0.5)"
+
+
+def _twin_add_tanh(xp, inputs, y):
+    y += inputs
+    xp.tanh(y, out=y)
+
+
+def _twin_add_relu(xp, inputs, y):
+    y += inputs
+    xp.maximum(y, 0, out=y)
+
+
+def _twin_tanh_grad(xp, state, grad, carry, dz):
+    grad = grad + carry
+    _twin_tanh_grad_first(xp, state, grad, dz)
+
+
+def _twin_tanh_grad_first(xp, state, grad, dz):
+    square = state * state
+    xp.subtract(1, square, out=square)
+    xp.multiply(square, grad, out=dz)
+
+
+def _twin_relu_grad(xp, state, grad, carry, dz):
+    _twin_relu_grad_first(xp, state, grad + carry, dz)
+
+
+def _twin_relu_grad_first(xp, state, grad, dz):
+    xp.multiply(grad, state > 0, out=dz)
+
+
+RNN_TANH_STEP = FusedKernel("rnn_tanh_step", "T inputs", "T y", "y = tanh(y + inputs)", _twin_add_tanh)
+RNN_RELU_STEP = FusedKernel("rnn_relu_step", "T inputs", "T y", "T a = y + inputs; y = a < (T)0 ? (T)0 : a",
+                            _twin_add_relu)
+RNN_TANH_GRAD = FusedKernel("rnn_tanh_grad", "T s, T grad, T carry", "T dz", "dz = ((T)1 - s * s) * (grad + carry)",
+                            _twin_tanh_grad)
+RNN_TANH_GRAD_FIRST = FusedKernel("rnn_tanh_grad_first", "T s, T grad", "T dz", "dz = ((T)1 - s * s) * grad",
+                                  _twin_tanh_grad_first)
+RNN_RELU_GRAD = FusedKernel("rnn_relu_grad", "T s, T grad, T carry", "T dz", "dz = (grad + carry) * (T)(s > (T)0)",
+                            _twin_relu_grad)
+RNN_RELU_GRAD_FIRST = FusedKernel("rnn_relu_grad_first", "T s, T grad", "T dz", "dz = grad * (T)(s > (T)0)",
+                                  _twin_relu_grad_first)
+
+
+def _twin_gru_gates(xp, inputs_zr, h_prev, hidden, zr, reset_hidden):
+    # on the contiguous [z, r] block, as before fusion (no in-place ufunc on a strided half)
+    zr += inputs_zr
+    _sigmoid(xp, zr, out=zr)
+    xp.multiply(zr[:, hidden:], h_prev, out=reset_hidden)
+
+
+def _twin_gru_output(xp, inputs_n, z, h_prev, n, h_new):
+    n += inputs_n
+    xp.tanh(n, out=n)
+    xp.subtract(h_prev, n, out=h_new)
+    h_new *= z
+    h_new += n
+
+
+# Over the (B, 2H) block [z, r]; the r half also writes r * h_{t-1} into the (B, H) reset_hidden
+# (raw, C-ordered: element i of the block is row i / 2H, column i % 2H).
+GRU_GATES = FusedKernel(
+    "gru_gates", "T inputs_zr, raw T h_prev, int32 hidden", "T zr, raw T reset_hidden",
+    f"zr = {_CUDA_SIGMOID.replace('(a)', '(zr + inputs_zr)')};"
+    " int column = i % (2 * hidden);"
+    " if (column >= hidden) { int k = (i / (2 * hidden)) * hidden + column - hidden;"
+    " reset_hidden[k] = zr * h_prev[k]; }", _twin_gru_gates)
+GRU_OUTPUT = FusedKernel("gru_output", "T inputs_n, T z, T h_prev", "T n, T h_new",
+                         "n = tanh(n + inputs_n); h_new = (h_prev - n) * z + n", _twin_gru_output)
+
+
+def _twin_gru_grad_n(xp, grad, carry, z, n, h_prev, da_n, da_z, grad_prev):
+    _twin_gru_grad_n_first(xp, grad + carry, z, n, h_prev, da_n, da_z, grad_prev)
+
+
+def _twin_gru_grad_n_first(xp, grad, z, n, h_prev, da_n, da_z, grad_prev):
+    # n-gate pre-activation: dh/dn = 1 - z, tanh' = 1 - n^2
+    xp.multiply(grad, 1 - z, out=da_n)
+    da_n *= 1 - n * n
+    xp.subtract(h_prev, n, out=da_z)
+    da_z *= grad
+    da_z *= z * (1 - z)
+    xp.multiply(grad, z, out=grad_prev)
+
+
+def _twin_gru_grad_r(xp, reset_hidden_grad, h_prev, r, da_r, grad_prev):
+    xp.multiply(reset_hidden_grad, h_prev, out=da_r)
+    da_r *= r * (1 - r)
+    grad_prev += reset_hidden_grad * r
+
+
+_GRU_GRAD_N_BODY = ("da_n = g * ((T)1 - z) * ((T)1 - n * n); da_z = (h_prev - n) * g * (z * ((T)1 - z));"
+                    " grad_prev = g * z")
+GRU_GRAD_N = FusedKernel("gru_grad_n", "T grad, T carry, T z, T n, T h_prev", "T da_n, T da_z, T grad_prev",
+                         "T g = grad + carry; " + _GRU_GRAD_N_BODY, _twin_gru_grad_n)
+GRU_GRAD_N_FIRST = FusedKernel("gru_grad_n_first", "T grad, T z, T n, T h_prev", "T da_n, T da_z, T grad_prev",
+                               "T g = grad; " + _GRU_GRAD_N_BODY, _twin_gru_grad_n_first)
+GRU_GRAD_R = FusedKernel("gru_grad_r", "T reset_hidden_grad, T h_prev, T r", "T da_r, T grad_prev",
+                         "da_r = reset_hidden_grad * h_prev * (r * ((T)1 - r));"
+                         " grad_prev = grad_prev + reset_hidden_grad * r", _twin_gru_grad_r)
+
+FUSED_KERNELS = (RNN_TANH_STEP, RNN_RELU_STEP, RNN_TANH_GRAD, RNN_TANH_GRAD_FIRST, RNN_RELU_GRAD,
+                 RNN_RELU_GRAD_FIRST, GRU_GATES, GRU_OUTPUT, GRU_GRAD_N, GRU_GRAD_N_FIRST, GRU_GRAD_R)
 
 
 class Cell:
@@ -72,6 +183,17 @@ class Cell:
             "b_h": np.zeros(rows, dtype=dtype),
         }
 
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None, carry=None, dz=None):
+        """(dz, dL/ds_{t-1}) of the steps `steps` from dL/ds_t = grad_state (+ carry, the gradient
+        coming back from step t+1); `dz` given: the result is written into it."""
+        if carry is not None:
+            grad_state = grad_state + carry
+        result, grad_prev = self._backward(xp, params, states, extras, steps, grad_state, keep)
+        if dz is None:
+            return result, grad_prev
+        dz[...] = result
+        return dz, grad_prev
+
     def weight_grad(self, xp: Any, params, states, extras, dz, keep=None):
         """dL/dW from the pre-activation gradients of all steps, (T, B, G*H)."""
         hidden_prev = self.hidden(self.previous(states, keep, slice(0, len(dz)))).reshape(-1, self.hidden_size)
@@ -89,35 +211,33 @@ class RNNCell(Cell):
             raise RnnlmError(f"activation {activation!r} is not tanh or relu; fix `activation` in the model config")
         self.activation = activation
 
-    def _activate(self, xp: Any, a):
-        if self.activation == "tanh":
-            return xp.tanh(a, out=a)
-        return xp.maximum(a, 0, out=a)
-
     def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         states = xp.empty((steps + 1, batch, self.hidden_size), dtype=inputs.dtype)
         states[0] = state0
         recurrent_t = params["W"].T
+        activate = RNN_TANH_STEP if self.activation == "tanh" else RNN_RELU_STEP
         for t in range(steps):
             xp.dot(states[t], recurrent_t, out=states[t + 1])
             if keep is not None:  # (keep * s) W^T == keep * (s W^T): keep is one factor per row
                 states[t + 1] *= keep[t]
-            states[t + 1] += inputs[t]
-            self._activate(xp, states[t + 1])
+            run_kernel(xp, activate, inputs[t], states[t + 1])
         return states, None
 
     def step(self, xp: Any, params, inputs, state):
-        return self._activate(xp, inputs + state @ params["W"].T)
+        new_state = state @ params["W"].T
+        run_kernel(xp, RNN_TANH_STEP if self.activation == "tanh" else RNN_RELU_STEP, inputs, new_state)
+        return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None, carry=None, dz=None):
         new_states = states[steps.start + 1 : steps.stop + 1]
-        if self.activation == "tanh":
-            dz = new_states * new_states
-            xp.subtract(1, dz, out=dz)
-            dz *= grad_state
+        if dz is None:
+            dz = xp.empty_like(grad_state)
+        tanh = self.activation == "tanh"
+        if carry is None:
+            run_kernel(xp, RNN_TANH_GRAD_FIRST if tanh else RNN_RELU_GRAD_FIRST, new_states, grad_state, dz)
         else:
-            dz = grad_state * (new_states > 0)
+            run_kernel(xp, RNN_TANH_GRAD if tanh else RNN_RELU_GRAD, new_states, grad_state, carry, dz)
         grad_prev = dz @ params["W"]
         if keep is not None:
             grad_prev *= keep[steps]
@@ -145,15 +265,13 @@ class GRUCell(Cell):
 
     def _step_into(self, xp: Any, inputs, h_prev, w_zr_t, w_n_t, zr, n, h_new):
         hidden = self.hidden_size
+        h_prev = xp.ascontiguousarray(h_prev)  # the kernel reads it raw (a no-op for the states)
         xp.dot(h_prev, w_zr_t, out=zr)
-        zr += inputs[:, : 2 * hidden]
-        _sigmoid(xp, zr, out=zr)
-        xp.dot(zr[:, hidden:] * h_prev, w_n_t, out=n)
-        n += inputs[:, 2 * hidden :]
-        xp.tanh(n, out=n)
-        xp.subtract(h_prev, n, out=h_new)
-        h_new *= zr[:, :hidden]
-        h_new += n
+        reset_hidden = xp.empty_like(h_prev)
+        run_kernel(xp, GRU_GATES, inputs[:, : 2 * hidden], h_prev, np.int32(hidden), zr, reset_hidden)
+        xp.dot(reset_hidden, w_n_t, out=n)
+        run_kernel(xp, GRU_OUTPUT, inputs[:, 2 * hidden :], zr[:, :hidden], h_prev, n, h_new)
+
 
     def step(self, xp: Any, params, inputs, state):
         hidden = self.hidden_size
@@ -163,24 +281,21 @@ class GRUCell(Cell):
         self._step_into(xp, inputs, state, w_zr_t, w_n_t, update_reset, candidate, new_state)
         return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None, carry=None, dz=None):
         hidden = self.hidden_size
         h_prev = self.previous(states, keep, steps)
         z, r = extras[0][steps][..., :hidden], extras[0][steps][..., hidden:]
         n = extras[1][steps]
-        dz = xp.empty(grad_state.shape[:-1] + (3 * hidden,), dtype=grad_state.dtype)
+        if dz is None:
+            dz = xp.empty(grad_state.shape[:-1] + (3 * hidden,), dtype=grad_state.dtype)
         da_z, da_r, da_n = dz[..., :hidden], dz[..., hidden : 2 * hidden], dz[..., 2 * hidden :]
-        # n-gate pre-activation: dh/dn = 1 - z, tanh' = 1 - n^2
-        xp.multiply(grad_state, 1 - z, out=da_n)
-        da_n *= 1 - n * n
+        grad_prev = xp.empty_like(grad_state)
+        if carry is None:
+            run_kernel(xp, GRU_GRAD_N_FIRST, grad_state, z, n, h_prev, da_n, da_z, grad_prev)
+        else:
+            run_kernel(xp, GRU_GRAD_N, grad_state, carry, z, n, h_prev, da_n, da_z, grad_prev)
         d_reset_hidden = da_n @ params["W"][2 * hidden :]  # gradient of r * h_{t-1}
-        xp.multiply(d_reset_hidden, h_prev, out=da_r)
-        da_r *= r * (1 - r)
-        xp.subtract(h_prev, n, out=da_z)
-        da_z *= grad_state
-        da_z *= z * (1 - z)
-        grad_prev = grad_state * z
-        grad_prev += d_reset_hidden * r
+        run_kernel(xp, GRU_GRAD_R, d_reset_hidden, h_prev, r, da_r, grad_prev)
         grad_prev += dz[..., : 2 * hidden] @ params["W"][: 2 * hidden]
         if keep is not None:
             grad_prev *= keep[steps]
@@ -246,7 +361,7 @@ class LSTMCell(Cell):
         self._step_into(xp, inputs, state, params["W"].T, gates, tanh_c, new_state)
         return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
+    def _backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
         hidden = self.hidden_size
         gates, tanh_c = extras[0][steps], extras[1][steps]
         i, f, o, g = (gates[..., k * hidden : (k + 1) * hidden] for k in range(4))

@@ -148,7 +148,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tie-embeddings", action="store_true", help="the embedding is the output word matrix V")
     parser.add_argument("--num-layers", type=int, default=1)
     parser.add_argument("--layer-dropout", type=float, default=0.0, help="dropout between layers (masks fixed)")
-    parser.add_argument("--embedding-dropout", type=float, default=0.0, help="word-type dropout rate (masks fixed)")
     parser.add_argument("--locked-dropout", action="store_true", help="one dropout mask per sequence")
     parser.add_argument("--vocab-size", type=int, default=20)
     parser.add_argument("--hidden-size", type=int, default=6)
@@ -172,7 +171,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         tie_embeddings=args.tie_embeddings,
         num_layers=args.num_layers,
         layer_dropout=args.layer_dropout,
-        embedding_dropout=args.embedding_dropout,
         locked_dropout=args.locked_dropout,
     )
     backend = get_backend(args.device)

@@ -67,7 +67,6 @@ class ModelConfig:
     tie_embeddings: bool = False  # the input embedding is the output word matrix V (needs embedding_size == hidden_size)
     num_layers: int = 1  # stacked recurrent layers; layer l > 0 reads layer l-1's hidden state
     layer_dropout: float = 0.0  # training only: drop rate of a layer's hidden state on its way to the layer above
-    embedding_dropout: float = 0.0  # training only: drop rate of whole word types (a dropped word's input is 0)
     locked_dropout: bool = False  # training only: one dropout mask per sequence of a batch, the same at every step
 
     def __post_init__(self) -> None:
@@ -110,7 +109,6 @@ class ModelConfig:
                 not self.bptt_truncate or self.num_layers == 1,
                 "bptt_truncate works with one layer only: set bptt_truncate: 0 (full BPTT) or num_layers: 1",
             ),
-            (_is_rate(self.embedding_dropout), "embedding_dropout must be a number in [0, 1)"),
             (isinstance(self.locked_dropout, bool), "locked_dropout must be true or false"),
         ]
         for ok, message in checks:
@@ -120,7 +118,7 @@ class ModelConfig:
     @property
     def uses_dropout(self) -> bool:
         """Whether a training pass draws dropout masks at all."""
-        return bool(self.dropout or self.input_dropout or self.layer_dropout or self.embedding_dropout)
+        return bool(self.dropout or self.input_dropout or self.layer_dropout)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -148,7 +146,6 @@ class DropoutMasks:
     inputs: Any  # (T, B, G*H): multiplies each token's input projection (U[:, x_t] or U E[x_t]; not b_h)
     hidden: Any  # (T, B, H): multiplies the hidden state the output layer reads (not the recurrence)
     layers: Any = None  # [(T, B, H)] per layer above the first: the hidden state of the layer below, on its way up
-    words: Any = None  # (C,): one factor per word type for the whole batch (embedding dropout)
 
 
 def layer_parameter_names(layer: int) -> tuple[str, str, str]:
@@ -285,16 +282,11 @@ class RNNLM:
         """(U[:, x].T or E[x] U^T, times the dropout masks, + b_h) for every token, (..., G*H), and
         the embedded words E[x] (N, D) U multiplied (None without an embedding table)."""
         tokens = x.reshape(-1)
-        words = None if dropout is None or dropout.words is None else dropout.words[tokens][:, None]
         embedded = None
         if self.embedding_name is None:
             inputs = self.params["U"].T[tokens]
-            if words is not None:
-                inputs *= words
         else:
             embedded = self.params[self.embedding_name][tokens]
-            if words is not None:
-                embedded *= words
             inputs = embedded @ self.params["U"].T
         if dropout is not None and dropout.inputs is not None:
             inputs *= dropout.inputs.reshape(inputs.shape)
@@ -327,12 +319,10 @@ class RNNLM:
         hidden_size = config.hidden_size
         inputs = draw(self.cell.gates * hidden_size, config.input_dropout) if config.input_dropout else None
         hidden = draw(hidden_size, config.dropout) if config.dropout else None
-        layers = words = None
+        layers = None
         if config.layer_dropout:
             layers = [draw(hidden_size, config.layer_dropout) for _ in range(1, config.num_layers)]
-        if config.embedding_dropout:
-            words = backend.dropout_mask(rng, (config.vocab_size,), config.embedding_dropout, self.dtype)
-        return DropoutMasks(inputs, hidden, layers, words)
+        return DropoutMasks(inputs, hidden, layers)
 
     def _reset_keep(self, resets, shape):
         """1 - resets as a (T, B, 1) device array of the model's dtype, or None for no resets."""
@@ -382,27 +372,41 @@ class RNNLM:
             return None
         return cache.dropout.hidden.reshape(-1, self.config.hidden_size)
 
-    def _valid_rows(self, cache: ForwardCache, y):
+    def _valid_rows(self, cache: ForwardCache, y, host_rows=None):
         """Hidden rows (after output dropout), targets and row numbers (in the flattened T*B
-        order) of the real tokens."""
+        order) of the real tokens. `host_rows`: those row numbers found on the host (`_host_rows`)."""
         xp = self.backend.xp
         hidden = self.cell.hidden(cache.states[1:]).reshape(-1, self.config.hidden_size)
         keep = self._hidden_keep(cache)
         if keep is not None:
             hidden = hidden * keep
         y = y.reshape(-1)
-        # The number of real tokens fixes the output layer's shapes, so it must reach the host: this
-        # is the one synchronisation a batch needs before its loss (flatnonzero's size).
-        rows = xp.flatnonzero(cache.mask.reshape(-1) > 0)
-        if rows.size == y.size:
+        if host_rows is not None:
+            rows = None if host_rows.size == y.size else self.backend.asarray(host_rows)
+        else:
+            # The number of real tokens fixes the output layer's shapes, so it must reach the host:
+            # a device mask costs a synchronisation here (flatnonzero's size); a host mask none.
+            rows = xp.flatnonzero(cache.mask.reshape(-1) > 0)
+            rows = None if rows.size == y.size else rows
+        if rows is None:
             return hidden, y, None
         return hidden[rows], y[rows], rows
+
+    @staticmethod
+    def _host_rows(x, y, mask):
+        """(real-token row numbers, their targets, their inputs) on the host when the batch came as
+        host arrays (the trainer's), else (None, None, None): what the device path would otherwise
+        fetch from the device (the token count, the class softmax's layout, the batch's words)."""
+        if not all(isinstance(array, np.ndarray) for array in (x, y, mask)):
+            return None, None, None
+        rows = np.flatnonzero(mask.reshape(-1) > 0)
+        return rows, y.reshape(-1)[rows], x.reshape(-1)[rows]
 
     # ------------------------------------------------------------------ training
     def loss_and_grads(
         self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
         dropout: DropoutMasks | None = None, keep_output_gradients: bool = False,
-        state=None, resets=None, return_state: bool = False,
+        state=None, resets=None, return_state: bool = False, loss_on_device: bool = False,
     ):
         """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum
         (and, with `return_state`, the final state, detached, as a 4th result).
@@ -419,16 +423,20 @@ class RNNLM:
         `keep_output_gradients`: the output layer's gradients are views of buffers it keeps for the
         next call (no fresh C x H array per step); `apply_update` and `gradient_squared_norm` then
         treat each buffer as one contiguous array (the clipped SGD step).
+        `loss_on_device`: the loss stays a 0-d device array on the device path (`loss_and_norm`
+        fetches it with the gradient norm in the batch's one transfer).
         Tied embeddings: V's gradient is the sum of both uses, the input side added into the output
         layer's gradient (dense or kept buffer) where there is one.
         """
         xp = self.backend.xp
+        host_rows, host_targets, host_tokens = self._host_rows(x, y, mask)
         cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
-        hidden_rows, targets, rows = self._valid_rows(cache, y)
+        hidden_rows, targets, rows = self._valid_rows(cache, y, host_rows)
         loss, d_hidden, grads = self.output.loss_and_grads(
-            self.backend, self.params, hidden_rows, targets, step=output_step, keep_gradients=keep_output_gradients
+            self.backend, self.params, hidden_rows, targets, step=output_step, keep_gradients=keep_output_gradients,
+            host_y=host_targets,
         )
         keep = self._hidden_keep(cache)
         if keep is not None:
@@ -442,10 +450,11 @@ class RNNLM:
         for layer in range(self.config.num_layers - 1, 0, -1):
             d_state = self._upper_layer_grads(cache, layer, d_state, grads)
         dz = self._backprop(cache.layers[0], self._layer_params(0), d_state, cache.keep)
-        self._first_layer_grads(cache, dz, rows, sparse_input, grads)
+        self._first_layer_grads(cache, dz, rows, sparse_input, grads, host_tokens)
+        loss = loss if loss_on_device and self.backend.device else float(loss)
         if return_state:
-            return float(loss), int(hidden_rows.shape[0]), grads, self._final_state(cache)
-        return float(loss), int(hidden_rows.shape[0]), grads
+            return loss, int(hidden_rows.shape[0]), grads, self._final_state(cache)
+        return loss, int(hidden_rows.shape[0]), grads
 
     def _upper_layer_grads(self, cache: ForwardCache, layer: int, d_state, grads: dict[str, Any]):
         """Backpropagate through layer `layer` > 0 from dL/ds of its steps; its U, W, b_h gradients
@@ -494,15 +503,27 @@ class RNNLM:
                 del rest[name]
         return kept, rest
 
-    def gradient_squared_norm(self, grads: dict[str, Any]) -> float:
-        """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero)."""
+    def gradient_squared_norm(self, grads: dict[str, Any], on_device: bool = False) -> float:
+        """Sum of squares of all gradients (a SparseRows counts its rows only: the rest is zero);
+        `on_device`: as a 0-d device array (no transfer)."""
         xp = self.backend.xp
         kept, grads = self._split_kept_gradients(grads)
         parts = [buffer for buffer, _ in kept]  # contiguous, so ravel() below is a view, not a copy
         parts += [grad.rows if isinstance(grad, SparseRows) else grad for grad in grads.values()]
         # Summed on the device, then one deliberate transfer of the scalar: the caller decides on
         # the host whether to clip and whether training diverged.
-        return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
+        total = sum(xp.vdot(part.ravel(), part.ravel()) for part in parts)
+        return total if on_device else float(total)
+
+    def loss_and_norm(self, loss, grads: dict[str, Any]) -> tuple[float, float]:
+        """(loss, squared gradient norm) as host floats, in one transfer on the device path: a
+        training batch's one synchronisation (`loss` from `loss_and_grads(loss_on_device=True)`)."""
+        squared = self.gradient_squared_norm(grads, on_device=True)
+        if not self.backend.device:
+            return float(loss), float(squared)
+        xp = self.backend.xp
+        totals = self.backend.to_host(xp.stack([xp.asarray(loss, dtype=xp.float64), squared.astype(xp.float64)]))
+        return float(totals[0]), float(totals[1])
 
     def _backprop(self, layer: LayerCache, params, d_state, keep=None):
         """Pre-activation gradients (T, B, G*H) of one layer from dL_t/ds_t of every step, full or truncated."""
@@ -510,14 +531,13 @@ class RNNLM:
         steps = d_state.shape[0]
         truncate = self.config.bptt_truncate
         if truncate == 0 or truncate >= steps - 1:
-            dz = None
+            # one fused step per t: the carry from t+1 is added inside the cell's kernel, which
+            # writes dz[t] in place
+            dz = xp.empty(d_state.shape[:-1] + (cell.gates * self.config.hidden_size,), dtype=d_state.dtype)
             carry = None
             for t in range(steps - 1, -1, -1):
-                grad = d_state[t : t + 1] if carry is None else d_state[t : t + 1] + carry
-                dz_t, carry = cell.backward(xp, params, layer.states, layer.extras, slice(t, t + 1), grad, keep)
-                if dz is None:
-                    dz = xp.empty((steps,) + dz_t.shape[1:], dtype=dz_t.dtype)
-                dz[t] = dz_t[0]
+                _, carry = cell.backward(xp, params, layer.states, layer.extras, slice(t, t + 1), d_state[t : t + 1],
+                                         keep, carry, dz[t : t + 1])
             return dz
         total = d_state.copy()
         front = d_state
@@ -528,10 +548,12 @@ class RNNLM:
         dz, _ = cell.backward(xp, params, layer.states, layer.extras, slice(0, steps), total, keep)
         return dz
 
-    def _first_layer_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool, grads: dict[str, Any]) -> None:
+    def _first_layer_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool, grads: dict[str, Any],
+                           host_tokens=None) -> None:
         """U, W, b_h gradients of the first layer into `grads`, then the embedding table's (E, or
         the tied V's input side). The word-indexed gradient sums the real tokens' rows per word
-        (padding has dz = 0), each row times its dropout masks."""
+        (padding has dz = 0), each row times its dropout masks. `host_tokens`: the real tokens' ids
+        on the host (the device then needs no `unique`)."""
         xp, params = self.backend.xp, self._layer_params(0)
         layer = cache.layers[0]
         dz_rows = dz.reshape(-1, dz.shape[-1])
@@ -545,11 +567,8 @@ class RNNLM:
             input_keep = None if input_keep is None else input_keep[rows]
             embedded = None if embedded is None else embedded[rows]
         token_grads = dz_rows if input_keep is None else dz_rows * input_keep
-        words = None if cache.dropout is None or cache.dropout.words is None else cache.dropout.words[tokens][:, None]
         if self.embedding_name is None:
-            if words is not None:
-                token_grads = token_grads * words
-            grads["U"] = self._word_gradient(tokens, token_grads, sparse_input, word_axis=1)
+            grads["U"] = self._word_gradient(tokens, token_grads, sparse_input, word_axis=1, host_tokens=host_tokens)
         else:
             grads["U"] = token_grads.T @ embedded
         grads["W"] = self.cell.weight_grad(xp, params, layer.states, layer.extras, dz, cache.keep)
@@ -557,8 +576,6 @@ class RNNLM:
         if self.embedding_name is None:
             return
         d_embedded = token_grads @ params["U"]
-        if words is not None:
-            d_embedded *= words
         shared = grads.get(self.embedding_name)
         if shared is not None:
             # Tied: V's output-side gradient (dense, or the output layer's kept buffer) takes the
@@ -567,14 +584,15 @@ class RNNLM:
         else:
             # E, or a tied V whose output side a fused step has already applied: this is the rest.
             grads[self.embedding_name] = self._word_gradient(
-                tokens, d_embedded, sparse_input or self.config.tie_embeddings, word_axis=0
+                tokens, d_embedded, sparse_input or self.config.tie_embeddings, word_axis=0, host_tokens=host_tokens
             )
 
-    def _word_gradient(self, tokens, token_grads, sparse: bool, word_axis: int):
+    def _word_gradient(self, tokens, token_grads, sparse: bool, word_axis: int, host_tokens=None):
         """The gradient of a word-indexed matrix from per-token rows: SparseRows, or dense (C, n)
         word-major (returned as its transpose for U's (G*H, C) layout)."""
         if sparse:
-            return SparseRows(*self.backend.sum_by_index(tokens, token_grads), word_axis=word_axis)
+            unique, sums = self.backend.sum_by_index(tokens, token_grads, host_indices=host_tokens)
+            return SparseRows(unique, sums, word_axis=word_axis)
         dense = self.backend.xp.zeros((self.config.vocab_size, token_grads.shape[-1]), dtype=self.dtype)
         self.backend.scatter_add(dense, tokens, token_grads)
         return dense.T if word_axis == 1 else dense

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from rnnlm.backend import FusedKernel, run_kernel
 from rnnlm.io import RnnlmError
 
 DEFAULT_CHUNK_ELEMENTS = 1 << 22  # 16 MiB of float32 logits
@@ -83,14 +84,16 @@ class _WordWeights:
     def shifted_inputs(self, xp: Any, params, h):
         """[h, -shift, 1] (n, H+2) with shift >= every logit of the row (Cauchy-Schwarz)."""
         V = params[self.weight_name]
-        row_norm = math.sqrt(float(xp.einsum("ij,ij->i", V, V).max()))
+        # Both maxima stay on the device (0-d arrays, no host round trip); sqrt of the float32 max
+        # is the float32-rounded float64 sqrt, so this equals the host-float form bit for bit.
+        row_norm = xp.sqrt(xp.einsum("ij,ij->i", V, V).max())
         rows, hidden = h.shape
         h_ext = xp.empty((rows, hidden + 2), dtype=h.dtype)
         h_ext[:, :hidden] = h
         shift = h_ext[:, hidden]
         xp.sqrt(xp.einsum("ij,ij->i", h, h), out=shift)
         shift *= row_norm
-        shift += float(params[self.bias_name].max())
+        shift += params[self.bias_name].max()
         # Whole numbers: a tiny parameter change rarely moves the shift, so the loss's rounding does
         # not jitter with it (central differences in the gradient check see the true change only).
         xp.ceil(shift, out=shift)
@@ -148,6 +151,41 @@ def _needs_repair(weighted) -> bool:
     return not bool((weighted[:, -1] >= _underflow_limit(weighted.dtype)).all())
 
 
+def _twin_exact_shift_where_needed(xp, row_max, logits):
+    logits -= xp.where(row_max < math.log(_underflow_limit(logits.dtype)), row_max, 0)
+
+
+_LOG_LIMITS = {4: math.log(_underflow_limit(np.float32)), 8: math.log(_underflow_limit(np.float64))}
+EXACT_SHIFT_WHERE_NEEDED = FusedKernel(
+    "exact_shift_where_needed", "T row_max", "T logits",
+    f"T limit = sizeof(T) == 4 ? (T)({_LOG_LIMITS[4]!r}) : (T)({_LOG_LIMITS[8]!r});"
+    " if (row_max < limit) logits = logits - row_max", _twin_exact_shift_where_needed)
+
+
+def _shift_exactly_where_needed(xp, logits) -> None:
+    """The device's form of the underflow repair, with no host round trip: rows whose largest
+    (bound-shifted) logit is below log(limit), so that their sum may underflow, are shifted by that
+    largest logit (exactly as `_repair_rows` does); the others are left as they are (minus 0)."""
+    run_kernel(xp, EXACT_SHIFT_WHERE_NEEDED, logits.max(axis=-1, keepdims=True), logits)
+
+
+def _device_fused_block(xp: Any, h_ext, weights, exps, target_columns):
+    """`_fused_block` and its repair on the device: no host synchronisation."""
+    xp.dot(h_ext, weights.T, out=exps)
+    _shift_exactly_where_needed(xp, exps)
+    target = exps[xp.arange(exps.shape[0]), target_columns]
+    xp.exp(exps, out=exps)
+    return target, exps @ weights[:, :-1]
+
+
+def _as_loss(backend, value):
+    """A float32/float64 partial loss as a float64: a 0-d device array on the device path (summed
+    there, fetched once by the caller), a Python float on the CPU's (the same value)."""
+    if backend.device:
+        return value.astype(np.float64)
+    return float(value)
+
+
 def _gradient_right_side(xp: Any, h, inverse, step=None):
     """[s h / sum, 0, s / sum] (n, H+2): E^T times it is [V, 1, b_y]'s gradient (times s), with
     nothing in the ones column, so it lands in (or is added to) the storage's layout directly."""
@@ -195,7 +233,7 @@ class FullSoftmax(_WordWeights):
         super().__init__(vocab_size, hidden_size, names)
         self.chunk_rows = max(1, chunk_elements // vocab_size)
 
-    def loss_and_grads(self, backend, params, h, y, step=None, keep_gradients=False):
+    def loss_and_grads(self, backend, params, h, y, step=None, keep_gradients=False, host_y=None):
         """Summed cross-entropy of rows h (n, H) with targets y (n,), dL/dh, and {V, b_y} gradients
         (with `step` s: V, b_y += s * their gradients in place instead, see RNNLM.loss_and_grads;
         with `keep_gradients`: the gradients are views of a buffer kept for the next call, see
@@ -222,11 +260,14 @@ class FullSoftmax(_WordWeights):
         for start in range(0, n, self.chunk_rows):
             chunk = slice(start, start + self.chunk_rows)
             exps = exps_buffer[: h_ext[chunk].shape[0]]
-            target, weighted = _fused_block(xp, h_ext[chunk], weights, exps, y[chunk])
-            if _needs_repair(weighted):
-                _repair_rows(xp, h[chunk], weights, y[chunk], exps, target, weighted)
+            if backend.device:
+                target, weighted = _device_fused_block(xp, h_ext[chunk], weights, exps, y[chunk])
+            else:
+                target, weighted = _fused_block(xp, h_ext[chunk], weights, exps, y[chunk])
+                if _needs_repair(weighted):
+                    _repair_rows(xp, h[chunk], weights, y[chunk], exps, target, weighted)
             sums = weighted[:, hidden]
-            loss += float((xp.log(sums) - target).sum())
+            loss = loss + _as_loss(backend, (xp.log(sums) - target).sum())
             inverse = 1 / sums
             xp.multiply(weighted[:, :hidden], inverse[:, None], out=dh[chunk])
             dh[chunk] -= params[self.weight_name][y[chunk]]  # before a fused step moves V
@@ -255,7 +296,7 @@ class FullSoftmax(_WordWeights):
         grads = {self.weight_name: grad_ext[:, :hidden], self.bias_name: grad_ext[:, hidden]}
         return loss, dh, _stepped_in_place(params, grads, step)
 
-    def target_log_probs(self, backend, params, h, y):
+    def target_log_probs(self, backend, params, h, y, host_y=None):
         """log p(y_i | h_i) for rows h (n, H), chunked like the training pass."""
         xp = backend.xp
         n = h.shape[0]
@@ -267,10 +308,12 @@ class FullSoftmax(_WordWeights):
             chunk = slice(start, start + self.chunk_rows)
             exps = exps_buffer[: h_ext[chunk].shape[0]]
             xp.dot(h_ext[chunk], weights.T, out=exps)
+            if backend.device:
+                _shift_exactly_where_needed(xp, exps)
             target = exps[xp.arange(exps.shape[0]), y[chunk]]
             xp.exp(exps, out=exps)
             sums = exps.sum(axis=1)
-            if not bool((sums >= _underflow_limit(h.dtype)).all()):
+            if not backend.device and not bool((sums >= _underflow_limit(h.dtype)).all()):
                 weighted = exps @ weights[:, :-1]
                 _repair_rows(xp, h[chunk], weights, y[chunk], exps, target, weighted)
                 sums = weighted[:, -1]
@@ -296,6 +339,22 @@ def frequency_classes(counts: np.ndarray, num_classes: int) -> np.ndarray:
     starts = classes + np.maximum.accumulate(starts - classes)  # strictly increasing
     starts = np.minimum(starts, vocab_size - num_classes + classes)  # room for one word per later class
     return np.searchsorted(starts, np.arange(vocab_size), side="right") - 1
+
+
+def _within_class_results(xp: Any, params, weighted, target, flat, target_index, words, want_grads: bool):
+    """(log p(target | its class), 1 / sums, dL/dh) of the word layer's rows (the last two None
+    without gradients) from their [E V, sums] and target logits; with gradients the targets' entries
+    of the exps buffer `flat` become the p - onehot numerators (E - sum onehot) / sum."""
+    hidden = weighted.shape[1] - 1
+    sums = weighted[:, hidden]
+    log_probs = target - xp.log(sums)
+    if not want_grads:
+        return log_probs, None, None
+    inverse = 1 / sums
+    dh = weighted[:, :hidden] * inverse[:, None]
+    dh -= params["V"][words]
+    flat[target_index] -= sums
+    return log_probs, inverse, dh
 
 
 class ClassSoftmax(_WordWeights):
@@ -367,11 +426,14 @@ class ClassSoftmax(_WordWeights):
             row, offset = rows.stop, offset + logits.size
         return blocks
 
-    def _word_part(self, backend, params, h, y, want_grads: bool, step=None, keep_gradients=False):
+    def _word_part(self, backend, params, h, y, want_grads: bool, step=None, keep_gradients=False, host_y=None):
         """Within-class log-probabilities of the targets of the rows `order` (grouped by class) and,
         when asked, their dL/dh and the {V, b_y} gradients of the summed within-class loss (with
         `step` s: V, b_y += s * those gradients in place, class by class, and {} for them; with
-        `keep_gradients`: views of the kept buffer, as FullSoftmax.loss_and_grads)."""
+        `keep_gradients`: views of the kept buffer, as FullSoftmax.loss_and_grads). `host_y`: the
+        targets on the host, when the caller has them (the device path then needs no transfer)."""
+        if backend.device:
+            return self._word_part_device(backend, params, h, y, want_grads, step, keep_gradients, host_y)
         xp = backend.xp
         hidden = self.hidden_size
         weights = self.extended(xp, params)
@@ -400,14 +462,10 @@ class ClassSoftmax(_WordWeights):
             xp.dot(block.logits, block.weights[:, :-1], out=weighted[block.rows])
         if _needs_repair(weighted):
             self._repair_class_rows(xp, h_sorted, blocks, target_index, target, weighted)
-        sums = weighted[:, hidden]
-        log_probs = target - xp.log(sums)
+        log_probs, inverse, dh_sorted = _within_class_results(xp, params, weighted, target, flat, target_index,
+                                                              y[order], want_grads)
         if not want_grads:
             return order, log_probs, None, None
-        inverse = 1 / sums
-        dh_sorted = weighted[:, :hidden] * inverse[:, None]
-        dh_sorted -= params["V"][y[order]]
-        flat[target_index] -= sums  # (E - sum onehot) / sum = p - onehot
         for k in np.flatnonzero(counts == 0) if grad_ext is not None else ():
             grad_ext[self.class_start[k] : self.class_start[k + 1]] = 0  # classes without targets
         if fused_step or kept:
@@ -428,6 +486,91 @@ class ClassSoftmax(_WordWeights):
             xp.dot(block.logits.T, weighted[block.rows], out=block.grad)
         return order, log_probs, dh_sorted, {"V": grad_ext[:, :hidden], "b_y": grad_ext[:, hidden]}
 
+    def _device_layout(self, backend, y, host_y):
+        """The padded layout of the device's word layer, made on the host from the batch's targets
+        (`host_y`, free; else one transfer of y) and sent in one upload.
+
+        The rows whose target's class has more than one word, ordered by class (`order`, as the CPU
+        path), sit in a (K_a, R, .) block of rows per class with targets (K_a of them, R = the most
+        rows any has; spare slots repeat row 0 and get a zero gradient right side); each class's
+        words in a (K_a, P, .) block (P = the largest such class; spare columns repeat its last word
+        and are masked to exp = 0)."""
+        xp = backend.xp
+        host_y = np.asarray(backend.to_host(y) if host_y is None else host_y).reshape(-1)
+        classes = self.class_of_word[host_y]
+        sizes = np.diff(self.class_start)
+        rows = np.flatnonzero(sizes[classes] > 1)
+        order = rows[np.argsort(classes[rows], kind="stable")]
+        counts = np.bincount(classes[rows], minlength=self.num_classes)
+        active = np.flatnonzero(counts)
+        if active.size == 0:
+            return None
+        active_counts, active_sizes = counts[active], sizes[active]
+        padded_rows, padded_words = int(active_counts.max()), int(active_sizes.max())
+        class_index = np.repeat(np.arange(active.size), active_counts)
+        first_row = np.concatenate([[0], np.cumsum(active_counts)[:-1]])
+        slot = class_index * padded_rows + np.arange(order.size) - first_row[class_index]
+        slot_rows = np.zeros(active.size * padded_rows, dtype=np.int64)
+        slot_rows[slot] = order
+        columns = np.arange(padded_words)
+        word_map = self.class_start[active][:, None] + np.minimum(columns, active_sizes[:, None] - 1)
+        valid = columns < active_sizes[:, None]
+        position = host_y[order] - self.class_start[classes[order]]
+        tables = [order, slot, slot_rows, word_map.ravel(), slot * padded_words + position,
+                  np.flatnonzero(valid.ravel()), word_map[valid], host_y[order]]
+        device = backend.asarray(np.concatenate(tables).astype(np.int64))
+        bounds = np.cumsum([0] + [table.size for table in tables])
+        views = [device[bounds[i] : bounds[i + 1]] for i in range(len(tables))]
+        mask = backend.asarray(np.where(valid, 0, -np.inf).astype(self._storage.dtype)[:, None, :])
+        return (views, mask, active.size, padded_rows, padded_words)
+
+    def _word_part_device(self, backend, params, h, y, want_grads: bool, step, keep_gradients, host_y):
+        """`_word_part` as a fixed number of device calls whatever the number of classes: one
+        batched GEMM per pass over (K_a, R, H+2) x (K_a, H+2, P) blocks instead of one GEMM per
+        class, the underflow repair without a host round trip."""
+        xp = backend.xp
+        hidden = self.hidden_size
+        weights = self.extended(xp, params)
+        layout = self._device_layout(backend, y, host_y)
+        fused_step = want_grads and step is not None
+        kept = want_grads and keep_gradients and not fused_step
+        if layout is None:  # every target's class has one word: P(w | class) = 1
+            empty = xp.empty(0, dtype=xp.int64)
+            grads = {}
+            if kept or (want_grads and not fused_step):
+                buffer = self._update_buffer(xp, weights) if kept else xp.empty_like(weights)
+                buffer.fill(0)
+                grads = self._kept_gradients(buffer) if kept else {"V": buffer[:, :hidden], "b_y": buffer[:, hidden + 1]}
+            return empty, xp.zeros(0, dtype=h.dtype), (xp.zeros((0, hidden), dtype=h.dtype) if want_grads else None), grads
+        (order, slot, slot_rows, word_map, target_flat, valid_flat, valid_words, order_targets), mask, classes, rows, words = layout
+        h_ext = self.shifted_inputs(xp, params, h)
+        rows_block = h_ext[slot_rows].reshape(classes, rows, hidden + 2)
+        weights_block = weights[word_map].reshape(classes, words, hidden + 2)
+        logits = xp.matmul(rows_block, weights_block.transpose(0, 2, 1))  # (K_a, R, P)
+        logits += mask
+        _shift_exactly_where_needed(xp, logits)
+        flat = logits.reshape(-1)
+        target = flat[target_flat]
+        xp.exp(logits, out=logits)
+        weighted = xp.matmul(logits, weights_block[:, :, :-1]).reshape(-1, hidden + 1)[slot]
+        log_probs, inverse, dh_sorted = _within_class_results(xp, params, weighted, target, flat, target_flat,
+                                                              order_targets, want_grads)
+        if not want_grads:
+            return order, log_probs, None, None
+        right = xp.zeros((classes * rows, hidden + 2), dtype=h.dtype)  # spare slots: no gradient
+        right[slot] = _gradient_right_side(xp, h[order], inverse, step if fused_step else None)
+        block_grads = xp.matmul(logits.transpose(0, 2, 1), right.reshape(classes, rows, hidden + 2))
+        class_grads = block_grads.reshape(-1, hidden + 2)[valid_flat]
+        if fused_step:
+            weights[valid_words] += class_grads  # each word once: classes without targets untouched
+            return order, log_probs, dh_sorted, {}
+        buffer = self._update_buffer(xp, weights) if kept else xp.empty_like(weights)
+        buffer.fill(0)  # classes without targets
+        buffer[valid_words] = class_grads
+        if kept:
+            return order, log_probs, dh_sorted, self._kept_gradients(buffer)
+        return order, log_probs, dh_sorted, {"V": buffer[:, :hidden], "b_y": buffer[:, hidden + 1]}
+
     def _repair_class_rows(self, xp: Any, h_sorted, blocks, target_index, target, weighted):
         """Exact recomputation of rows whose within-class sum underflowed (or is not finite)."""
         hidden = self.hidden_size
@@ -440,16 +583,16 @@ class ClassSoftmax(_WordWeights):
             block.logits[local] = xp.exp(logits)
             weighted[row] = block.logits[local] @ block.weights[:, :-1]
 
-    def loss_and_grads(self, backend, params, h, y, step=None, keep_gradients=False):
+    def loss_and_grads(self, backend, params, h, y, step=None, keep_gradients=False, host_y=None):
         class_of_word, _ = self._tables(backend)
         loss, dh, grads = self.class_layer.loss_and_grads(
             backend, params, h, class_of_word[y], step=step, keep_gradients=keep_gradients
         )
         # word layer, rows grouped by class
         order, log_probs, dh_sorted, word_grads = self._word_part(
-            backend, params, h, y, want_grads=True, step=step, keep_gradients=keep_gradients
+            backend, params, h, y, want_grads=True, step=step, keep_gradients=keep_gradients, host_y=host_y
         )
-        loss -= float(log_probs.sum())
+        loss = loss - _as_loss(backend, log_probs.sum())
         dh[order] += dh_sorted
         grads.update(word_grads)
         return loss, dh, grads
@@ -457,10 +600,10 @@ class ClassSoftmax(_WordWeights):
     def deferred_updates(self, grads: dict) -> list:
         return super().deferred_updates(grads) + self.class_layer.deferred_updates(grads)
 
-    def target_log_probs(self, backend, params, h, y):
+    def target_log_probs(self, backend, params, h, y, host_y=None):
         class_of_word, _ = self._tables(backend)
         result = self.class_layer.target_log_probs(backend, params, h, class_of_word[y])
-        order, word_log_probs, _, _ = self._word_part(backend, params, h, y, want_grads=False)
+        order, word_log_probs, _, _ = self._word_part(backend, params, h, y, want_grads=False, host_y=host_y)
         result[order] += word_log_probs
         return result
 

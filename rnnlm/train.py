@@ -197,7 +197,9 @@ class _Run:
             else:  # a window of the document streams, from the state the previous one ended in
                 x, y, mask = group.x, group.y, group.mask
                 carry = dict(state=windows.carried, resets=backend.asarray(group.resets), return_state=True)
-            batch = (backend.asarray(x), backend.asarray(y), backend.asarray(mask))
+            # host arrays: the model checks them and finds the real tokens on the host, then
+            # uploads them (on a GPU the batch's one synchronisation is its loss and norm)
+            batch = (x, y, mask)
             if self.optimizer is None:
                 result = sgd_step(model, *batch, state.learning_rate, self.cfg.clip_norm, guard.check, dropout_rng,
                                   **carry)

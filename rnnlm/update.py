@@ -37,9 +37,11 @@ def divergence_advice(cfg: TrainConfig, learning_rate: float, activation: str) -
     return advice
 
 
-def _gradient_norm(model: RNNLM, grads: dict, tokens: int) -> float:
-    """Global L2 norm of the mean-per-token gradient (`grads` are gradients of the summed loss)."""
-    return math.sqrt(model.gradient_squared_norm(grads)) / tokens
+def _loss_and_gradient_norm(model: RNNLM, loss, grads: dict, tokens: int) -> tuple[float, float]:
+    """(summed loss, global L2 norm of the mean-per-token gradient) on the host, fetched together:
+    the batch's one host synchronisation on a GPU (`grads` are gradients of the summed loss)."""
+    loss, squared = model.loss_and_norm(loss, grads)
+    return loss, math.sqrt(squared) / tokens
 
 
 def _clip_factor(norm: float, clip_norm: float) -> float:
@@ -75,9 +77,9 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
         fused_step = -learning_rate / int((model.backend.to_host(mask) > 0).sum())
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
     result = model.loss_and_grads(x, y, mask, sparse_input=True, output_step=fused_step, dropout=dropout,
-                                  keep_output_gradients=True, **_carry(state, resets, return_state))
+                                  keep_output_gradients=True, loss_on_device=True, **_carry(state, resets, return_state))
     loss, count, grads = result[:3]
-    norm = _gradient_norm(model, grads, count)
+    loss, norm = _loss_and_gradient_norm(model, loss, grads, count)
     if check is not None:
         check(loss, count, norm)
     model.apply_update(grads, -learning_rate / count * _clip_factor(norm, clip_norm))
@@ -90,9 +92,10 @@ def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, c
     """As `sgd_step`, with an Adam update: dense for every parameter but U, whose gradient stays
     sparse and gets the lazy update of `rnnlm.optim.Adam` (the batch's words only)."""
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
-    result = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout, **_carry(state, resets, return_state))
+    result = model.loss_and_grads(x, y, mask, sparse_input=True, dropout=dropout, loss_on_device=True,
+                                  **_carry(state, resets, return_state))
     loss, count, grads = result[:3]
-    norm = _gradient_norm(model, grads, count)
+    loss, norm = _loss_and_gradient_norm(model, loss, grads, count)
     if check is not None:
         check(loss, count, norm)
     optimizer.update(model.params, grads, _clip_factor(norm, clip_norm) / count, learning_rate)

@@ -28,11 +28,12 @@ def test_bench_times_each_configured_model_with_its_own_settings(tmp_path, capsy
                       encoding="utf-8")
     argv = ["--vocab-size", "40", "--hidden-size", "8", "--length", "5", "--batch-sizes", "2", "--tokens", "40",
             "--tutorial-sentences", "1", "--repeats", "1", "--clock", "cpu", "--skip-torch", "--skip-class",
-            "--config", str(config)]
+            "--config", str(config), "--model-batch-sizes", "3"]
     assert bench.main(argv) == 0
     report = json.loads(capsys.readouterr().out)
     for name in ("small", "gated"):
         assert report["results"][f"model_{name}"]["tokens_per_s"] > 0
+        assert report["results"][f"model_{name}_b3"]["settings"]["batch_size"] == 3  # the same model at B = 3
         assert report["results"][f"model_{name}_reference_full_b32"]["tokens_per_s"] > 0
         assert report["ratios"][f"model_{name}_vs_full_b32"] > 0
     assert report["results"]["model_small"]["settings"]["dropout"] == 0.3

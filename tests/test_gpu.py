@@ -20,7 +20,9 @@ from rnnlm.backend import get_backend
 from rnnlm.generate import beam_search, sample_sentences, score_sentences
 from rnnlm.gradcheck import random_batch
 from rnnlm.model import RNNLM, DropoutMasks, ModelConfig
-from rnnlm.optim import Adam
+from rnnlm.cells import FUSED_KERNELS
+from rnnlm.optim import ADAM_STEP, Adam
+from rnnlm.softmax import EXACT_SHIFT_WHERE_NEEDED
 from rnnlm.update import adam_step, sgd_step
 from rnnlm.vocab import SPECIAL_TOKENS
 
@@ -56,7 +58,7 @@ def model_pair(cell: str, activation: str, output: str, dtype: str, **overrides)
 def _each_mask(masks: DropoutMasks, convert) -> DropoutMasks:
     layers = None if masks.layers is None else [convert(m) for m in masks.layers]
     return DropoutMasks(*(None if m is None else convert(m) for m in (masks.inputs, masks.hidden)),
-                        layers=layers, words=None if masks.words is None else convert(masks.words))
+                        layers=layers)
 
 
 def host_masks(model: RNNLM, shape) -> DropoutMasks:
@@ -73,7 +75,7 @@ def on_gpu(masks: DropoutMasks) -> DropoutMasks:
 TOOLKITS = {
     "embedding": {"embedding_size": 4},
     "tied-stacked": {"embedding_size": 7, "tie_embeddings": True, "num_layers": 2, "layer_dropout": 0.3,
-                     "embedding_dropout": 0.2, "locked_dropout": True},
+                     "locked_dropout": True},
 }
 
 
@@ -240,3 +242,75 @@ def test_document_mode_state_resets_and_stream_scores_match(cell, activation, dt
     split = Split.from_ids(rng.integers(3, VOCAB, lengths.sum()), lengths, doc_offsets=[0, 3, 4, 9, 12])
     assert_close(streams.token_log_probs(gpu, split, rows=2, window=5), streams.token_log_probs(cpu, split),
                  dtype, "stream scores")
+
+
+KERNELS = (*FUSED_KERNELS, ADAM_STEP, EXACT_SHIFT_WHERE_NEEDED)
+
+
+def _kernel_arguments(kernel, dtype: str, rng) -> list:
+    """Host arguments for `kernel`: (4, 6) arrays in (-0.9, 0.9) (second moments positive), scalars
+    for Adam's scale and step size, row maxima on both sides of the repair limit, (4, 1)."""
+    arguments = []
+    for declaration in (kernel.inputs + ", " + kernel.outputs).split(","):
+        name = declaration.split()[-1]
+        if name == "hidden":  # gru_gates: a (4, 6) [z, r] block of hidden size 3
+            arguments.append(np.int32(3))
+        elif kernel.name == "gru_gates" and name in ("h_prev", "reset_hidden"):
+            arguments.append(rng.uniform(-0.9, 0.9, (4, 3)).astype(dtype))
+        elif name in ("scale", "step_size"):
+            arguments.append(np.dtype(dtype).type(0.3 if name == "scale" else 0.01))
+        elif name == "row_max":
+            arguments.append(np.array([[-1.0], [-800.0], [-100.0], [0.5]], dtype=dtype))
+        else:
+            value = rng.uniform(-0.9, 0.9, (4, 6)).astype(dtype)
+            arguments.append(np.abs(value) if name == "second" else value)
+    return arguments
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda kernel: kernel.name)
+def test_fused_kernels_match_their_numpy_twins(kernel, dtype):
+    """Each CuPy ElementwiseKernel against the NumPy code it replaces (every output, in place)."""
+    host = _kernel_arguments(kernel, dtype, np.random.default_rng(7))
+    device = [GPU.asarray(a) if isinstance(a, np.ndarray) and a.ndim else a for a in host]
+    kernel.numpy_twin(np, *host)
+    GPU.run(kernel, *device)
+    outputs = len(kernel.outputs.split(","))
+    for index, (gpu_value, cpu_value) in enumerate(zip(device[-outputs:], host[-outputs:])):
+        assert_close(gpu_value, cpu_value, dtype, f"{kernel.name} output {index}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("cell, activation", [("rnn", "tanh"), ("gru", "tanh"), ("lstm", "tanh")])
+def test_host_batch_steps_match(cell, activation, output, dtype):
+    """The trainer's path on the device: host batches (layout, token count and the batch's words
+    found on the host), clipped SGD and Adam with one transfer of loss and norm, dropout masks."""
+    for optimizer in ("sgd", "adam"):
+        cpu, gpu = model_pair(cell, activation, output, dtype)
+        optimizers = [Adam(m.params, m.backend.xp) for m in (cpu, gpu)] if optimizer == "adam" else [None, None]
+        rng = np.random.default_rng(8)
+        for _ in range(3):
+            x, y, mask = random_batch(rng, VOCAB, [7, 3, 6, 2])
+            results = []
+            for model, adam in zip((cpu, gpu), optimizers):
+                if adam is None:
+                    results.append(sgd_step(model, x, y, mask, 0.5, 0.05))
+                else:
+                    results.append(adam_step(model, adam, x, y, mask, 0.01, 0.05))
+            (loss_cpu, count_cpu, norm_cpu), (loss_gpu, count_gpu, norm_gpu) = results
+            assert isinstance(loss_gpu, float) and count_gpu == count_cpu
+            assert_close(loss_gpu, loss_cpu, dtype, f"{optimizer} loss")
+            assert_close(norm_gpu, norm_cpu, dtype, f"{optimizer} gradient norm")
+        for name, value in cpu.params.items():
+            assert_close(gpu.params[name], value, dtype, f"{optimizer} {name}")
+
+
+def test_sum_by_index_with_host_indices_matches():
+    rng = np.random.default_rng(9)
+    indices = rng.integers(0, 9, 20)
+    values = rng.normal(size=(20, 3))
+    unique_cpu, sums_cpu = CPU.sum_by_index(indices, values)
+    unique_gpu, sums_gpu = GPU.sum_by_index(GPU.asarray(indices), GPU.asarray(values), host_indices=indices)
+    np.testing.assert_array_equal(GPU.to_host(unique_gpu), unique_cpu)
+    assert_close(sums_gpu, sums_cpu, "float64", "sums")

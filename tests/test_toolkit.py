@@ -1,5 +1,5 @@
 """The modern word-LM toolkit: an embedding size of its own, tied input/output embeddings, stacked
-layers with dropout between them, locked (variational) and word-type (embedding) dropout."""
+layers with dropout between them, locked (variational) dropout."""
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ TOOLKITS = [
     ("stacked", {"num_layers": 3}),
     ("tied-stacked", {"embedding_size": 5, "tie_embeddings": True, "num_layers": 2}),
 ]
-ALL_DROPOUTS = {"dropout": 0.4, "input_dropout": 0.3, "layer_dropout": 0.3, "embedding_dropout": 0.3}
+ALL_DROPOUTS = {"dropout": 0.4, "input_dropout": 0.3, "layer_dropout": 0.3}
 
 
 def make_model(vocab=15, hidden=5, seed=3, **overrides):
@@ -55,8 +55,8 @@ def test_every_dropout_path_matches_central_differences(locked, cell, output):
     assert max(errors.values()) < gradcheck.DEFAULT_TOLERANCE, errors
 
 
-def test_one_hot_input_with_word_dropout_and_truncation_matches_central_differences():
-    model = make_model(cell="gru", bptt_truncate=2, embedding_dropout=0.4, input_dropout=0.2, locked_dropout=True)
+def test_one_hot_input_with_locked_dropout_and_truncation_matches_central_differences():
+    model = make_model(cell="gru", bptt_truncate=2, dropout=0.4, input_dropout=0.2, locked_dropout=True)
     x, y, mask = gradcheck.random_batch(np.random.default_rng(6), 15, [6, 3, 5])
     masks = model.dropout_masks(CPU.rng(6), x.shape)
     errors = gradcheck.gradient_check(model, x, y, mask, dropout=masks)
@@ -84,7 +84,7 @@ def test_bad_toolkit_configs_are_refused_with_the_fix():
         ModelConfig(vocab_size=10, layer_dropout=0.2)
     with pytest.raises(RnnlmError, match="bptt_truncate"):
         ModelConfig(vocab_size=10, num_layers=2, bptt_truncate=3)
-    for key, value in (("num_layers", 0), ("embedding_size", -1), ("embedding_dropout", 1.0),
+    for key, value in (("num_layers", 0), ("embedding_size", -1), ("layer_dropout", 1.0),
                        ("locked_dropout", 1), ("tie_embeddings", "yes")):
         with pytest.raises(RnnlmError, match=key):
             ModelConfig(vocab_size=10, **{key: value})
@@ -173,24 +173,15 @@ def test_adam_on_the_embedding_matches_dense_adam_on_the_first_step(tied):
         np.testing.assert_allclose(lazy.params[name], dense.params[name], rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-def test_locked_masks_repeat_over_time_and_word_masks_drop_whole_words():
+def test_locked_masks_repeat_over_time():
     model = make_model(cell="gru", num_layers=2, locked_dropout=True, **ALL_DROPOUTS)
     masks = model.dropout_masks(CPU.rng(7), (6, 40))
     for mask in (masks.inputs, masks.hidden, masks.layers[0]):
         assert mask.shape[:2] == (6, 40)
         assert (mask == mask[:1]).all()
         assert not (mask[:, :1] == mask).all()  # sequences differ
-    assert masks.words.shape == (15,)
     unlocked = make_model(cell="gru", num_layers=2, **ALL_DROPOUTS).dropout_masks(CPU.rng(7), (6, 40))
     assert not (unlocked.hidden == unlocked.hidden[:1]).all()
-    # a dropped word type gives every one of its tokens the input b_h alone
-    model = make_model(embedding_size=3, embedding_dropout=0.5)
-    masks = model.dropout_masks(CPU.rng(1), (4, 3))
-    dropped, kept = np.flatnonzero(masks.words == 0)[0], np.flatnonzero(masks.words)[0]
-    x = np.array([[dropped, kept, dropped]] * 4)
-    inputs = model._input_projection(x, masks)
-    np.testing.assert_array_equal(inputs[:, [0, 2]], np.broadcast_to(model.params["b_h"], (4, 2, 5)))
-    assert not np.allclose(inputs[:, 1], model.params["b_h"])
 
 
 @pytest.mark.parametrize("name, overrides", TOOLKITS, ids=[name for name, _ in TOOLKITS])
@@ -207,7 +198,7 @@ def test_save_and_load_round_trip(tmp_path, name, overrides):
 def test_cli_checks_the_toolkit():
     assert gradcheck.main(["--cell", "gru", "--output", "class", "--hidden-size", "5", "--embedding-size", "5",
                            "--tie-embeddings", "--num-layers", "2", "--layer-dropout", "0.3", "--dropout", "0.3",
-                           "--embedding-dropout", "0.2", "--locked-dropout", "--max-entries", "6"]) == 0
+                           "--locked-dropout", "--max-entries", "6"]) == 0
 
 
 @pytest.mark.parametrize("output", OUTPUTS)
@@ -257,3 +248,27 @@ def test_stacked_stream_scores_equal_a_token_by_token_reference(cell, output):
     split = documents_split(4)
     scores = streams.token_log_probs(model, split, rows=3, window=5)
     np.testing.assert_allclose(scores, step_by_step(model, split), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_diagnostics_primitives_of_a_stack_chain_to_the_top_layers_initial_state_gradient(cell):
+    """loss_grad_state / state_vjp act on the top layer: chained back to step 0 they give dL/d(top
+    layer's initial state), the columns of the stacked state that layer starts from."""
+    model = make_model(cell=cell, num_layers=2, embedding_size=5, tie_embeddings=True)
+    x, y, mask = gradcheck.random_batch(np.random.default_rng(7), 15, [6, 4])
+    state0 = np.random.default_rng(8).uniform(-0.5, 0.5, model.initial_state(2).shape)
+    cache = model.forward_cache(x, mask, state=state0)
+    size = model.cell.state_size
+    grad = np.zeros((2, size))
+    for t in range(x.shape[0] - 1, -1, -1):
+        grad = model.state_vjp(cache, t, grad + model.loss_grad_state(cache, y, t))
+    numeric = np.zeros_like(grad)
+    for row, column in np.ndindex(grad.shape):
+
+        def loss_at(offset):
+            bumped = state0.copy()
+            bumped[row, size + column] += offset
+            return model.loss(x, y, mask, state=bumped)[0]
+
+        numeric[row, column] = gradcheck.central_difference(loss_at, 1e-3)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-10)

@@ -95,8 +95,8 @@ def test_gradient_is_clipped_to_clip_norm():
     model_config, _ = split_hyperparameters(FAST, len(VOCAB_WORDS), "float64")
     model = RNNLM(model_config, get_backend("cpu"), seed=0)
     x, y, mask = splits["train"].batch(np.arange(16))
-    _, count, grads = model.loss_and_grads(x, y, mask)
-    norm = update._gradient_norm(model, grads, count)
+    loss, count, grads = model.loss_and_grads(x, y, mask)
+    _, norm = update._loss_and_gradient_norm(model, loss, grads, count)
     before = {k: v.copy() for k, v in model.params.items()}
     *_, stepped_norm = update.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
     assert stepped_norm == pytest.approx(norm, rel=1e-12)
@@ -177,12 +177,12 @@ DRIVER = textwrap.dedent("""
 
 # Adam's moments and the dropout masks are training state too: a resume must restore the former
 # and redraw the latter exactly. With epoch_tokens, where the last epoch stopped in its pass is too.
-# The toolkit (tied / embedding table, stacked layers, locked and word dropout) resumes the same way.
+# The toolkit (tied / embedding table, stacked layers, locked dropout) resumes the same way.
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
                                         "--input-dropout", "0.2"],
                                    ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"],
                                    ["--cell", "gru", "--embedding-size", "12", "--tie-embeddings", "--num-layers",
-                                    "2", "--layer-dropout", "0.3", "--embedding-dropout", "0.1", "--locked-dropout",
+                                    "2", "--layer-dropout", "0.3", "--locked-dropout",
                                     "--dropout", "0.3", "--output", "class"],
                                    ["--optimizer", "adam", "--learning-rate", "0.01", "--embedding-size", "6",
                                     "--num-layers", "2", "--input-dropout", "0.2"]],
