@@ -277,7 +277,7 @@ def run(args) -> dict[str, Any]:
             "clip_norm": CLIP_NORM,
             "repeats": args.repeats,
             "tokens_per_run": args.tokens,
-            "torch_threads": args.threads,
+            "threads": args.threads,
             "clock": args.clock,
             "device": args.device,
         },
@@ -296,7 +296,9 @@ def run(args) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlm bench", description=__doc__.splitlines()[0])
+    from rnnlm.cli import OneLineParser, add_threads_option, limited_threads
+
+    parser = OneLineParser(prog="rnnlm bench", description=__doc__.splitlines()[0])
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--hidden-size", type=int, default=100)
     parser.add_argument("--length", type=int, default=45, help="tokens per sentence")
@@ -304,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=40_000, help="tokens per timed run")
     parser.add_argument("--tutorial-sentences", type=int, default=20, help="sentences per timed tutorial-loop run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is reported)")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    add_threads_option(parser, 2, " and PyTorch's intra-op threads")
     parser.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
@@ -324,5 +326,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(json.dumps(run(args), indent=2))
+    with limited_threads(args.threads):
+        print(json.dumps(run(args), indent=2))
     return 0

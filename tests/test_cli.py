@@ -154,7 +154,7 @@ def test_quiet_after_a_delegated_subcommand(capsys):
 def test_help_lists_choices_and_describes_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
-    listing = capsys.readouterr().out
+    listing = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
     assert "finite differences" in listing and "tokens per second" in listing
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -234,3 +234,40 @@ def test_threads_limit_the_blas_pool(monkeypatch):
     assert main(["evaluate", "--params", "p.npz", "--threads", "2"]) == 0
     assert seen == [{1}, {2}]
     assert main(["evaluate", "--params", "p.npz", "--threads", "0"]) == 2
+
+
+def test_bench_threads_mean_the_same_blas_cap(monkeypatch, capsys):
+    from threadpoolctl import threadpool_info
+
+    import rnnlm.bench
+
+    seen = []
+    monkeypatch.setattr(rnnlm.bench, "run", lambda args: seen.append(
+        {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}) or {})
+    assert main(["bench", "--threads", "1", "--config", ""]) == 0
+    assert seen == [{1}]
+    assert main(["bench", "--threads", "0", "--config", ""]) == 2
+    assert capsys.readouterr().err.strip() == "rnnlm bench: error: --threads must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--params", "p.npz", "--temperature", "abc"],
+     "rnnlm generate: error: argument --temperature: invalid float value: 'abc'"),
+    (["train"], "rnnlm train: error: the following arguments are required: --out-dir"),
+    (["gradcheck", "--cell", "foo"], "rnnlm gradcheck: error: argument --cell: invalid choice: 'foo'"),
+    (["bench", "--threads", "abc"], "rnnlm bench: error: argument --threads: invalid int value: 'abc'"),
+])
+def test_bad_option_values_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(message) and error.count("\n") == 1 and "usage:" not in error
+
+
+@pytest.mark.parametrize("flags, shown", [([], False), (["-v"], True), (["--verbose"], True)])
+def test_the_backend_line_only_with_verbose(flags, shown):
+    done = subprocess.run([sys.executable, "-m", "rnnlm.cli", *flags, "gradcheck", "--hidden-size", "3",
+                           "--vocab-size", "5", "--lengths", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("backend: numpy (device=cpu)" in done.stderr) is shown

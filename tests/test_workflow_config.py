@@ -123,3 +123,21 @@ def test_snakemake_plans_with_normalised_values(tmp_path, snakemake_env):
     plan = job_counts(output)
     assert plan["train"] == 1 and "results/models/tiny-relu/params.npz" in output
     assert "results/models/tiny-tanh" not in output
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("models={rnn: {hiden_size: 64}}", "unknown configuration key 'hiden_size' in model 'rnn'; did you mean hidden_size?"),
+    ("vocabluary_size=3", "unknown configuration key 'vocabluary_size' in the top level; did you mean vocabulary_size?"),
+    ("generate={xyzzy: 3}", "unknown configuration key 'xyzzy' in generate; valid keys: num_sentences,"),
+])
+def test_a_misspelt_key_is_named_with_its_place_and_the_nearest_key(entry, message):
+    with pytest.raises(RnnlmError, match=re.escape(message)):
+        load(entry)
+
+
+def test_snakemake_reports_a_misspelt_model_key_in_a_few_lines(tmp_path, snakemake_env):
+    workdir = make_workdir(tmp_path / "run")
+    output = run_snakemake(workdir, "--dry-run", "--config", "models={tiny-tanh: {hiden_size: 8}}", env=snakemake_env,
+                           expect_success=False)
+    assert "config: unknown configuration key 'hiden_size' in model 'tiny-tanh'; did you mean hidden_size?" in output
+    assert len(output.splitlines()) <= 8 and "additionalProperties" not in output
