@@ -3,6 +3,8 @@
 # Snakemake deletes the outputs of a failed or killed job, and the checkpoint must survive to be resumed.
 # One thread per job: at these matrix sizes a second BLAS thread gains little, and OpenBLAS threads
 # that spin-wait slow down several-fold when the cores are shared; raise it with --set-threads train=N.
+# `device` is an execution setting, not a param: the scripts read it from the config, so running a
+# finished model's stages on another device (or with other threads) re-runs nothing.
 
 MODEL_DIR = f"{RESULTS}/models/{{model}}"
 DATA_SPLIT_FILES = {split: f"{RESULTS}/data/{split}.npz" for split in ("train", "valid", "test")}
@@ -37,7 +39,6 @@ rule train:
         runtime=train_runtime,
     params:
         hyperparameters=lambda wildcards: model_config(wildcards.model),
-        device=config["device"],
         dtype=config["dtype"],
         # Recorded in the parameters file so that scoring and priming tokenize like the training text
         # (a standard-split corpus is used as given: neither applies).
@@ -65,8 +66,6 @@ rule evaluate:
         **device_resources(),
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
-    params:
-        device=config["device"],
     script:
         "../scripts/evaluate.py"
 
@@ -89,6 +88,5 @@ rule generate:
         runtime=30,
     params:
         settings=config["generate"],
-        device=config["device"],
     script:
         "../scripts/generate.py"

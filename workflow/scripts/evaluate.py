@@ -11,5 +11,5 @@ run_evaluation(
     {split: snakemake.input[split] for split in ("train", "valid", "test")},
     snakemake.input.vocab,
     snakemake.output.metrics,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
 )

@@ -10,5 +10,5 @@ interpolate_model(
     {split: snakemake.input[split] for split in ("valid", "test")},
     snakemake.input.ngram,
     snakemake.output.interpolation,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
 )

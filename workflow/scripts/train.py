@@ -21,7 +21,7 @@ run_training(
     Path(snakemake.output.params).with_name("checkpoint.npz"),
     snakemake.output.train_log,
     snakemake.params.hyperparameters,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
     dtype=snakemake.params.dtype,
     # Recorded in the params file so that generation and scoring tokenize like the training text.
     metadata=WordTokenizer(snakemake.params.lowercase, snakemake.params.normalize_quotes).settings(),
