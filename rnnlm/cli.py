@@ -112,13 +112,15 @@ def _train(args: argparse.Namespace) -> None:
     from rnnlm.model import ModelConfig
     from rnnlm.tokenize import WordTokenizer
     from rnnlm.train import TrainConfig, run_training
+    from rnnlm.vocab import vocabulary_metadata
 
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
     _check_output_directory(args.out_dir, "--out-dir")
     data, out = Path(args.data_dir), Path(args.out_dir)
     run_training(data / "train.npz", data / "valid.npz", args.vocab, out / "params.npz", out / "checkpoint.npz",
                  out / "train_log.csv", hyper, device=args.device, dtype=args.dtype,
-                 metadata=WordTokenizer(args.lowercase, args.normalize_quotes).settings(),
+                 metadata={**WordTokenizer(args.lowercase, args.normalize_quotes).settings(),
+                           **vocabulary_metadata(args.vocab)},
                  progress=not args.no_progress)
 
 

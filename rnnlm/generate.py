@@ -7,6 +7,13 @@ renormalised. A sampled sentence that ends before `min_length` words, or has not
 Log-probabilities are natural logarithms of the model's own probabilities, SENTENCE_END included,
 so a beam-search sentence and the same sentence passed to `score_sentences` get the same figure.
 
+Scoring a word outside the vocabulary: the model gives UNKNOWN_TOKEN's probability, which belongs
+to all the words outside the vocabulary together, so a sentence of unknown words would look likely
+(and rank high). `score_sentences` therefore spreads it evenly over the distinct words it stood for
+in training (`unknown_word_types`, recorded in the params file from vocab/stats.json): each unknown
+word costs ln(unknown_word_types) more than UNKNOWN_TOKEN. A params file without the record (made
+before it) spreads it over as many words as the vocabulary holds.
+
 These functions work on word tokens. `TrainedModel` wraps a params file for text in, text out: it
 tokenizes primes and sentences to score as the training text was and detokenizes what it generates.
 """
@@ -34,9 +41,9 @@ SCORE_BATCH_SIZE = 256
 @dataclass(frozen=True)
 class ScoredSentence:
     words: list[str]
-    log_prob: float          # ln p(words + SENTENCE_END | SENTENCE_START)
+    log_prob: float          # ln p(words + SENTENCE_END | SENTENCE_START), unknown words spread (module doc)
     tokens: int              # predicted tokens: words + SENTENCE_END
-    unknown: int             # words outside the vocabulary, scored as UNKNOWN_TOKEN
+    unknown: int             # words outside the vocabulary, scored through UNKNOWN_TOKEN
 
     @property
     def perplexity(self) -> float:
@@ -164,8 +171,11 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
     return finished
 
 
-def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Sequence[str]]) -> list[ScoredSentence]:
-    """Log-probability and perplexity of each tokenized sentence (SENTENCE_END predicted and counted)."""
+def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Sequence[str]],
+                    unknown_word_types: int | None = None) -> list[ScoredSentence]:
+    """Log-probability and perplexity of each tokenized sentence (SENTENCE_END predicted and counted),
+    each unknown word's share of UNKNOWN_TOKEN's probability being 1 / unknown_word_types (default:
+    the vocabulary's size; see the module doc)."""
     if not sentences:
         return []
     vocabulary = _vocabulary(vocab_words)
@@ -181,6 +191,7 @@ def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Seque
         log_probs[rows] = np.asarray(per_token, dtype=np.float64).sum(axis=0)
     if not np.isfinite(log_probs).all():
         raise RnnlmError("the model gave a NaN or infinite log-probability: its parameters are corrupt; retrain it")
+    log_probs -= np.asarray(unknown, dtype=np.float64) * math.log(unknown_word_types or len(vocab_words))
     return [ScoredSentence(list(s), float(lp), int(n), u) for s, lp, n, u in zip(sentences, log_probs, split.lengths, unknown)]
 
 
@@ -262,7 +273,8 @@ class TrainedModel:
     def score(self, sentences: Iterable[str], pretokenized: bool = False) -> list[ScoredSentence]:
         """Log-probability and perplexity of each sentence, tokenized like the training text."""
         return score_sentences(self.model, self.words,
-                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences])
+                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences],
+                               self.metadata.get("unknown_word_types"))
 
 
 def run_generation(params_path, samples_path, config: GenerateConfig, device: str = "auto") -> str:
@@ -283,9 +295,18 @@ def run_generation(params_path, samples_path, config: GenerateConfig, device: st
     return text
 
 
+TOTAL_PREFIX = "# total: "
+
+
 def format_scores(scored: list[ScoredSentence], rank: bool = False) -> str:
-    """TSV, one row per sentence: log_prob, perplexity, tokens, unknown, sentence (most probable first if `rank`)."""
+    """TSV, one row per sentence: log_prob, perplexity, tokens, unknown, sentence (most probable first
+    if `rank`), then a '# total: ' line for the whole input: its log_prob, its perplexity (per
+    predicted token over all sentences), tokens, unknown words and sentences."""
     rows = sorted(scored, key=lambda s: -s.log_prob) if rank else scored
     lines = ["log_prob\tperplexity\ttokens\tunknown\tsentence"]
     lines += [f"{s.log_prob:.4f}\t{s.perplexity:.4f}\t{s.tokens}\t{s.unknown}\t{' '.join(s.words)}" for s in rows]
+    log_prob, tokens = sum(s.log_prob for s in scored), sum(s.tokens for s in scored)
+    perplexity = f"{math.exp(-log_prob / tokens):.4f}" if tokens else "n/a"
+    lines.append(f"{TOTAL_PREFIX}log_prob {log_prob:.4f}, perplexity {perplexity}, {tokens} tokens, "
+                 f"{sum(s.unknown for s in scored)} unknown words, {len(scored)} sentences")
     return "\n".join(lines) + "\n"

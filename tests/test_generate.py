@@ -102,6 +102,38 @@ def test_scores_rank_grammatical_above_scrambled_and_count_unknown_words(trained
     assert table[1].endswith("\tthe cat sees the ball today")
 
 
+def test_unknown_words_share_the_unknown_probability_so_they_rank_low(trained):
+    model = trained[0]
+    known = "the cat sees the ball today".split()
+    unknown = "zebra quux blorp sees the".split()
+    plain, spread = (score_sentences(model, VOCAB_WORDS, [known, unknown], unknown_word_types=types)
+                     for types in (1, 50))
+    assert spread[0].log_prob == pytest.approx(plain[0].log_prob)  # no unknown word: unchanged
+    assert spread[1].log_prob == pytest.approx(plain[1].log_prob - 3 * math.log(50))
+    assert spread[0].log_prob > spread[1].log_prob
+    # Without a recorded count the mass goes to as many words as the vocabulary holds.
+    default = score_sentences(model, VOCAB_WORDS, [unknown])[0]
+    assert default.log_prob == pytest.approx(plain[1].log_prob - 3 * math.log(len(VOCAB_WORDS)))
+
+
+def test_the_score_table_ends_with_the_file_total(trained):
+    scored = score_sentences(trained[0], VOCAB_WORDS, [["the", "cat"], ["zebra", "sees"]])
+    total = sum(s.log_prob for s in scored)
+    assert format_scores(scored).splitlines()[-1] == (
+        f"# total: log_prob {total:.4f}, perplexity {math.exp(-total / 6):.4f}, 6 tokens, 1 unknown words, 2 sentences")
+
+
+def test_unknown_word_types_come_from_the_vocab_stats(tmp_path):
+    from rnnlm.io import write_json
+    from rnnlm.vocab import unknown_word_types, vocabulary_metadata
+
+    assert unknown_word_types(tmp_path / "vocab.tsv") is None and vocabulary_metadata(tmp_path / "vocab.tsv") == {}
+    write_json(tmp_path / "stats.json", {"distinct_words": 3154, "size": 2000})
+    assert vocabulary_metadata(tmp_path / "vocab.tsv") == {"unknown_word_types": 3154 - 1997}
+    write_json(tmp_path / "stats.json", {"distinct_words": 10, "size": 13})  # every word kept
+    assert unknown_word_types(tmp_path / "vocab.tsv") == 1
+
+
 def test_score_input_is_tokenized_like_the_training_text(trained):
     lm = TrainedModel.load(trained[1], device="cpu")
     scored = lm.score(["The Cat sees the ball, today.\n", "Her sister’s \u201cball\u201d"])

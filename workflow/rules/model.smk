@@ -23,6 +23,8 @@ rule train:
         train=DATA_SPLIT_FILES["train"],
         valid=DATA_SPLIT_FILES["valid"],
         vocab=f"{RESULTS}/vocab/vocab.tsv",
+        # Read beside vocab.tsv: how many words UNKNOWN_TOKEN stands for, recorded for scoring.
+        vocab_stats=f"{RESULTS}/vocab/stats.json",
     output:
         params=f"{MODEL_DIR}/params.npz",
         train_log=f"{MODEL_DIR}/train_log.csv",

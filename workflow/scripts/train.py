@@ -6,6 +6,7 @@ from rnnlm.io import log_to
 from rnnlm.runlock import stop_with_snakemake
 from rnnlm.tokenize import WordTokenizer
 from rnnlm.train import run_training
+from rnnlm.vocab import vocabulary_metadata
 
 # Errors and progress go to the log; the epoch lines and errors also to the terminal.
 log_to(snakemake.log[0])
@@ -24,6 +25,9 @@ run_training(
     device=snakemake.config["device"],
     dtype=snakemake.params.dtype,
     # Recorded in the params file so that generation and scoring tokenize like the training text.
-    metadata=WordTokenizer(snakemake.params.lowercase, snakemake.params.normalize_quotes).settings(),
+    metadata={
+        **WordTokenizer(snakemake.params.lowercase, snakemake.params.normalize_quotes).settings(),
+        **vocabulary_metadata(snakemake.input.vocab),
+    },
     name=snakemake.wildcards.model,
 )
