@@ -123,18 +123,57 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
     return [[vocab_words[i] for i in words] for words in accepted]
 
 
-def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
-                max_length: int = 40, prime: Sequence[str] = ()) -> list[ScoredSentence]:
-    """The `beam_width` most probable sentences of min_length..max_length words found by beam search.
+# Beam search keeps sentences diverse: one that shares more than this share of its word bigrams
+# (SENTENCE_START and SENTENCE_END included, counted in the shorter sentence) with a more probable
+# kept sentence is a near-duplicate and is dropped. The search then keeps this many times more
+# hypotheses open than it returns, so that enough distinct sentences end.
+MAX_BIGRAM_OVERLAP = 0.5
+DIVERSE_SEARCH_FACTOR = 4
 
-    Hypotheses never contain UNKNOWN_TOKEN or SENTENCE_START, and SENTENCE_END is not allowed before
-    `min_length` words. The search stops once no open hypothesis can beat the finished ones (log
-    probabilities only fall as a sentence grows) or at `max_length`; fewer than `beam_width`
-    sentences come back only if fewer ended within `max_length` words.
+
+def _bigrams(words: Sequence[str]) -> set[tuple[str, str]]:
+    padded = ["<s>", *words, "</s>"]
+    return set(zip(padded, padded[1:]))
+
+
+def bigram_overlap(a: Sequence[str], b: Sequence[str]) -> float:
+    """Share of the shorter sentence's bigrams (with sentence boundaries) that the other has too."""
+    first, second = _bigrams(a), _bigrams(b)
+    return len(first & second) / min(len(first), len(second))
+
+
+def _distinct(sentences: list[ScoredSentence], limit: int, max_overlap: float) -> list[ScoredSentence]:
+    """The most probable `limit` sentences, each no near-duplicate of a more probable one kept."""
+    kept: list[ScoredSentence] = []
+    for sentence in sorted(sentences, key=lambda s: -s.log_prob):
+        if len(kept) == limit:
+            break
+        if all(bigram_overlap(sentence.words, other.words) <= max_overlap for other in kept):
+            kept.append(sentence)
+    return kept
+
+
+def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
+                max_length: int = 40, prime: Sequence[str] = (),
+                max_overlap: float = MAX_BIGRAM_OVERLAP) -> list[ScoredSentence]:
+    """The `beam_width` most probable distinct sentences of min_length..max_length words.
+
+    A sentence ends only where beam search chooses SENTENCE_END among the best continuations of
+    the open hypotheses (SENTENCE_END competes with the words; it is not allowed before
+    `min_length` words and is the only continuation at `max_length`), so sentences do not stop
+    mid-phrase just because shorter sentences are more probable. Hypotheses never contain
+    UNKNOWN_TOKEN or SENTENCE_START. Near-duplicates (more than `max_overlap` of their bigrams
+    shared with a more probable kept sentence; see MAX_BIGRAM_OVERLAP) are dropped; max_overlap=1
+    keeps every sentence and searches exactly `beam_width` hypotheses wide. The search stops once
+    no open hypothesis can beat the kept sentences (log probabilities only fall as a sentence
+    grows); fewer than `beam_width` sentences come back only if fewer distinct ones ended.
     """
     if beam_width < 1 or not 1 <= min_length <= max_length:
         raise RnnlmError(f"need beam_width >= 1 and 1 <= min_length <= max_length, got {beam_width}, {min_length}, {max_length}")
     prime_part = prime_ids(vocab_words, prime)
+    if len(prime_part) > max_length:
+        raise RnnlmError(f"the prime has {len(prime_part)} words, more than max_length={max_length}")
+    search_width = beam_width if max_overlap >= 1 else beam_width * DIVERSE_SEARCH_FACTOR
     backend = model.backend
     vocab_size = len(vocab_words)
     log_probs, state = _primed(model, 1, [SENTENCE_START_ID, *prime_part])
@@ -149,24 +188,25 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
         candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
         if length < min_length:
             candidates[:, SENTENCE_END_ID] = -np.inf
-        else:
-            for row in range(len(scores)):
-                finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[row])],
-                                               float(candidates[row, SENTENCE_END_ID]), length + 1, 0))
-            candidates[:, SENTENCE_END_ID] = -np.inf
-        finished.sort(key=lambda s: -s.log_prob)
-        del finished[beam_width:]
+        if length == max_length:
+            candidates[:, np.arange(vocab_size) != SENTENCE_END_ID] = -np.inf
         flat = candidates.ravel()
-        keep = min(beam_width, int(np.isfinite(flat).sum()))
-        if length == max_length or keep == 0:
+        keep = min(search_width, int(np.isfinite(flat).sum()))
+        if keep == 0:
             break
         best = np.argpartition(-flat, keep - 1)[:keep]
         best = best[np.argsort(-flat[best], kind="stable")]
-        if len(finished) == beam_width and flat[best[0]] <= finished[-1].log_prob:
-            break
         parents, next_words = np.divmod(best, vocab_size)
+        ends = next_words == SENTENCE_END_ID
+        for parent, score in zip(parents[ends], flat[best][ends]):
+            finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[parent])],
+                                           float(score), length + 1, 0))
+        finished = _distinct(finished, beam_width, max_overlap)
+        parents, next_words, open_scores = parents[~ends], next_words[~ends], flat[best][~ends]
+        if len(open_scores) == 0 or (len(finished) == beam_width and open_scores[0] <= finished[-1].log_prob):
+            break
         words = np.concatenate([words[parents], next_words[:, None]], axis=1)
-        scores = flat[best]
+        scores = open_scores
         log_probs, state = model.step(next_words.astype(np.int32), state[backend.asarray(parents)])
     return finished
 
@@ -198,17 +238,21 @@ def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Seque
 SAMPLES_COLUMNS_PREFIX = "# columns: "
 
 
-def format_samples(sampled: list[list[str]], beam: list[ScoredSentence], settings: str,
+def format_samples(sampled: list[list[str]], beam: list[ScoredSentence] | None, settings: str,
                    display: Callable[[list[str]], str] = " ".join) -> str:
     """samples.txt: two sections, each a '#' title line, a '# columns: ...' line, then one sentence a
     line with tab-separated columns: the sampled sentences as `text, tokens`, then the beam-search
-    ones as `log_prob, text, tokens`, most probable first. `text` is `display(tokens)` (detokenized),
+    ones as `log_prob, text, tokens`, most probable first (`beam` None: beam search was off, and its
+    section says so without sentences). `text` is `display(tokens)` (detokenized),
     `tokens` the words joined by single spaces, as `rnnlm score --pretokenized` reads them."""
     lines = [f"# sampled sentences ({settings})", f"{SAMPLES_COLUMNS_PREFIX}text, tokens",
-             *(f"{display(s)}\t{' '.join(s)}" for s in sampled),
-             f"# beam search: the {len(beam)} most probable sentences",
-             f"{SAMPLES_COLUMNS_PREFIX}log_prob (natural log), text, tokens"]
-    lines += [f"{s.log_prob:.4f}\t{display(s.words)}\t{' '.join(s.words)}" for s in beam]
+             *(f"{display(s)}\t{' '.join(s)}" for s in sampled)]
+    if beam is None:
+        lines.append("# beam search: off (beam_width 0)")
+    else:
+        lines += [f"# beam search: the {len(beam)} most probable distinct sentences",
+                  f"{SAMPLES_COLUMNS_PREFIX}log_prob (natural log), text, tokens"]
+        lines += [f"{s.log_prob:.4f}\t{display(s.words)}\t{' '.join(s.words)}" for s in beam]
     return "\n".join(lines) + "\n"
 
 
@@ -234,7 +278,7 @@ class GenerateConfig:
             (integer(self.min_length) and self.min_length >= 1, "min_length", "an integer >= 1"),
             (integer(self.max_length) and self.max_length >= 1, "max_length", "an integer >= 1"),
             (integer(self.seed) and self.seed >= 0, "seed", "an integer >= 0"),
-            (integer(self.beam_width) and self.beam_width >= 1, "beam_width", "an integer >= 1"),
+            (integer(self.beam_width) and self.beam_width >= 0, "beam_width", "an integer >= 0 (0: no beam search)"),
             (isinstance(self.temperature, (int, float)) and self.temperature > 0, "temperature", "a positive number"),
             (isinstance(self.prime, str), "prime", "text"),
         ]
@@ -285,7 +329,8 @@ def run_generation(params_path, samples_path, config: GenerateConfig, device: st
     prime_words = lm.tokenizer.tokenize(c.prime)
     sampled = sample_sentences(lm.model, lm.words, c.num_sentences, c.min_length, c.max_length, c.temperature,
                                c.seed, prime_words)
-    beam = beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words)
+    beam = (beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words)
+            if c.beam_width else None)
     settings = f"temperature {c.temperature:g}, seed {c.seed}, {c.min_length} to {c.max_length} words"
     if prime_words:
         settings += f", prime {c.prime!r}"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rnnlm.backend import get_backend
-from rnnlm.generate import (GenerateConfig, TrainedModel, beam_search, format_scores, run_generation,
-                            sample_sentences, score_sentences)
+from rnnlm.generate import (MAX_BIGRAM_OVERLAP, GenerateConfig, TrainedModel, beam_search, bigram_overlap,
+                            format_scores, run_generation, sample_sentences, score_sentences)
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.vocab import SPECIAL_TOKENS, UNKNOWN_ID
@@ -79,12 +79,46 @@ def test_beam_search_matches_exhaustive_search_and_scoring():
     model.params["V"] *= 4
     candidates = [list(c) for n in (2, 3) for c in itertools.product(["a", "b", "c"], repeat=n)]
     exact = sorted(score_sentences(model, words, candidates), key=lambda s: -s.log_prob)[:4]
-    found = beam_search(model, words, beam_width=len(candidates), min_length=2, max_length=3)[:4]
+    # Without the near-duplicate rule and as wide as all candidates, beam search is exhaustive.
+    found = beam_search(model, words, beam_width=len(candidates), min_length=2, max_length=3, max_overlap=1)[:4]
     assert [s.words for s in found] == [s.words for s in exact]
     np.testing.assert_allclose([s.log_prob for s in found], [s.log_prob for s in exact], rtol=1e-5)
-    narrow = beam_search(model, words, beam_width=3, min_length=2, max_length=3)
+    narrow = beam_search(model, words, beam_width=3, min_length=2, max_length=3, max_overlap=1)
     assert len(narrow) == 3
     assert [s.log_prob for s in narrow] == sorted((s.log_prob for s in narrow), reverse=True)
+
+
+def test_beams_end_where_the_model_ends_them_and_are_distinct(trained):
+    model = trained[0]
+    beams = beam_search(model, VOCAB_WORDS, beam_width=3, min_length=2, max_length=9)
+    # The tiny language has few distinct ways to say the likeliest things: at least two remain.
+    assert 2 <= len(beams) <= 3
+    assert all(2 <= len(b.words) <= 9 for b in beams)
+    assert all(bigram_overlap(a.words, b.words) <= MAX_BIGRAM_OVERLAP for a, b in itertools.combinations(beams, 2))
+    # Each ends at SENTENCE_END as scored: the figure is the whole sentence's, SENTENCE_END included.
+    np.testing.assert_allclose([b.log_prob for b in beams],
+                               [s.log_prob for s in score_sentences(model, VOCAB_WORDS, [b.words for b in beams])],
+                               rtol=1e-5)
+    # The tiny language's sentences end after a noun phrase, never on "the": no beam stops mid-phrase
+    # at the minimum length just because a shorter sentence is more probable.
+    assert all(b.words[-1] != "the" for b in beams)
+    wider = beam_search(model, VOCAB_WORDS, beam_width=3, min_length=2, max_length=9, max_overlap=1)
+    assert any(bigram_overlap(a.words, b.words) > MAX_BIGRAM_OVERLAP for a, b in itertools.combinations(wider, 2))
+
+
+def test_beam_search_stops_at_max_length():
+    words = [*SPECIAL_TOKENS, "a", "b"]
+    model = RNNLM(ModelConfig(vocab_size=len(words), hidden_size=4), get_backend("cpu"), seed=0)
+    model.params["b_y"][1] = -30.0  # SENTENCE_END all but impossible: only the length limit ends sentences
+    beams = beam_search(model, words, beam_width=2, min_length=1, max_length=4, max_overlap=1)
+    assert beams and all(len(b.words) == 4 for b in beams)
+
+
+def test_beam_width_zero_turns_beam_search_off(trained, tmp_path):
+    text = run_generation(trained[1], None, GenerateConfig(num_sentences=2, min_length=2, max_length=8,
+                                                           beam_width=0), device="cpu")
+    lines = text.splitlines()
+    assert lines[-1] == "# beam search: off (beam_width 0)" and len(lines) == 5
 
 
 def test_scores_rank_grammatical_above_scrambled_and_count_unknown_words(trained):
@@ -182,7 +216,8 @@ def test_run_generation_writes_detokenized_samples_with_their_tokens(trained, tm
     lines = text.splitlines()
     assert lines[:2] == ["# sampled sentences (temperature 1, seed 0, 3 to 10 words, prime 'The')",
                          "# columns: text, tokens"]
-    assert lines[6].startswith("# beam search: the 2 most probable")
+    beams = int(lines[6].split()[4])  # near-duplicates dropped: the tiny language allows one or two
+    assert lines[6] == f"# beam search: the {beams} most probable distinct sentences" and len(lines) == 8 + beams
     assert lines[7] == "# columns: log_prob (natural log), text, tokens"
     for line in lines[2:6]:
         display, tokens = line.split("\t")
