@@ -171,7 +171,7 @@ def test_help_lists_choices_and_describes_every_subcommand(capsys):
     ("--seed", "-1", "seed must be an integer >= 0, got -1"),
     ("--num-sentences", "0", "num_sentences must be an integer >= 1, got 0"),
     ("--num-sentences", "-3", "num_sentences must be an integer >= 1, got -3"),
-    ("--beam-width", "0", "beam_width must be an integer >= 1, got 0"),
+    ("--beam-width", "-1", "beam_width must be an integer >= 0 (0: no beam search), got -1"),
     ("--temperature", "0", "temperature must be a positive number"),
     ("--min-length", "9", "min_length (9) exceeds max_length (5)"),
 ])

@@ -20,6 +20,7 @@ def test_slurm_tests_run_only_when_asked(value, asked):
     assert slurm_tests_requested({}) is False
 
 
+@pytest.mark.slow
 def test_slurm_tests_are_skipped_by_default_with_the_way_to_ask(pytester_like_run):
     result = pytester_like_run("tests/test_slurm.py", env_extra={SLURM_TESTS_VARIABLE: ""})
     assert result.returncode == 0, result.stdout

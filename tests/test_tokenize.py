@@ -54,6 +54,7 @@ def test_tokens_never_contain_whitespace():
         assert all(token and not any(ch.isspace() for ch in token) for token in line.split(" "))
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_across_hash_seeds(tmp_path):
     """Punkt's trainer iterates over sets; its result must not depend on string hashing."""
     documents_path = tmp_path / "documents.jsonl"

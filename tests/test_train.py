@@ -175,6 +175,7 @@ DRIVER = textwrap.dedent("""
 
 # Adam's moments and the dropout masks are training state too: a resume must restore the former
 # and redraw the latter exactly. With epoch_tokens, where the last epoch stopped in its pass is too.
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
                                         "--input-dropout", "0.2"],
                                    ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"]],

@@ -115,6 +115,7 @@ def test_defaults_are_filled_in_without_validation():
     assert config["generate"]["beam_width"] == SCHEMA["properties"]["generate"]["properties"]["beam_width"]["default"]
 
 
+@pytest.mark.slow
 def test_snakemake_plans_with_normalised_values(tmp_path, snakemake_env):
     """A config file's `order: 3.0` names results/baseline/kn3.json, and build_models picks one model."""
     workdir = make_workdir(tmp_path / "run", baseline={"order": 3.0})
@@ -135,6 +136,7 @@ def test_a_misspelt_key_is_named_with_its_place_and_the_nearest_key(entry, messa
         load(entry)
 
 
+@pytest.mark.slow
 def test_snakemake_reports_a_misspelt_model_key_in_a_few_lines(tmp_path, snakemake_env):
     workdir = make_workdir(tmp_path / "run")
     output = run_snakemake(workdir, "--dry-run", "--config", "models={tiny-tanh: {hiden_size: 8}}", env=snakemake_env,
