@@ -154,6 +154,8 @@ def test_stats_record_quote_normalisation(tmp_path):
     ("the ' quoted ' word", False, "the 'quoted' word"),
     ("the dogs ' bones", False, "the dogs' bones"),
     ("`` 3 '' is $ 5 ...", True, '"3" is $5 ...'),
+    ("__dict__ holds the attributes .", True, "__dict__ holds the attributes."),
+    ("_private names are a convention .", True, "_private names are a convention."),
 ])
 def test_detokenize_reads_like_text(text, capitalize, shown):
     assert detokenize(text.split(" "), capitalize=capitalize) == shown
