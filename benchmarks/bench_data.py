@@ -2,7 +2,7 @@
 
 The corpus repeats a real text (e.g. tinyshakespeare's input.txt) and groups its blank-line
 separated paragraphs into about 15,000 documents. Measured:
-  * tokenize, vocab and index run in this process (tokenize with --processes workers):
+  * tokenize, split, vocab and index run in this process (tokenize with --processes workers):
     wall time per stage and peak resident memory of this process and of the largest worker;
   * Snakemake on a copy of the workflow: the full data build, then a no-change re-run
     (with the real environment, and with `scontrol` hidden: the SLURM executor plugin asks
@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from rnnlm.corpus import write_documents  # noqa: E402
 from rnnlm.data import SPLIT_NAMES, build_index  # noqa: E402
+from rnnlm.split import split_corpus  # noqa: E402
 from rnnlm.tokenize import tokenize_corpus  # noqa: E402
 from rnnlm.vocab import build_vocabulary  # noqa: E402
 
@@ -66,12 +67,18 @@ def run_stages(documents: list[str], workdir: Path, processes: int) -> dict:
     start = time.perf_counter()
     tokens = timed("tokenize", timings, tokenize_corpus, documents_path, workdir / "sentences.txt",
                    workdir / "tokens.json", lowercase=True, processes=processes)
-    vocab = timed("vocab", timings, build_vocabulary, workdir / "sentences.txt", workdir / "vocab.tsv",
+    texts = {name: workdir / f"{name}.txt" for name in SPLIT_NAMES}
+    split = timed("split", timings, split_corpus, workdir / "sentences.txt", texts, workdir / "split.json",
+                  unit=config["split_unit"], block_sentences=config["split_block_sentences"],
+                  valid_fraction=config["valid_fraction"], test_fraction=config["test_fraction"],
+                  seed=config["split_seed"], **lengths)
+    vocab = timed("vocab", timings, build_vocabulary, texts["train"], workdir / "vocab.tsv",
                   workdir / "vocab.json", config["vocabulary_size"], **lengths)
-    index = timed("index", timings, build_index, workdir / "sentences.txt", workdir / "vocab.tsv",
-                  {name: workdir / f"{name}.npz" for name in SPLIT_NAMES}, workdir / "data.json", **lengths)
+    index = timed("index", timings, build_index, texts, workdir / "vocab.tsv",
+                  {name: workdir / f"{name}.npz" for name in SPLIT_NAMES}, workdir / "data.json",
+                  workdir / "split.json", **lengths)
     timings["total"] = round(time.perf_counter() - start, 2)
-    return {"seconds": timings, "tokenize": tokens, "vocab": vocab, "index": index,
+    return {"seconds": timings, "tokenize": tokens, "split": split, "vocab": vocab, "index": index,
             "peak_rss_mib": {"main": round(peak_rss_mib(resource.RUSAGE_SELF)),
                              "largest_worker": round(peak_rss_mib(resource.RUSAGE_CHILDREN))}}
 

@@ -29,7 +29,8 @@ from rnnlm.backend import get_backend  # noqa: E402
 from rnnlm.data import Split  # noqa: E402
 from rnnlm.model import RNNLM  # noqa: E402
 from rnnlm.resources import forward_multiply_adds  # noqa: E402
-from rnnlm.train import split_hyperparameters, train  # noqa: E402
+from rnnlm.train import train  # noqa: E402
+from rnnlm.train_config import split_hyperparameters  # noqa: E402
 from rnnlm.workflow_config import prepare  # noqa: E402
 
 import yaml  # noqa: E402

@@ -1,6 +1,6 @@
 """Training throughput against vocabulary size: full softmax vs class-based softmax (`output: class`).
 
-For each vocabulary size C it times the trainer's own SGD step (`rnnlm.train.sgd_step`: forward,
+For each vocabulary size C it times the trainer's own SGD step (`rnnlm.update.sgd_step`: forward,
 backward, update, gradient clipped at the default clip_norm) on Zipf-distributed sentences of a fixed
 length, with the full and with the class output layer, and reports training tokens per CPU-second of
 this process (`time.process_time`, so other load on the machine matters little). Run it on one BLAS
@@ -24,7 +24,8 @@ import numpy as np
 from rnnlm.backend import get_backend
 from rnnlm.bench import zipf_counts, zipf_sentences
 from rnnlm.model import RNNLM, ModelConfig
-from rnnlm.train import TrainConfig, sgd_step
+from rnnlm.train_config import TrainConfig
+from rnnlm.update import sgd_step
 
 # A per-token rate small enough that random text cannot make the timed steps diverge.
 LEARNING_RATE = 0.1

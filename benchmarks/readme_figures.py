@@ -47,8 +47,9 @@ def markdown(results: Path) -> str:
     ngram_path = next((results / "baseline").glob("kn*.json"))
     ngram = read(ngram_path)
     data, vocab = read(results / "data" / "stats.json"), read(results / "vocab" / "stats.json")
-    lines = [f"Corpus: {data['train']['tokens']:,} training tokens, vocabulary {vocab['size']:,} of "
-             f"{vocab['distinct_words']:,} distinct words ({1 - vocab['coverage']:.1%} of tokens unknown); "
+    unknown = " / ".join(f"{data[split]['unknown_rate']:.1%}" for split in ("train", "valid", "test"))
+    lines = [f"Corpus: {data['train']['tokens']:,} training tokens, vocabulary {vocab['size']:,} of the train split's "
+             f"{vocab['distinct_words']:,} distinct words ({unknown} of train / valid / test words unknown); "
              f"KN{ngram['order']} test perplexity {ngram['splits']['test']['perplexity']:.1f}.", "",
              "| model | valid | test | + KN (weight) | vs KN |", "| --- | ---: | ---: | ---: | ---: |"]
     for name in models:

@@ -9,12 +9,13 @@ What it does:
      (its own epochs and validation passes; scoring the test split for this benchmark is not
      counted). After each validation it records valid and test perplexity of the parameters a
      user would get when stopping there (the best so far on valid);
-  3. trains the PyTorch reference (the recipe of PyTorch's word_language_model example: 2-layer
+  3. trains two PyTorch references (the recipe of PyTorch's word_language_model example: 2-layer
      LSTM, 200 units, embedding 200, dropout 0.2, SGD lr 20 divided by 4 when valid stops improving,
-     gradient norm clipped at 0.25, BPTT 35, batch 20, untied, one thread) on the same token streams:
-     the flat `x` of a split as input and its `y` as targets, so it predicts exactly the tokens the
-     RNN predicts (each sentence's words and SENTENCE_END), carrying its state across sentences as
-     that recipe does; it is measured after every epoch and once more when the budget runs out;
+     gradient norm clipped at 0.25, BPTT 35, batch 20, one thread; `pytorch` untied as the example's
+     defaults, `pytorch-tied` with its --tied) on the same tokens: the train split's documents as one
+     stream as that example reads a corpus, predicting exactly the tokens the RNN predicts (each
+     sentence's words and SENTENCE_END); scored in context (each document from a fresh state) and
+     per sentence, after every epoch and once more when the budget runs out;
   4. interpolates each model's final parameters with KN3 (weight tuned on valid);
   5. writes `time_to_quality.json` and `time_to_quality.png` (test perplexity against CPU-seconds).
 
@@ -57,11 +58,12 @@ from rnnlm.io import load_npz  # noqa: E402
 from rnnlm.model import RNNLM  # noqa: E402
 from rnnlm.ngram import perplexity  # noqa: E402
 from rnnlm.train import run_training  # noqa: E402
-from rnnlm.vocab import Vocabulary  # noqa: E402
+from rnnlm.vocab import SENTENCE_END_ID, Vocabulary  # noqa: E402
 
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "rnnlm", "config")
 SPLITS = ("train", "valid", "test")
 # The PyTorch example's recipe.
+TORCH_VARIANTS = ("pytorch", "pytorch-tied")  # the example's defaults, and the same with --tied
 TORCH_RECIPE = {"layers": 2, "hidden_size": 200, "embedding_size": 200, "dropout": 0.2, "learning_rate": 20.0,
                 "anneal": 4.0, "clip_norm": 0.25, "bptt": 35, "batch_size": 20, "init_range": 0.1}
 
@@ -144,15 +146,35 @@ def interpolate_with_ngram(results: Path, token_log_probs) -> dict:
 
 
 # -------------------------------------------------------------------------- PyTorch reference
-def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
-    """The PyTorch word_language_model recipe on the same token streams, to the budget (a subprocess)."""
+def document_streams(split: Split) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The split read as documents: the input stream (the index file's x, with SENTENCE_END instead
+    of SENTENCE_START at every sentence start but a document's first, as PTB's <eos>) and each
+    document's [start, stop) token range. The targets are the split's own y, so every reading
+    predicts the same tokens. A split without document offsets is one document."""
+    doc_offsets = getattr(split, "doc_offsets", None)
+    if doc_offsets is None:
+        doc_offsets = np.array([0, len(split)], dtype=np.int64)
+    inputs = split.x.astype(np.int64)
+    first_sentences = np.zeros(len(split), dtype=bool)
+    first_sentences[doc_offsets[:-1][doc_offsets[:-1] < len(split)]] = True
+    inputs[split.offsets[:-1][~first_sentences]] = SENTENCE_END_ID
+    bounds = split.offsets[doc_offsets]
+    return inputs, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def train_torch(results: Path, budget: float, seed: int, out: Path, tied: bool) -> None:
+    """The PyTorch word_language_model recipe on the same token streams, to the budget (a subprocess).
+
+    Training reads the train split as that example reads a corpus: its documents in file order as
+    one stream cut into `batch_size` rows, the state carried throughout. It is scored in context
+    (each document from a fresh state, as this pipeline's `context: document` models) and per
+    sentence (each sentence from a fresh state, as `context: sentence` models)."""
     import torch
     from torch import nn
 
-
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    recipe = TORCH_RECIPE
+    recipe = {**TORCH_RECIPE, "tied": tied}
     vocab_size = len(Vocabulary.load(results / "vocab" / "vocab.tsv"))
     splits = {name: Split.load(results / "data" / f"{name}.npz") for name in SPLITS}
 
@@ -167,48 +189,44 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
             for weight in (self.embedding.weight, self.decoder.weight):
                 nn.init.uniform_(weight, -recipe["init_range"], recipe["init_range"])
             nn.init.zeros_(self.decoder.bias)
+            if recipe["tied"]:  # the example's --tied: one matrix is the embedding and the decoder
+                self.decoder.weight = self.embedding.weight
 
         def forward(self, inputs, state):
             output, state = self.lstm(self.drop(self.embedding(inputs)), state)
             return self.decoder(self.drop(output)), state
 
-    def streams(split, batch_size):
-        """(T, batch) inputs and targets: the split's x and y cut into batch_size parallel streams."""
-        columns = len(split.x) // batch_size
-        shape = (batch_size, columns)
-        as_tensor = lambda ids: torch.from_numpy(ids[: batch_size * columns].astype(np.int64).reshape(shape).T.copy())
-        return as_tensor(split.x), as_tensor(split.y)
+    def scores_of(model, inputs: np.ndarray, targets: np.ndarray) -> torch.Tensor:
+        """log p of each target, reading `inputs` as one sequence from a fresh state in bptt windows."""
+        state, scores = None, []
+        inputs = torch.from_numpy(inputs.astype(np.int64)).unsqueeze(1)
+        targets = torch.from_numpy(targets.astype(np.int64)).unsqueeze(1)
+        for start in range(0, inputs.shape[0], recipe["bptt"]):
+            logits, state = model(inputs[start : start + recipe["bptt"]], state)
+            log_probs = torch.log_softmax(logits, dim=-1)
+            scores.append(log_probs.gather(-1, targets[start : start + recipe["bptt"]].unsqueeze(-1)).reshape(-1))
+        return torch.cat(scores)
 
-    def token_log_probs(model, split) -> np.ndarray:
-        """log p of every target of the split in order (one stream: no token left out)."""
+    def token_log_probs(model, split, context: str = "document") -> np.ndarray:
+        """log p of every target of the split in order, read in context or per sentence."""
         model.eval()
-        inputs, targets = streams(split, 1)
-        scores, state = [], None
+        if context == "document":
+            inputs, ranges = document_streams(split)
+        else:
+            inputs, ranges = split.x, list(zip(split.offsets[:-1].tolist(), split.offsets[1:].tolist()))
         with torch.no_grad():
-            for start in range(0, inputs.shape[0], recipe["bptt"]):
-                logits, state = model(inputs[start : start + recipe["bptt"]], state)
-                log_probs = torch.log_softmax(logits, dim=-1)
-                scores.append(log_probs.gather(-1, targets[start : start + recipe["bptt"]].unsqueeze(-1)).reshape(-1))
+            scores = [scores_of(model, inputs[a:b], split.y[a:b]) for a, b in ranges]
         return torch.cat(scores).double().numpy()
 
     def mean_loss(model, split) -> float:
         return float(-token_log_probs(model, split).mean())
 
-    def sentence_log_probs(model, split) -> np.ndarray:
-        """As token_log_probs, but each sentence scored from a fresh state (no earlier sentence
-        in the context), as the sentence-level models of this pipeline score it."""
-        model.eval()
-        scores = []
-        with torch.no_grad():
-            for start, stop in zip(split.offsets[:-1], split.offsets[1:]):
-                inputs = torch.from_numpy(split.x[start:stop].astype(np.int64)).unsqueeze(1)
-                targets = torch.from_numpy(split.y[start:stop].astype(np.int64)).unsqueeze(1)
-                log_probs = torch.log_softmax(model(inputs, None)[0], dim=-1)
-                scores.append(log_probs.gather(-1, targets.unsqueeze(-1)).reshape(-1))
-        return torch.cat(scores).double().numpy()
-
     model = LSTMLanguageModel()
-    inputs, targets = streams(splits["train"], recipe["batch_size"])
+    stream, _ = document_streams(splits["train"])
+    columns = len(stream) // recipe["batch_size"]
+    as_rows = lambda ids: torch.from_numpy(  # noqa: E731 - the example's batchify: (T, batch) streams
+        ids[: recipe["batch_size"] * columns].astype(np.int64).reshape(recipe["batch_size"], columns).T.copy())
+    inputs, targets = as_rows(stream), as_rows(splits["train"].y)
     learning_rate, best_valid, best_state = recipe["learning_rate"], math.inf, None
     curve, epoch, spent = [], 0, 0.0
     clock = time.process_time()
@@ -225,8 +243,10 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
         else:
             learning_rate /= recipe["anneal"]
             curve.append({**curve[-1], "cpu_seconds": spent, "epoch": epoch})
-        print(f"torch: epoch {epoch}, valid perplexity {math.exp(valid):.1f}, lr {learning_rate:g}, "
-              f"{spent:,.0f} CPU-s", file=sys.stderr, flush=True)
+        print(f"torch{'-tied' if tied else ''}: epoch {epoch}, valid perplexity {math.exp(valid):.1f}, "
+              f"lr {learning_rate:g}, {spent:,.0f} CPU-s", file=sys.stderr, flush=True)
+        # The curve so far, so that a run stopped from outside still leaves its measurements.
+        out.with_suffix(".partial.json").write_text(json.dumps({"recipe": recipe, "curve": curve}), encoding="utf-8")
         clock = time.process_time()
 
     started = time.perf_counter()
@@ -251,14 +271,14 @@ def train_torch(results: Path, budget: float, seed: int, out: Path) -> None:
                 break
         measure()
     model.load_state_dict(best_state)
-    result = {"recipe": recipe, "curve": curve, "epochs": epoch, "cpu_seconds": spent,
+    result = {"recipe": recipe, "context": "document", "curve": curve, "epochs": epoch, "cpu_seconds": spent,
               "wall_seconds": time.perf_counter() - started, "torch_version": torch.__version__,
               "final": {"valid_perplexity": curve[-1]["valid_perplexity"],
-                        "test_perplexity": curve[-1]["test_perplexity"]}}
+                        "test_perplexity": curve[-1]["test_perplexity"],
+                        "test_perplexity_in_context": curve[-1]["test_perplexity"],
+                        "test_perplexity_per_sentence": perplexity(
+                            token_log_probs(model, splits["test"], context="sentence"))}}
     result["final"].update(interpolate_with_ngram(results, lambda split: token_log_probs(model, split)))
-    # How much of its perplexity comes from the previous sentences it sees (the sentence-level
-    # models here start every sentence afresh).
-    result["final"]["test_perplexity_sentence_level"] = perplexity(sentence_log_probs(model, splits["test"]))
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
@@ -272,6 +292,16 @@ def at_budget(curve: list[dict], seconds: float) -> float | None:
 def first_below(curve: list[dict], perplexity: float) -> float | None:
     """CPU-seconds at which the kept parameters' test perplexity first reaches `perplexity`."""
     return next((point["cpu_seconds"] for point in curve if point["test_perplexity"] <= perplexity), None)
+
+
+def worst_ratio(curve: list[dict], reference: list[dict], start: float) -> float | None:
+    """The largest test-perplexity ratio of `curve` to `reference` at any CPU-second from `start` on
+    where either was measured, up to the shorter run's end (<= 1: at or below it throughout)."""
+    end = min(curve[-1]["cpu_seconds"], reference[-1]["cpu_seconds"]) if curve and reference else 0.0
+    moments = sorted({p["cpu_seconds"] for p in curve + reference if start <= p["cpu_seconds"] <= end} | {start})
+    ratios = [ours / theirs for seconds in moments
+              if (ours := at_budget(curve, seconds)) is not None and (theirs := at_budget(reference, seconds))]
+    return max(ratios) if ratios else None
 
 
 def plot(runs: dict, ngram: dict, path: Path, checkpoints: list[float]) -> None:
@@ -313,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=1200.0, help="training CPU-seconds per model")
     parser.add_argument("--checkpoints", type=float, nargs="*", default=[300.0, 1200.0],
                         help="CPU-second budgets to report (test perplexity of the parameters kept then)")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--torch", nargs="*", choices=TORCH_VARIANTS, default=list(TORCH_VARIANTS),
+                        help="PyTorch references to train (default: both; none: --torch with no value)")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "results" / "time_to_quality")
     parser.add_argument("--config", nargs="*", default=[], metavar="KEY=VALUE",
@@ -324,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--include", type=Path, nargs="*", default=[],
                         help="run-NAME.json files of earlier runs (same --data) to show beside this run's")
     # internal: one training in its own process
-    parser.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("ours", *TORCH_VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--hyper", help=argparse.SUPPRESS)
@@ -334,8 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # the trainers' epoch lines
     if args.worker == "ours":
         return train_ours(args.results, args.model, json.loads(args.hyper), args.budget, args.dtype, args.result_file)
-    if args.worker == "torch":
-        return train_torch(args.results, args.budget, 0, args.result_file)
+    if args.worker in TORCH_VARIANTS:
+        return train_torch(args.results, args.budget, 0, args.result_file, tied=args.worker == "pytorch-tied")
     if args.corpus is None:
         parser.error("--corpus is required")
 
@@ -351,9 +382,9 @@ def main(argv: list[str] | None = None) -> None:
                    "--hyper", json.dumps(hyper), "--dtype", config.get("dtype", "float32"),
                    "--budget", str(args.budget), "--result-file", str(args.out / f"run-{name}.json")]
             for name, hyper in models.items()}
-    if not args.no_torch:
-        jobs["pytorch"] = [sys.executable, __file__, "--worker", "torch", "--results", str(results),
-                           "--budget", str(args.budget), "--result-file", str(args.out / "run-pytorch.json")]
+    for variant in args.torch:
+        jobs[variant] = [sys.executable, __file__, "--worker", variant, "--results", str(results),
+                         "--budget", str(args.budget), "--result-file", str(args.out / f"run-{variant}.json")]
     env = {**os.environ, **THREAD_ENV}
     with ThreadPoolExecutor(args.jobs) as pool:
         for name, done in zip(jobs, pool.map(lambda command: subprocess.run(command, env=env), jobs.values())):
@@ -372,12 +403,18 @@ def main(argv: list[str] | None = None) -> None:
         summary[name] = {"cpu_seconds_to_ngram_test": first_below(run["curve"], ngram["test"]),
                          **{f"test_at_{seconds:g}": at_budget(run["curve"], seconds) for seconds in args.checkpoints},
                          **run["final"]}
-    reference = runs.get("pytorch")
-    if reference is not None:
+    references = {name: runs[name] for name in TORCH_VARIANTS if name in runs}
+    if references:
+        # The better reference at the end is the one to beat; the curve test uses the same one.
+        best = min(references, key=lambda name: references[name]["final"]["test_perplexity"])
+        reference = references[best]
         for name, row in summary.items():
+            row["reference"] = best
             row["final_vs_reference"] = row["test_perplexity"] / reference["final"]["test_perplexity"]
             row["final_interpolated_vs_reference"] = (row["test_interpolated_perplexity"]
                                                       / reference["final"]["test_perplexity"])
+            row["worst_ratio_to_reference_from_120"] = worst_ratio(runs[name]["curve"], reference["curve"], 120.0)
+            row["interpolated_vs_ngram"] = row["test_interpolated_perplexity"] / ngram["test"]
     report = {"corpus": str(args.corpus), "configfile": str(args.configfile) if args.configfile else None,
               "budget": args.budget, "tokens": {split: data_stats[split]["tokens"] for split in SPLITS},
               "vocabulary_size": data_stats.get("vocabulary_size"), "ngram": ngram, "summary": summary, "runs": runs,
@@ -386,12 +423,14 @@ def main(argv: list[str] | None = None) -> None:
     plot(runs, ngram, args.out / "time_to_quality.png", args.checkpoints)
     print(f"KN{ngram['order']} test perplexity {ngram['test']:.1f}")
     header = ["model", "CPU-s to KN test", *[f"test @{s:g} s" for s in args.checkpoints], "final test",
-              "final + KN", "CPU-s", "final / PyTorch", "final + KN / PyTorch"]
+              "final + KN", "CPU-s", "final / PyTorch", "final + KN / PyTorch", "worst / PyTorch from 120 s",
+              "+ KN / KN"]
     print(" | ".join(header))
     for name, row in summary.items():
         cells = [name, row["cpu_seconds_to_ngram_test"], *[row[f"test_at_{s:g}"] for s in args.checkpoints],
                  row["test_perplexity"], row["test_interpolated_perplexity"], runs[name]["cpu_seconds"],
-                 row.get("final_vs_reference"), row.get("final_interpolated_vs_reference")]
+                 row.get("final_vs_reference"), row.get("final_interpolated_vs_reference"),
+                 row.get("worst_ratio_to_reference_from_120"), row.get("interpolated_vs_ngram")]
         print(" | ".join(f"{c:,.3g}" if isinstance(c, float) and c < 10 else f"{c:,.1f}" if isinstance(c, float)
                          else str(c) for c in cells))
     print(f"wrote {args.out / 'time_to_quality.json'} and {args.out / 'time_to_quality.png'}")

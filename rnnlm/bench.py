@@ -30,7 +30,7 @@ import numpy as np
 
 from rnnlm.backend import get_backend
 from rnnlm.model import RNNLM, ModelConfig
-from rnnlm.train import sgd_step
+from rnnlm.update import sgd_step
 
 LEARNING_RATE = 0.1  # per token (mean gradient): keeps the timed runs away from divergence
 TUTORIAL_LEARNING_RATE = 0.005  # the tutorial's, on its per-sentence summed gradient
@@ -101,13 +101,14 @@ def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str,
     """The trainer's own step (SGD or Adam, clipping, dropout masks) with one `models:` entry's
     settings (its hidden size, cell, output layer, batch size), at this benchmark's C."""
     from rnnlm.optim import Adam
-    from rnnlm.train import adam_step, split_hyperparameters
+    from rnnlm.train_config import split_hyperparameters
+    from rnnlm.update import adam_step
 
     backend = get_backend(args.device)
     model_config, train_config = split_hyperparameters(hyperparameters, args.vocab_size, "float32")
     model = RNNLM(model_config, backend, seed=0, word_counts=zipf_counts(args.vocab_size))
     optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
-    dropout_rng = backend.rng(0) if (model_config.dropout or model_config.input_dropout) else None
+    dropout_rng = backend.rng(0) if model_config.uses_dropout else None
     batch_size = train_config.batch_size
     batches = _device_batches(backend, sentences, batch_size)
     # A rate a tenth of the model's keeps the timed steps away from divergence on random text.
@@ -229,6 +230,26 @@ def _torch_version() -> str | None:
     return torch.__version__
 
 
+def _speed_ratio(results: dict[str, Any], numerator: str, denominator: str) -> float | None:
+    if numerator not in results or denominator not in results:
+        return None
+    return round(results[numerator]["tokens_per_s"] / results[denominator]["tokens_per_s"], 2)
+
+
+def _ratios(results: dict[str, Any], batch_sizes, config_models) -> dict[str, float | None]:
+    """Speed ratios between the measured runs (None where one of the two was not run)."""
+    pairs = {
+        "tutorial_mode_vs_tutorial_loop": ("ours_tutorial_mode_b1_truncate4", "tutorial_loop_float64"),
+        "tutorial_mode_vs_tutorial_loop_float32": ("ours_tutorial_mode_b1_truncate4", "tutorial_loop_float32"),
+    }
+    for batch_size in batch_sizes:
+        pairs[f"ours_vs_torch_b{batch_size}"] = (f"ours_full_b{batch_size}", f"torch_b{batch_size}")
+        pairs[f"class_vs_full_b{batch_size}"] = (f"ours_class_b{batch_size}", f"ours_full_b{batch_size}")
+    for name in config_models:
+        pairs[f"model_{name}_vs_full_b32"] = (f"model_{name}", f"model_{name}_reference_full_b32")
+    return {name: _speed_ratio(results, *pair) for name, pair in pairs.items()}
+
+
 def run(args) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     largest = max(args.batch_sizes)
@@ -253,21 +274,7 @@ def run(args) -> dict[str, Any]:
         results[f"model_{name}_reference_full_b32"] = bench_ours(reference, sentences, 32, 0, "full")
     results["tutorial_loop_float64"] = bench_tutorial_loop(args, sentences, np.float64)
     results["tutorial_loop_float32"] = bench_tutorial_loop(args, sentences, np.float32)
-
-    def ratio(numerator: str, denominator: str) -> float | None:
-        if numerator not in results or denominator not in results:
-            return None
-        return round(results[numerator]["tokens_per_s"] / results[denominator]["tokens_per_s"], 2)
-
-    ratios = {
-        "tutorial_mode_vs_tutorial_loop": ratio("ours_tutorial_mode_b1_truncate4", "tutorial_loop_float64"),
-        "tutorial_mode_vs_tutorial_loop_float32": ratio("ours_tutorial_mode_b1_truncate4", "tutorial_loop_float32"),
-    }
-    for batch_size in args.batch_sizes:
-        ratios[f"ours_vs_torch_b{batch_size}"] = ratio(f"ours_full_b{batch_size}", f"torch_b{batch_size}")
-        ratios[f"class_vs_full_b{batch_size}"] = ratio(f"ours_class_b{batch_size}", f"ours_full_b{batch_size}")
-    for name in config_models:
-        ratios[f"model_{name}_vs_full_b32"] = ratio(f"model_{name}", f"model_{name}_reference_full_b32")
+    ratios = _ratios(results, args.batch_sizes, config_models)
     return {
         "settings": {
             "vocab_size": args.vocab_size,

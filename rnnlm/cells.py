@@ -14,6 +14,10 @@ part the output layer reads. `backward(...)` is one step of backpropagation, vec
 range of time steps: given dL/ds_t it returns the gradient of the gate pre-activations `dz` (which
 the parameter gradients are linear in) and dL/ds_{t-1}. Truncated and full BPTT are both built on
 it in `rnnlm.model`.
+
+Resets (a document starts at step t): `keep` (T, B, 1) holds 1 - resets_t, and step t reads
+s_{t-1} * keep_t instead of s_{t-1}; the same factor in `backward` and `weight_grad`, so no gradient
+crosses a document start. `keep` None is a plain recurrence (no multiply at all).
 """
 
 from __future__ import annotations
@@ -51,19 +55,26 @@ class Cell:
         """The part of the state the output layer reads (all of it except for the LSTM)."""
         return states
 
-    def init_params(self, rng: np.random.Generator, vocab_size: int, dtype) -> dict[str, np.ndarray]:
-        """Uniform in +-1/sqrt(fan-in): the one-hot input has fan-in C, the recurrence H."""
+    @staticmethod
+    def previous(states, keep, steps: slice):
+        """The state the steps in `steps` read: s_{t-1}, zeroed on the rows where a document starts."""
+        prev = states[steps]
+        return prev if keep is None else prev * keep[steps]
+
+    def init_params(self, rng: np.random.Generator, input_size: int, dtype) -> dict[str, np.ndarray]:
+        """Uniform in +-1/sqrt(fan-in): the one-hot input has fan-in C (an embedding D, the layer
+        below H), the recurrence H."""
         rows, hidden = self.gates * self.hidden_size, self.hidden_size
-        u_bound, w_bound = 1.0 / math.sqrt(vocab_size), 1.0 / math.sqrt(hidden)
+        u_bound, w_bound = 1.0 / math.sqrt(input_size), 1.0 / math.sqrt(hidden)
         return {
-            "U": rng.uniform(-u_bound, u_bound, (rows, vocab_size)).astype(dtype),
+            "U": rng.uniform(-u_bound, u_bound, (rows, input_size)).astype(dtype),
             "W": rng.uniform(-w_bound, w_bound, (rows, hidden)).astype(dtype),
             "b_h": np.zeros(rows, dtype=dtype),
         }
 
-    def weight_grad(self, xp: Any, params, states, extras, dz):
+    def weight_grad(self, xp: Any, params, states, extras, dz, keep=None):
         """dL/dW from the pre-activation gradients of all steps, (T, B, G*H)."""
-        hidden_prev = self.hidden(states[:-1]).reshape(-1, self.hidden_size)
+        hidden_prev = self.hidden(self.previous(states, keep, slice(0, len(dz)))).reshape(-1, self.hidden_size)
         return dz.reshape(-1, dz.shape[-1]).T @ hidden_prev
 
 
@@ -83,13 +94,15 @@ class RNNCell(Cell):
             return xp.tanh(a, out=a)
         return xp.maximum(a, 0, out=a)
 
-    def forward(self, xp: Any, params, inputs, state0):
+    def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         states = xp.empty((steps + 1, batch, self.hidden_size), dtype=inputs.dtype)
         states[0] = state0
         recurrent_t = params["W"].T
         for t in range(steps):
             xp.dot(states[t], recurrent_t, out=states[t + 1])
+            if keep is not None:  # (keep * s) W^T == keep * (s W^T): keep is one factor per row
+                states[t + 1] *= keep[t]
             states[t + 1] += inputs[t]
             self._activate(xp, states[t + 1])
         return states, None
@@ -97,7 +110,7 @@ class RNNCell(Cell):
     def step(self, xp: Any, params, inputs, state):
         return self._activate(xp, inputs + state @ params["W"].T)
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
         new_states = states[steps.start + 1 : steps.stop + 1]
         if self.activation == "tanh":
             dz = new_states * new_states
@@ -105,7 +118,10 @@ class RNNCell(Cell):
             dz *= grad_state
         else:
             dz = grad_state * (new_states > 0)
-        return dz, dz @ params["W"]
+        grad_prev = dz @ params["W"]
+        if keep is not None:
+            grad_prev *= keep[steps]
+        return dz, grad_prev
 
 
 class GRUCell(Cell):
@@ -114,7 +130,7 @@ class GRUCell(Cell):
 
     gates = 3
 
-    def forward(self, xp: Any, params, inputs, state0):
+    def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         hidden = self.hidden_size
         w_zr_t, w_n_t = params["W"][: 2 * hidden].T, params["W"][2 * hidden :].T
@@ -123,7 +139,8 @@ class GRUCell(Cell):
         update_reset = xp.empty((steps, batch, 2 * hidden), dtype=inputs.dtype)  # activated z, r
         candidate = xp.empty((steps, batch, hidden), dtype=inputs.dtype)  # n
         for t in range(steps):
-            self._step_into(xp, inputs[t], states[t], w_zr_t, w_n_t, update_reset[t], candidate[t], states[t + 1])
+            h_prev = states[t] if keep is None else states[t] * keep[t]
+            self._step_into(xp, inputs[t], h_prev, w_zr_t, w_n_t, update_reset[t], candidate[t], states[t + 1])
         return states, (update_reset, candidate)
 
     def _step_into(self, xp: Any, inputs, h_prev, w_zr_t, w_n_t, zr, n, h_new):
@@ -146,9 +163,9 @@ class GRUCell(Cell):
         self._step_into(xp, inputs, state, w_zr_t, w_n_t, update_reset, candidate, new_state)
         return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
         hidden = self.hidden_size
-        h_prev = states[steps]
+        h_prev = self.previous(states, keep, steps)
         z, r = extras[0][steps][..., :hidden], extras[0][steps][..., hidden:]
         n = extras[1][steps]
         dz = xp.empty(grad_state.shape[:-1] + (3 * hidden,), dtype=grad_state.dtype)
@@ -165,11 +182,13 @@ class GRUCell(Cell):
         grad_prev = grad_state * z
         grad_prev += d_reset_hidden * r
         grad_prev += dz[..., : 2 * hidden] @ params["W"][: 2 * hidden]
+        if keep is not None:
+            grad_prev *= keep[steps]
         return dz, grad_prev
 
-    def weight_grad(self, xp: Any, params, states, extras, dz):
+    def weight_grad(self, xp: Any, params, states, extras, dz, keep=None):
         hidden = self.hidden_size
-        h_prev = states[:-1].reshape(-1, hidden)
+        h_prev = self.previous(states, keep, slice(0, len(dz))).reshape(-1, hidden)
         dz_rows = dz.reshape(-1, 3 * hidden)
         reset_hidden = extras[0][..., hidden:].reshape(-1, hidden) * h_prev
         return xp.concatenate([dz_rows[:, : 2 * hidden].T @ h_prev, dz_rows[:, 2 * hidden :].T @ reset_hidden])
@@ -188,13 +207,13 @@ class LSTMCell(Cell):
     def hidden(self, states):
         return states[..., : self.hidden_size]
 
-    def init_params(self, rng: np.random.Generator, vocab_size: int, dtype) -> dict[str, np.ndarray]:
-        params = super().init_params(rng, vocab_size, dtype)
+    def init_params(self, rng: np.random.Generator, input_size: int, dtype) -> dict[str, np.ndarray]:
+        params = super().init_params(rng, input_size, dtype)
         # Forget gate open at the start, so gradients pass through c from the first update on.
         params["b_h"][self.hidden_size : 2 * self.hidden_size] = 1.0
         return params
 
-    def forward(self, xp: Any, params, inputs, state0):
+    def forward(self, xp: Any, params, inputs, state0, keep=None):
         steps, batch = inputs.shape[:2]
         hidden = self.hidden_size
         states = xp.empty((steps + 1, batch, 2 * hidden), dtype=inputs.dtype)
@@ -203,7 +222,8 @@ class LSTMCell(Cell):
         tanh_c = xp.empty((steps, batch, hidden), dtype=inputs.dtype)
         recurrent_t = params["W"].T
         for t in range(steps):
-            self._step_into(xp, inputs[t], states[t], recurrent_t, gates[t], tanh_c[t], states[t + 1])
+            state = states[t] if keep is None else states[t] * keep[t]
+            self._step_into(xp, inputs[t], state, recurrent_t, gates[t], tanh_c[t], states[t + 1])
         return states, (gates, tanh_c)
 
     def _step_into(self, xp: Any, inputs, state, recurrent_t, gates, tanh_c, new_state):
@@ -226,11 +246,11 @@ class LSTMCell(Cell):
         self._step_into(xp, inputs, state, params["W"].T, gates, tanh_c, new_state)
         return new_state
 
-    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state):
+    def backward(self, xp: Any, params, states, extras, steps: slice, grad_state, keep=None):
         hidden = self.hidden_size
         gates, tanh_c = extras[0][steps], extras[1][steps]
         i, f, o, g = (gates[..., k * hidden : (k + 1) * hidden] for k in range(4))
-        c_prev = states[steps][..., hidden:]
+        c_prev = self.previous(states, keep, steps)[..., hidden:]
         grad_h, grad_c = grad_state[..., :hidden], grad_state[..., hidden:]
         d_cell = grad_h * o
         d_cell *= 1 - tanh_c * tanh_c
@@ -247,6 +267,8 @@ class LSTMCell(Cell):
         grad_prev = xp.empty_like(grad_state)
         grad_prev[..., :hidden] = dz @ params["W"]
         xp.multiply(d_cell, f, out=grad_prev[..., hidden:])
+        if keep is not None:
+            grad_prev *= keep[steps]
         return dz, grad_prev
 
 

@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -52,10 +53,10 @@ def add_threads_option(parser: argparse.ArgumentParser, default: int, extra: str
 
 def _choices() -> dict[str, tuple[str, ...]]:
     """The allowed values of the settings that take a name."""
-    from rnnlm.model import ACTIVATIONS, CELLS, OUTPUTS
-    from rnnlm.train import OPTIMIZERS
+    from rnnlm.model import ACTIVATIONS, CELLS, CONTEXTS, OUTPUTS
+    from rnnlm.train_config import OPTIMIZERS
 
-    return {"activation": ACTIVATIONS, "cell": CELLS, "output": OUTPUTS, "optimizer": OPTIMIZERS}
+    return {"activation": ACTIVATIONS, "cell": CELLS, "output": OUTPUTS, "optimizer": OPTIMIZERS, "context": CONTEXTS}
 
 
 def _add_dataclass_options(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
@@ -111,7 +112,8 @@ def _emit(text: str, path: str | None) -> None:
 def _train(args: argparse.Namespace) -> None:
     from rnnlm.model import ModelConfig
     from rnnlm.tokenize import WordTokenizer
-    from rnnlm.train import TrainConfig, run_training
+    from rnnlm.train import run_training
+    from rnnlm.train_config import TrainConfig
     from rnnlm.vocab import vocabulary_metadata
 
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
@@ -146,20 +148,26 @@ def _score(args: argparse.Namespace) -> None:
 
     _check_output_file(args.out)
     lm = TrainedModel.load(args.params, args.device)
-    lines = []
+    lines, doc_offsets = [], [0]
     for name in args.inputs:
         try:
             text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise RnnlmError(f"{name}: cannot read the sentences to score ({exc}); pass a UTF-8 text file") from None
-        lines += [line for line in text.splitlines() if line.strip()]
-    _emit(format_scores(lm.score(lines, args.pretokenized), rank=args.rank), args.out)
+        # Documents: each input, and within one the blocks between empty lines (as tokens/sentences.txt);
+        # a document-mode model reads each as one stream, a sentence-mode one ignores them.
+        for block in re.split(r"\n\s*\n", text):
+            block_lines = [line for line in block.splitlines() if line.strip()]
+            if block_lines:
+                lines += block_lines
+                doc_offsets.append(len(lines))
+    _emit(format_scores(lm.score(lines, args.pretokenized, doc_offsets), rank=args.rank), args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from rnnlm.generate import GenerateConfig
     from rnnlm.model import ModelConfig
-    from rnnlm.train import TrainConfig
+    from rnnlm.train_config import TrainConfig
 
     parser = OneLineParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
     parser.add_argument(*QUIET_FLAGS, action="store_true", help="log warnings only")
@@ -208,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = command("score", "log-probability and perplexity of each input sentence (TSV)", _score)
     score.add_argument("--params", required=True, help="parameters file from train")
-    score.add_argument("inputs", nargs="*", default=["-"], help="text files, one sentence a line (default: stdin)")
+    score.add_argument("inputs", nargs="*", default=["-"], help="text files, one sentence a line, empty lines between documents (default: stdin)")
     score.add_argument("--pretokenized", action="store_true", help="words are already separated by spaces")
     score.add_argument("--rank", action="store_true", help="most probable sentence first")
     score.add_argument("--out", help="write here instead of standard output")

@@ -331,15 +331,23 @@ BUILTIN_SNAPSHOT_RECORD = Path(__file__).with_name("builtin_corpus.json")
 
 
 def extract_builtin_documents() -> list[str]:
-    """Every distinct prose paragraph of this interpreter's pydoc_data.topics, topics in sorted
-    order: how the snapshot was made (`write_builtin_snapshot`).
+    """This interpreter's pydoc_data topics as documents, how the snapshot was made
+    (`write_builtin_snapshot`): one document per topic (topics in sorted order), its prose
+    paragraphs joined by blank lines, so that a document is a real multi-paragraph text.
 
-    Some topics repeat paragraphs of others; keeping one copy stops them leaking across data splits.
+    Some topics repeat paragraphs of others; only a paragraph's first occurrence is kept, which stops
+    them leaking across data splits (a topic left without paragraphs is no document).
     """
     from pydoc_data.topics import topics
 
-    paragraphs = (paragraph for name in sorted(topics) for paragraph in prose_paragraphs(topics[name]))
-    return list(dict.fromkeys(paragraphs))
+    seen: set[str] = set()
+    documents = []
+    for name in sorted(topics):
+        paragraphs = [paragraph for paragraph in dict.fromkeys(prose_paragraphs(topics[name])) if paragraph not in seen]
+        seen.update(paragraphs)
+        if paragraphs:
+            documents.append("\n\n".join(paragraphs))
+    return documents
 
 
 def _snapshot_bytes(documents: list[str]) -> bytes:
@@ -352,7 +360,7 @@ def write_builtin_snapshot(snapshot: Path = BUILTIN_SNAPSHOT, record: Path = BUI
     raw = _snapshot_bytes(extract_builtin_documents())
     with atomic_path(snapshot) as tmp:
         Path(tmp).write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
-    info = {"source": f"pydoc_data.topics of CPython {platform.python_version()}, prose paragraphs "
+    info = {"source": f"pydoc_data.topics of CPython {platform.python_version()}, prose of each topic "
                       "(rnnlm.corpus.extract_builtin_documents)",
             "license": "PSF License Version 2 (the Python documentation); see builtin_corpus.LICENSE.txt",
             "documents": raw.count(b"\n"), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}

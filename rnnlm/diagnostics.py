@@ -6,6 +6,11 @@ averaged over every (sentence, t) pair of the validation sentences with t ≥ k.
 model's diagnostics primitives only (`forward_cache`, `loss_grad_state`, `state_vjp`), so it works for
 every cell the model implements. The same measurement on the model re-initialised with its training
 seed shows what training changed; the spectrum of the recurrent matrix W is the eigenvalue argument.
+
+A `context: document` model is measured on text read as it reads it (`rnnlm.streams`): the first
+whole documents holding at most `max_sentences` sentences (at least one document), each a stream
+from its start; a pair (t, k) counts where s_{t-k} lies in the same document as t (the gradient
+stops at a document start), so the distances reach across sentences.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import numpy as np
 from tqdm import tqdm
 
 from rnnlm.backend import get_backend
-from rnnlm.data import Split
+from rnnlm.data import Split, load_splits
 from rnnlm.io import RnnlmError, write_json
 from rnnlm.model import RNNLM
+from rnnlm.streams import evaluation_layout, in_context
 
 log = logging.getLogger(__name__)
 
@@ -41,32 +47,51 @@ def gradient_norms_by_distance(model: RNNLM, split: Split, max_distance: int, ma
         raise RnnlmError("the validation split has no sentences; raise valid_fraction in config.yaml")
     backend = model.backend
     xp = backend.xp
-    # Sentences of similar length share a batch, so little work is spent on padding.
-    chosen = np.arange(count)[np.argsort(np.asarray(split.lengths[:count]), kind="stable")]
     norm_sums = xp.zeros(max_distance + 1, dtype=xp.float64)
     pairs = np.zeros(max_distance + 1, dtype=np.int64)
-    batches = [chosen[start:start + batch_size] for start in range(0, count, batch_size)]
-    for indices in tqdm(batches, desc=desc, unit="batch", mininterval=5.0):
-        x, y, mask = split.batch(indices)
+    for x, y, mask, resets in tqdm(_batches(model, split, count, batch_size), desc=desc, unit="batch", mininterval=5.0):
         real = mask > 0
-        real_device = backend.asarray(real.astype(np.float64))
+        # Steps since the stream's last reset (a sentence batch: since its start): how far back the
+        # gradient of step t can reach.
+        steps = np.arange(x.shape[0])[:, None]
+        since_start = steps - np.maximum.accumulate(np.where(resets > 0, steps, 0), axis=0)
+        real_device, since_device = backend.asarray(real.astype(np.float64)), backend.asarray(since_start)
         targets = backend.asarray(y)
-        cache = model.forward_cache(backend.asarray(x), backend.asarray(mask, dtype=model.params["U"].dtype))
+        cache = model.forward_cache(backend.asarray(x), backend.asarray(mask, dtype=model.params["U"].dtype),
+                                    resets=None if model.config.context == "sentence" else resets)
         for t in range(x.shape[0]):
             if not real[t].any():
                 continue
-            reach = min(t, max_distance)
+            reach = min(int(since_start[t][real[t]].max()), max_distance)
             grad = model.loss_grad_state(cache, targets, t)
             for k in range(reach + 1):
                 if k:
                     grad = model.state_vjp(cache, t - k + 1, grad)
                 norms = xp.sqrt((grad.astype(xp.float64) ** 2).sum(axis=1))
-                norm_sums[k] += norms @ real_device[t]
-            pairs[: reach + 1] += int(real[t].sum())
+                norm_sums[k] += norms @ (real_device[t] * (since_device[t] >= k))
+                pairs[k] += int((real[t] & (since_start[t] >= k)).sum())
     sums = backend.to_host(norm_sums)
     # JSON has no NaN: distances no sentence reaches get null.
     mean_norm = [float(total / n) if n else None for total, n in zip(sums, pairs)]
     return {"mean_norm": mean_norm, "pairs": [int(n) for n in pairs]}
+
+
+def _batches(model: RNNLM, split: Split, count: int, batch_size: int):
+    """(x, y, mask, resets) host batches of the text measured: the first `count` sentences, those of
+    similar length together (little work on padding); in document mode the first whole documents
+    within `count` sentences as streams, read in one piece (the gradient may reach back anywhere)."""
+    if in_context(model):
+        layout = evaluation_layout(split.documents(np.arange(_documents_within(split, count))), batch_size)
+        window = layout.window(0, layout.steps)
+        return [(window.x, window.y, window.mask, window.resets)]
+    chosen = np.arange(count)[np.argsort(np.asarray(split.lengths[:count]), kind="stable")]
+    batches = []
+    for start in range(0, count, batch_size):
+        x, y, mask = split.batch(chosen[start:start + batch_size])
+        resets = np.zeros_like(mask)
+        resets[0] = 1
+        batches.append((x, y, mask, resets))
+    return batches
 
 
 def decay_per_step(mean_norm, pairs) -> float | None:
@@ -114,7 +139,8 @@ def diagnose(trained, initial, split, max_distance: int, max_sentences: int, bat
         "activation": config.activation,
         "hidden_size": config.hidden_size,
         "bptt_truncate": config.bptt_truncate,
-        "sentences": min(len(split), int(max_sentences)),
+        "sentences": _sentences_measured(trained, split, int(max_sentences)),
+        "context": config.context,
         "max_distance": int(max_distance),
         "distance": list(range(int(max_distance) + 1)),
     }
@@ -129,14 +155,25 @@ def diagnose(trained, initial, split, max_distance: int, max_sentences: int, bat
     return result
 
 
+def _documents_within(split: Split, count: int) -> int:
+    """How many leading whole documents hold at most `count` sentences (at least one)."""
+    return max(1, int(np.searchsorted(split.doc_offsets, count, side="right")) - 1)
+
+
+def _sentences_measured(model, split, max_sentences: int) -> int:
+    count = min(len(split), max_sentences)
+    if not in_context(model) or count == 0:
+        return count
+    return int(split.doc_offsets[_documents_within(split, count)])
+
+
 def run_diagnostics(params_path: str | os.PathLike, valid_path: str | os.PathLike, output_path: str | os.PathLike,
                     seed: int, max_distance: int, max_sentences: int, batch_size: int, device: str = "auto") -> dict:
     """Load a trained model and the validation split, measure both curves, write the JSON atomically."""
     backend = get_backend(device)
     trained, words, _ = RNNLM.load(params_path, backend)
     initial = RNNLM(trained.config, backend, seed=seed)
-    split = Split.load(valid_path)
-    split.check_vocabulary(words, f"the model {params_path}")
+    split = load_splits({"valid": valid_path}, words, f"the model {params_path}")["valid"]
     result = diagnose(trained, initial, split, max_distance, max_sentences, batch_size)
     result["seed"] = int(seed)
     write_json(output_path, result)

@@ -15,11 +15,12 @@ from typing import Mapping
 
 import numpy as np
 
+from rnnlm import streams
 from rnnlm.backend import get_backend
-from rnnlm.data import Split
+from rnnlm.data import Split, load_splits
 from rnnlm.io import RnnlmError, write_json
 from rnnlm.model import RNNLM
-from rnnlm.vocab import SENTENCE_START_ID, Vocabulary
+from rnnlm.vocab import SENTENCE_START_ID
 
 # Sentences per forward pass; the model bounds the logits memory itself, this only bounds the
 # padded index matrices and the hidden states.
@@ -27,7 +28,10 @@ EVAL_BATCH_SIZE = 256
 
 
 def split_loss(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int]:
-    """Summed cross-entropy over every predicted token of `split` and the number of those tokens."""
+    """Summed cross-entropy over every predicted token of `split` and the number of those tokens
+    (a `context: document` model reads the split as document streams: `rnnlm.streams`)."""
+    if streams.in_context(model):
+        return streams.split_loss(model, split, rows=batch_size)
     total, tokens = 0.0, 0
     # Length-sorted batches waste little work on padding; the order does not change the sum's terms.
     # Host batches: the model checks them on the host and uploads them, and returns host numbers.
@@ -57,7 +61,7 @@ def unigram_log_probs(train: Split, vocab_size: int) -> np.ndarray:
 
     SENTENCE_START is never a target, so it gets probability zero (log -inf) and no pseudo-count.
     """
-    check_split_ids(train, vocab_size, "train")
+    train.check_ids(vocab_size, "train")
     counts = np.bincount(train.y, minlength=vocab_size).astype(np.float64)
     counts += 1.0
     counts[SENTENCE_START_ID] = 0.0
@@ -70,36 +74,13 @@ def unigram_loss(log_probs: np.ndarray, split: Split) -> float:
     return float(-log_probs[split.y].mean())
 
 
-def check_split_ids(split: Split, vocab_size: int, name: str) -> None:
-    """Refuse index matrices that refer to ids outside the model's vocabulary."""
-    largest = max(int(split.x.max()), int(split.y.max())) if split.num_tokens else -1
-    if largest >= vocab_size:
-        raise RnnlmError(
-            f"the {name} split uses ids up to {largest} but the model's "
-            f"vocabulary has {vocab_size} words: the data and the parameters come from different "
-            "vocabularies; retrain the model on this data"
-        )
-
-
-def check_vocabulary(model_words: list[str], data_words: list[str]) -> None:
-    """The parameters must have been trained on the vocabulary that indexed the data."""
-    if list(model_words) == list(data_words):
-        return
-    if len(model_words) != len(data_words):
-        detail = f"{len(model_words)} words in the parameters file, {len(data_words)} in the data's vocabulary"
-    else:
-        first = next(i for i, (a, b) in enumerate(zip(model_words, data_words)) if a != b)
-        detail = f"id {first} is {model_words[first]!r} in the parameters file but {data_words[first]!r} in the data's vocabulary"
-    raise RnnlmError(f"vocabulary mismatch ({detail}); retrain the model on this data or evaluate it on the data it was trained on")
-
-
 def evaluate(model, splits: Mapping[str, Split], train: Split) -> dict:
     """metrics.json content: per split loss, perplexity, token and sentence counts, unigram baseline."""
     vocab_size = model.config.vocab_size
     unigram = unigram_log_probs(train, vocab_size)
     result: dict = {"vocab_size": vocab_size, "unigram_smoothing": "add-one over all predictable ids, estimated on train", "splits": {}}
     for name, split in splits.items():
-        check_split_ids(split, vocab_size, name)
+        split.check_ids(vocab_size, name)
         entry = {"sentences": len(split), "tokens": split.num_tokens,
                  "loss": None, "perplexity": None, "unigram_loss": None, "unigram_perplexity": None}
         if split.num_tokens:
@@ -120,13 +101,10 @@ def run_evaluation(params_path, split_paths: Mapping[str, str], vocab_path, metr
     """The evaluate stage from files: metrics.json (unless `metrics_path` is None); returns the metrics.
 
     `split_paths` must include "train": the unigram baseline is fitted on it."""
-    model, words, _ = load_trained(params_path, device)
-    check_vocabulary(words, Vocabulary.load(vocab_path).words)
-    splits = {name: Split.load(path) for name, path in split_paths.items()}
-    for split in splits.values():
-        split.check_vocabulary(words, f"the model {params_path}")
-    if "train" not in splits:
+    if "train" not in split_paths:
         raise RnnlmError("evaluation needs the train split to fit the unigram baseline; pass it too")
+    model, words, _ = load_trained(params_path, device)
+    splits = load_splits(split_paths, words, f"the model {params_path}", vocab_path)
     metrics = evaluate(model, splits, splits["train"])
     if metrics_path is not None:
         write_json(metrics_path, metrics)

@@ -16,6 +16,11 @@ before it) spreads it over as many words as the vocabulary holds.
 
 These functions work on word tokens. `TrainedModel` wraps a params file for text in, text out: it
 tokenizes primes and sentences to score as the training text was and detokenizes what it generates.
+
+A `context: document` model reads text as a stream (`rnnlm.streams`): a prime paragraph's
+sentences before its last are `context`, read first (SENTENCE_END between sentences, as in
+training), and sampling and beam search continue from the state they leave; sentences to score
+are read as one document each block (`doc_offsets`), each scored given the ones before it.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+from rnnlm import streams
 from rnnlm.data import Split
 from rnnlm.evaluate import load_trained
 from rnnlm.io import RnnlmError, write_text
 from rnnlm.model import RNNLM
-from rnnlm.tokenize import WordTokenizer, detokenize
+from rnnlm.tokenize import DocumentTokenizer, WordTokenizer, detokenize, installed_sentence_splitter
 from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, Vocabulary
 
 # Sentences drawn per wanted sentence before giving up on the length limits.
@@ -66,24 +74,39 @@ def _vocabulary(vocab_words: Sequence[str]) -> Vocabulary:
 
 
 def _primed(model, batch_size: int, start: list[int]):
-    """State after reading SENTENCE_START and the prime words, and the next-token log-probabilities."""
+    """State after reading the start of the stream (`_stream_start`), and the next-token log-probabilities."""
     state = model.initial_state(batch_size)
     for token in start:
         log_probs, state = model.step(np.full(batch_size, token, dtype=np.int32), state)
     return log_probs, state
 
 
+def _stream_start(model, vocab_words: Sequence[str], context: Sequence[Sequence[str]], prime_part: list[int]) -> list[int]:
+    """The tokens read before the first generated word: the context sentences as a document stream
+    ([SENTENCE_START] s_1 [SENTENCE_END] s_2 ... [SENTENCE_END]), then the prime words. Context words
+    outside the vocabulary are read as UNKNOWN_TOKEN, as in training."""
+    if context and not streams.in_context(model):
+        raise RnnlmError("this model reads one sentence at a time (context: sentence); give a one-sentence prime")
+    vocabulary = _vocabulary(vocab_words)
+    start = [SENTENCE_START_ID]
+    for sentence in context:
+        start += [*vocabulary.encode(list(sentence)).tolist(), SENTENCE_END_ID]
+    return start + prime_part
+
+
 def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_length: int = 7,
                      max_length: int = 40, temperature: float = 1.0, seed: int = 0,
-                     prime: Sequence[str] = ()) -> list[list[str]]:
-    """`num_sentences` sentences drawn from the model, each of min_length..max_length words."""
+                     prime: Sequence[str] = (), context: Sequence[Sequence[str]] = ()) -> list[list[str]]:
+    """`num_sentences` sentences drawn from the model, each of min_length..max_length words, each
+    starting with the `prime` words; a document-mode model reads the `context` sentences first."""
     if temperature <= 0:
         raise RnnlmError(f"temperature must be positive, got {temperature}")
     if not 1 <= min_length <= max_length:
         raise RnnlmError(f"need 1 <= min_length <= max_length, got {min_length} and {max_length}")
-    start = [SENTENCE_START_ID, *prime_ids(vocab_words, prime)]
-    if len(start) - 1 > max_length:
-        raise RnnlmError(f"the prime has {len(start) - 1} words, more than max_length={max_length}")
+    prime_part = prime_ids(vocab_words, prime)
+    if len(prime_part) > max_length:
+        raise RnnlmError(f"the prime has {len(prime_part)} words, more than max_length={max_length}")
+    start = _stream_start(model, vocab_words, context, prime_part)
     backend, xp = model.backend, model.backend.xp
     rng = np.random.default_rng(seed)
     accepted: list[list[int]] = []
@@ -98,7 +121,7 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
         batch = 2 * (num_sentences - len(accepted))
         attempts += batch
         log_probs, state = _primed(model, batch, start)
-        tokens = np.empty((batch, max_length - len(start) + 2), dtype=np.int64)
+        tokens = np.empty((batch, max_length - len(prime_part) + 1), dtype=np.int64)
         finished = np.zeros(batch, dtype=bool)
         for step in range(tokens.shape[1]):
             # Inverse-CDF sampling on the device, with the uniforms drawn on the host: one seed gives
@@ -117,7 +140,7 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
                 break
             log_probs, state = model.step(choice.astype(np.int32), state)
         for row in tokens[finished]:
-            words = [*start[1:], *row[: int(np.argmax(row == SENTENCE_END_ID))].tolist()]
+            words = [*prime_part, *row[: int(np.argmax(row == SENTENCE_END_ID))].tolist()]
             if min_length <= len(words) <= max_length and len(accepted) < num_sentences:
                 accepted.append(words)
     return [[vocab_words[i] for i in words] for words in accepted]
@@ -154,9 +177,10 @@ def _distinct(sentences: list[ScoredSentence], limit: int, max_overlap: float) -
 
 
 def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
-                max_length: int = 40, prime: Sequence[str] = (),
+                max_length: int = 40, prime: Sequence[str] = (), context: Sequence[Sequence[str]] = (),
                 max_overlap: float = MAX_BIGRAM_OVERLAP) -> list[ScoredSentence]:
-    """The `beam_width` most probable distinct sentences of min_length..max_length words.
+    """The `beam_width` most probable distinct sentences of min_length..max_length words (a
+    document-mode model reads the `context` sentences first; log-probabilities are given them).
 
     A sentence ends only where beam search chooses SENTENCE_END among the best continuations of
     the open hypotheses (SENTENCE_END competes with the words; it is not allowed before
@@ -176,7 +200,7 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
     search_width = beam_width if max_overlap >= 1 else beam_width * DIVERSE_SEARCH_FACTOR
     backend = model.backend
     vocab_size = len(vocab_words)
-    log_probs, state = _primed(model, 1, [SENTENCE_START_ID, *prime_part])
+    log_probs, state = _primed(model, 1, _stream_start(model, vocab_words, context, prime_part))
     words = np.zeros((1, 0), dtype=np.int64)
     scores = np.zeros(1)
     finished: list[ScoredSentence] = []
@@ -212,23 +236,33 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
 
 
 def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Sequence[str]],
+                    doc_offsets: Sequence[int] | None = None,
                     unknown_word_types: int | None = None) -> list[ScoredSentence]:
     """Log-probability and perplexity of each tokenized sentence (SENTENCE_END predicted and counted),
     each unknown word's share of UNKNOWN_TOKEN's probability being 1 / unknown_word_types (default:
-    the vocabulary's size; see the module doc)."""
+    the vocabulary's size; see the module doc).
+
+    A document-mode model reads the sentences as documents (`doc_offsets`, d + 1 sentence indices;
+    None: all of them one document) and scores each given the sentences before it in its document."""
     if not sentences:
         return []
     vocabulary = _vocabulary(vocab_words)
     # Words outside the vocabulary (and spellings of special tokens) are scored as UNKNOWN_TOKEN.
     ids = [vocabulary.encode(sentence) for sentence in sentences]
     unknown = [int((row == UNKNOWN_ID).sum()) for row in ids]
-    split = Split.from_ids(np.concatenate(ids), np.array([len(row) for row in ids], dtype=np.int64))
+    in_context = streams.in_context(model)
+    split = Split.from_ids(np.concatenate(ids), np.array([len(row) for row in ids], dtype=np.int64),
+                           doc_offsets=([0, len(ids)] if doc_offsets is None else doc_offsets) if in_context else None)
     log_probs = np.empty(len(ids))
-    for first in range(0, len(ids), SCORE_BATCH_SIZE):
-        rows = np.arange(first, min(first + SCORE_BATCH_SIZE, len(ids)))
-        x, y, mask = split.batch(rows)
-        per_token = model.token_log_probs(x, y, mask)  # host batch in, host log-probabilities out
-        log_probs[rows] = np.asarray(per_token, dtype=np.float64).sum(axis=0)
+    if in_context:
+        per_token = streams.token_log_probs(model, split, rows=SCORE_BATCH_SIZE)
+        log_probs[:] = np.add.reduceat(per_token, split.offsets[:-1])
+    else:
+        for first in range(0, len(ids), SCORE_BATCH_SIZE):
+            rows = np.arange(first, min(first + SCORE_BATCH_SIZE, len(ids)))
+            x, y, mask = split.batch(rows)
+            per_token = model.token_log_probs(x, y, mask)  # host batch in, host log-probabilities out
+            log_probs[rows] = np.asarray(per_token, dtype=np.float64).sum(axis=0)
     if not np.isfinite(log_probs).all():
         raise RnnlmError("the model gave a NaN or infinite log-probability: its parameters are corrupt; retrain it")
     log_probs -= np.asarray(unknown, dtype=np.float64) * math.log(unknown_word_types or len(vocab_words))
@@ -308,16 +342,28 @@ class TrainedModel:
         """Readable text of `tokens`; sentence-initial capital restored when the text was lowercased."""
         return detokenize(list(tokens), capitalize=self.tokenizer.lowercase)
 
+    def prime(self, text: str) -> tuple[list[list[str]], list[str]]:
+        """(context sentences, words starting the generated sentence) of a prime. A document-mode
+        model splits a paragraph into sentences (installed Punkt, else Punkt's defaults): all but
+        the last are context; a sentence-mode model reads the whole prime as one sentence."""
+        if not streams.in_context(self.model) or not text.strip():
+            return [], self.tokenizer.tokenize(text)
+        splitter = installed_sentence_splitter() or PunktSentenceTokenizer()
+        sentences = DocumentTokenizer(splitter, self.tokenizer).sentences(text)
+        return sentences[:-1], sentences[-1] if sentences else []
+
     def sample(self, num_sentences: int = 1, prime: str = "", **options) -> list[str]:
         """Sampled sentences as text; `options` are `sample_sentences`' (min_length, temperature, seed...)."""
-        sampled = sample_sentences(self.model, self.words, num_sentences, prime=self.tokenizer.tokenize(prime),
-                                   **options)
+        context, words = self.prime(prime)
+        sampled = sample_sentences(self.model, self.words, num_sentences, prime=words, context=context, **options)
         return [self.display(sentence) for sentence in sampled]
 
-    def score(self, sentences: Iterable[str], pretokenized: bool = False) -> list[ScoredSentence]:
-        """Log-probability and perplexity of each sentence, tokenized like the training text."""
+    def score(self, sentences: Iterable[str], pretokenized: bool = False,
+              doc_offsets: Sequence[int] | None = None) -> list[ScoredSentence]:
+        """Log-probability and perplexity of each sentence, tokenized like the training text
+        (`doc_offsets`: the documents a document-mode model reads them as, see `score_sentences`)."""
         return score_sentences(self.model, self.words,
-                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences],
+                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences], doc_offsets,
                                self.metadata.get("unknown_word_types"))
 
 
@@ -326,10 +372,10 @@ def run_generation(params_path, samples_path, config: GenerateConfig, device: st
     `samples_path` is None; returns the text."""
     lm = TrainedModel.load(params_path, device)
     c = config
-    prime_words = lm.tokenizer.tokenize(c.prime)
+    context, prime_words = lm.prime(c.prime)
     sampled = sample_sentences(lm.model, lm.words, c.num_sentences, c.min_length, c.max_length, c.temperature,
-                               c.seed, prime_words)
-    beam = (beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words)
+                               c.seed, prime_words, context)
+    beam = (beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words, context)
             if c.beam_width else None)
     settings = f"temperature {c.temperature:g}, seed {c.seed}, {c.min_length} to {c.max_length} words"
     if prime_words:

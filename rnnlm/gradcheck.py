@@ -2,7 +2,8 @@
 
 API: `gradient_check(model, x, y, mask)` -> {parameter: max relative error}.
 CLI: `rnnlm gradcheck` (`main(argv)`) builds a small random float64 model and a padded random batch
-for the chosen cell / activation / output layer / truncation and exits non-zero above the tolerance.
+for the chosen cell / activation / output layer / truncation / embedding, tying and layer stack /
+dropouts and exits non-zero above the tolerance.
 """
 
 from __future__ import annotations
@@ -39,20 +40,23 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     return np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), NEGLIGIBLE_GRADIENT)
 
 
-def truncated_loss(model: RNNLM, frozen_states, x, y, mask, dropout: DropoutMasks | None = None) -> float:
+def truncated_loss(model: RNNLM, frozen_states, x, y, mask, dropout: DropoutMasks | None = None,
+                   resets=None) -> float:
     """The objective truncated BPTT differentiates: step t's loss sees the parameters only through
-    the recurrence steps t-k..t, starting from the state before t-k held at `frozen_states`."""
+    the recurrence steps t-k..t, starting from the state before t-k held at `frozen_states`; a
+    reset zeroes the state before its step."""
     backend, xp = model.backend, model.backend.xp
     truncate = model.config.bptt_truncate
     x, mask = model._check_batch(x, mask)
     y = model._check_targets(y, x)
-    inputs = model._input_projection(x, None if dropout is None else dropout.inputs)
+    inputs = model._input_projection(x, dropout)
+    keep = np.ones(x.shape) if resets is None else 1 - np.asarray(resets, dtype=np.float64)
     total = 0.0
     for t in range(x.shape[0]):
         start = max(0, t - truncate)
         state = frozen_states[start]
         for step in range(start, t + 1):
-            state = model.cell.step(xp, model.params, inputs[step], state)
+            state = model.cell.step(xp, model.params, inputs[step], state * backend.asarray(keep[step])[:, None])
         hidden = model.cell.hidden(state)
         if dropout is not None and dropout.hidden is not None:
             hidden = hidden * dropout.hidden[t]
@@ -70,10 +74,14 @@ def gradient_check(
     max_entries: int | None = None,
     seed: int = 0,
     dropout: DropoutMasks | None = None,
+    state: Any = None,
+    resets: Any = None,
 ) -> dict[str, float]:
     """Max relative error per parameter between backprop and central differences of the summed loss.
 
     `dropout`: check the training pass with these (fixed) dropout masks.
+    `state`, `resets`: the initial state (held fixed: a window's carried state is detached) and
+    the document starts, as `RNNLM.loss_and_grads` takes them.
     With truncated BPTT the reference is `truncated_loss` (the full loss has another gradient).
     Every entry is checked unless `max_entries` caps it (a random sample per parameter then).
     The model must be float64: float32 round-off would swamp the differences.
@@ -84,17 +92,17 @@ def gradient_check(
         relu = model.config.cell == "rnn" and model.config.activation == "relu"
         epsilon = RELU_EPSILON if relu else SMOOTH_EPSILON
     backend = model.backend
-    _, _, grads = model.loss_and_grads(x, y, mask, dropout=dropout)
+    _, _, grads = model.loss_and_grads(x, y, mask, dropout=dropout, state=state, resets=resets)
     if model.config.bptt_truncate:
-        frozen_states = model.forward_cache(x, mask, dropout=dropout).states
+        frozen_states = model.forward_cache(x, mask, state=state, dropout=dropout, resets=resets).states
 
         def objective() -> float:
-            return truncated_loss(model, frozen_states, x, y, mask, dropout)
+            return truncated_loss(model, frozen_states, x, y, mask, dropout, resets)
 
     else:
 
         def objective() -> float:
-            return model.loss(x, y, mask, dropout)[0]
+            return model.loss(x, y, mask, dropout, state=state, resets=resets)[0]
 
     rng = np.random.default_rng(seed)
     errors = {}
@@ -137,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bptt-truncate", type=int, default=0, help="0 = full BPTT")
     parser.add_argument("--dropout", type=float, default=0.0, help="output dropout rate (masks fixed for the check)")
     parser.add_argument("--input-dropout", type=float, default=0.0, help="input dropout rate (masks fixed)")
+    parser.add_argument("--embedding-size", type=int, default=0, help="0 = no embedding table (U reads the one-hot word)")
+    parser.add_argument("--tie-embeddings", action="store_true", help="the embedding is the output word matrix V")
+    parser.add_argument("--num-layers", type=int, default=1)
+    parser.add_argument("--layer-dropout", type=float, default=0.0, help="dropout between layers (masks fixed)")
+    parser.add_argument("--embedding-dropout", type=float, default=0.0, help="word-type dropout rate (masks fixed)")
+    parser.add_argument("--locked-dropout", action="store_true", help="one dropout mask per sequence")
     parser.add_argument("--vocab-size", type=int, default=20)
     parser.add_argument("--hidden-size", type=int, default=6)
     parser.add_argument("--lengths", type=int, nargs="+", default=[7, 4, 6], help="sentence lengths of the batch")
@@ -155,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dtype="float64",
         dropout=args.dropout,
         input_dropout=args.input_dropout,
+        embedding_size=args.embedding_size,
+        tie_embeddings=args.tie_embeddings,
+        num_layers=args.num_layers,
+        layer_dropout=args.layer_dropout,
+        embedding_dropout=args.embedding_dropout,
+        locked_dropout=args.locked_dropout,
     )
     backend = get_backend(args.device)
     model = RNNLM(config, backend, seed=args.seed)

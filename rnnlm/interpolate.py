@@ -14,13 +14,13 @@ import logging
 
 import numpy as np
 
+from rnnlm import streams
 from rnnlm.backend import get_backend
-from rnnlm.data import Split
-from rnnlm.evaluate import EVAL_BATCH_SIZE, check_split_ids, check_vocabulary
+from rnnlm.data import Split, load_splits
+from rnnlm.evaluate import EVAL_BATCH_SIZE
 from rnnlm.io import RnnlmError, load_npz, write_json
 from rnnlm.model import RNNLM
 from rnnlm.ngram import perplexity
-from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 BISECTION_STEPS = 60
 # RNN weights at which the validation perplexity is reported, for a curve in the report.
 GRID = tuple(step / 10 for step in range(11))
+# The splits the mixture scores: the weight is tuned on valid, test is only reported.
+SCORED_SPLITS = ("valid", "test")
 
 
 def mixture_log_probs(rnn: np.ndarray, ngram: np.ndarray, weight: float) -> np.ndarray:
@@ -66,7 +68,10 @@ def tune_weight(rnn: np.ndarray, ngram: np.ndarray) -> float:
 
 
 def rnn_token_log_probs(model, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
-    """log p_rnn of every predicted token of `split`, aligned with split.y (float64)."""
+    """log p_rnn of every predicted token of `split`, aligned with split.y (float64); a `context:
+    document` model reads each document as one stream (`rnnlm.streams`), the same tokens in the same order."""
+    if streams.in_context(model):
+        return streams.token_log_probs(model, split, rows=batch_size)
     backend = model.backend
     scores = []
     for start in range(0, len(split), batch_size):
@@ -91,14 +96,11 @@ def _ngram_scores(arrays: dict, split: Split, name: str, path) -> np.ndarray:
 def interpolate_model(params_path, vocab_path, split_paths: dict, ngram_path, output_path, device: str = "auto") -> dict:
     """Interpolation stage for one model: tune the weight on valid, report valid and test (JSON)."""
     model, model_words, _ = RNNLM.load(params_path, get_backend(device))
-    check_vocabulary(model_words, Vocabulary.load(vocab_path).words)
+    splits = load_splits({name: split_paths[name] for name in SCORED_SPLITS}, model_words,
+                         f"the model {params_path}", vocab_path)
     ngram_arrays = load_npz(ngram_path, required=("order",))
-    scores = {}
-    for name in ("valid", "test"):
-        split = Split.load(split_paths[name])
-        split.check_vocabulary(model_words, f"the model {params_path}")
-        check_split_ids(split, model.config.vocab_size, name)
-        scores[name] = (rnn_token_log_probs(model, split), _ngram_scores(ngram_arrays, split, name, ngram_path))
+    scores = {name: (rnn_token_log_probs(model, split), _ngram_scores(ngram_arrays, split, name, ngram_path))
+              for name, split in splits.items()}
     weight = tune_weight(*scores["valid"])
     result = {"ngram_order": int(ngram_arrays["order"]), "weight_rnn": weight, "weight_ngram": 1.0 - weight, "splits": {}}
     for name, (rnn, ngram) in scores.items():

@@ -14,12 +14,20 @@ backpropagation through time:
   tutorial's `bptt` loop. Every step's gradient "wavefront" is moved back one step at a time for
   all t at once (k vectorized steps over all T*B rows instead of T*k small ones), the wavefronts
   that sit on the same step are summed, and the parameter gradients come out of one final pass.
+
+State across batches (document mode, `rnnlm.streams`): `state` starts a batch from a given state
+(None: zeros); `resets` (T, B), 1 where a document starts at step t, zeroes the state before that
+step (the cell reads s_{t-1} * (1 - resets_t), in the forward and the backward pass alike);
+`return_state` hands back the batch's final state for the next window. That state is detached:
+no gradient flows from one window into the previous one (truncated BPTT over windows). With
+stacked layers the state holds every layer's, side by side, and a reset zeroes all of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +42,7 @@ FORMAT_VERSION = 1
 ACTIVATIONS = ("tanh", "relu")
 CELLS = ("rnn", "gru", "lstm")
 OUTPUTS = ("full", "class")
+CONTEXTS = ("sentence", "document")  # how the model reads text: rnnlm.streams
 _FILE_KEYS = ("format_version", "config_json", "metadata_json", "vocab")
 
 
@@ -49,6 +58,13 @@ class ModelConfig:
     num_classes: int = 0  # class output only; 0 = round(sqrt(vocab_size))
     dropout: float = 0.0  # training only: drop rate of the hidden state the output layer reads
     input_dropout: float = 0.0  # training only: drop rate of each word's input projection U[:, x]
+    context: str = "sentence"  # sentence: each from a zero state; document: streams of a document's sentences
+    embedding_size: int = 0  # D: 0 = the one-hot input through U (G*H x C); > 0 = a table E (C x D) read by U (G*H x D)
+    tie_embeddings: bool = False  # the input embedding is the output word matrix V (needs embedding_size == hidden_size)
+    num_layers: int = 1  # stacked recurrent layers; layer l > 0 reads layer l-1's hidden state
+    layer_dropout: float = 0.0  # training only: drop rate of a layer's hidden state on its way to the layer above
+    embedding_dropout: float = 0.0  # training only: drop rate of whole word types (a dropped word's input is 0)
+    locked_dropout: bool = False  # training only: one dropout mask per sequence of a batch, the same at every step
 
     def __post_init__(self) -> None:
         checks = [
@@ -65,10 +81,42 @@ class ModelConfig:
             ),
             (_is_rate(self.dropout), "dropout must be a number in [0, 1)"),
             (_is_rate(self.input_dropout), "input_dropout must be a number in [0, 1)"),
+            (self.context in CONTEXTS, "context must be sentence or document"),
+            (
+                isinstance(self.embedding_size, int) and not isinstance(self.embedding_size, bool)
+                and self.embedding_size >= 0,
+                "embedding_size must be an integer >= 0 (0: no embedding table, U reads the one-hot word)",
+            ),
+            (isinstance(self.tie_embeddings, bool), "tie_embeddings must be true or false"),
+            (
+                not self.tie_embeddings or self.embedding_size == self.hidden_size,
+                f"tie_embeddings needs embedding_size equal to hidden_size (the output word matrix V is C x "
+                f"hidden_size and is the embedding table): set embedding_size: {self.hidden_size}",
+            ),
+            (
+                isinstance(self.num_layers, int) and not isinstance(self.num_layers, bool) and self.num_layers >= 1,
+                "num_layers must be an integer >= 1",
+            ),
+            (_is_rate(self.layer_dropout), "layer_dropout must be a number in [0, 1)"),
+            (
+                not self.layer_dropout or self.num_layers >= 2,
+                "layer_dropout acts between stacked layers: set num_layers >= 2 or layer_dropout: 0",
+            ),
+            (
+                not self.bptt_truncate or self.num_layers == 1,
+                "bptt_truncate works with one layer only: set bptt_truncate: 0 (full BPTT) or num_layers: 1",
+            ),
+            (_is_rate(self.embedding_dropout), "embedding_dropout must be a number in [0, 1)"),
+            (isinstance(self.locked_dropout, bool), "locked_dropout must be true or false"),
         ]
         for ok, message in checks:
             if not ok:
                 raise RnnlmError(f"bad model config {dataclasses.asdict(self)}: {message}")
+
+    @property
+    def uses_dropout(self) -> bool:
+        """Whether a training pass draws dropout masks at all."""
+        return bool(self.dropout or self.input_dropout or self.layer_dropout or self.embedding_dropout)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
@@ -90,31 +138,62 @@ def _is_rate(value) -> bool:
 class DropoutMasks:
     """One training batch's inverted-dropout masks (entries 0 or 1 / (1 - rate)); None where that
     dropout is off. Kept masks make the training loss a deterministic function of the parameters,
-    so the same masks serve the forward pass, the backward pass and the gradient check."""
+    so the same masks serve the forward pass, the backward pass and the gradient check. With
+    `locked_dropout` every (T, B, ...) mask is one (B, ...) mask repeated at every step."""
 
-    inputs: Any  # (T, B, G*H): multiplies each token's input projection U[:, x_t] (not b_h)
+    inputs: Any  # (T, B, G*H): multiplies each token's input projection (U[:, x_t] or U E[x_t]; not b_h)
     hidden: Any  # (T, B, H): multiplies the hidden state the output layer reads (not the recurrence)
+    layers: Any = None  # [(T, B, H)] per layer above the first: the hidden state of the layer below, on its way up
+    words: Any = None  # (C,): one factor per word type for the whole batch (embedding dropout)
+
+
+def layer_parameter_names(layer: int) -> tuple[str, str, str]:
+    """The names of layer `layer`'s input weights, recurrent weights and biases: U, W, b_h for the
+    first layer (today's names, so one-layer params files are unchanged), U1, W1, b_h1 ... above."""
+    suffix = str(layer) if layer else ""
+    return f"U{suffix}", f"W{suffix}", f"b_h{suffix}"
 
 
 @dataclass
 class SparseRows:
-    """A gradient of U (G*H, C) that is zero outside the columns of the batch's words: `rows[i]` is
-    column `indices[i]` (indices unique), so a step at B = 1 touches <= T columns, not all C."""
+    """A gradient that is zero outside the rows of the batch's words: `rows[i]` is word
+    `indices[i]`'s (indices unique), so a step at B = 1 touches <= T words, not all C.
+    `word_axis` 1: the words are the parameter's columns (U, G*H x C); 0: its rows (E or a tied V, C x D)."""
 
     indices: Any
     rows: Any
+    word_axis: int = 1
+
+    def word_major(self, param):
+        """The (C, ...) view of `param` whose rows `indices` this gradient holds."""
+        return param.T if self.word_axis == 1 else param
+
+
+@dataclass
+class LayerCache:
+    """One recurrent layer's pass: what its input weights multiplied (`inputs`: the embedded words
+    (T*B, D) of the first layer with an embedding, the dropped-out hidden states (T, B, H) of the
+    layer below for the others, None for the one-hot input), all states (states[0] the initial
+    one) and the cell's extras."""
+
+    inputs: Any
+    states: Any
+    extras: Any
 
 
 @dataclass
 class ForwardCache:
-    """What backward needs: inputs, mask, all states (states[0] is the initial state), cell extras,
-    and the dropout masks of a training pass (None otherwise)."""
+    """What backward needs: inputs, mask, the top layer's states (states[0] is the initial state)
+    and cell extras, the dropout masks of a training pass (None otherwise), and every layer's
+    cache (`layers[-1]` holds the same states and extras)."""
 
     x: Any
     mask: Any
     states: Any
     extras: Any
     dropout: DropoutMasks | None = None
+    layers: list = dataclasses.field(default_factory=list)
+    keep: Any = None  # (T, B, 1) 1 - resets, or None (no resets)
 
 
 class RNNLM:
@@ -132,14 +211,26 @@ class RNNLM:
         self.dtype = np.dtype(config.dtype)
         self.cell = make_cell(config.cell, config.hidden_size, config.activation)
         self.output = make_output(config, backend, word_counts=word_counts, class_of_word=class_of_word)
-        # Initialise on the host so a seed gives the same parameters on every device.
+        # The word-indexed input matrix: U's columns (no embedding), E's rows, or the output's V.
+        self.embedding_name = None
+        if config.embedding_size:
+            self.embedding_name = "V" if config.tie_embeddings else "E"
+        # Initialise on the host so a seed gives the same parameters on every device; the first
+        # layer and the output layer draw first, as a one-layer model without embedding always did.
         rng = np.random.default_rng(seed)
-        host = self.cell.init_params(rng, config.vocab_size, self.dtype)
+        host = self.cell.init_params(rng, config.embedding_size or config.vocab_size, self.dtype)
+        if self.embedding_name == "E":
+            bound = 1.0 / math.sqrt(config.embedding_size)
+            host["E"] = rng.uniform(-bound, bound, (config.vocab_size, config.embedding_size)).astype(self.dtype)
+        for layer in range(1, config.num_layers):
+            layer_params = self.cell.init_params(rng, config.hidden_size, self.dtype)
+            host.update(zip(layer_parameter_names(layer), (layer_params[key] for key in ("U", "W", "b_h"))))
         host.update(self.output.init_params(rng, self.dtype))
         self.params = {name: backend.asarray(value) for name, value in host.items()}
-        # U is kept word-major, (C, G*H) in memory, exposed as its (G*H, C) transpose: the per-token
-        # gather then reads whole rows, and dU (built word-major by scatter-add) shares U's layout.
-        self.params["U"] = backend.asarray(np.ascontiguousarray(host["U"].T)).T
+        if not config.embedding_size:
+            # U is kept word-major, (C, G*H) in memory, exposed as its (G*H, C) transpose: the per-token
+            # gather then reads whole rows, and dU (built word-major by scatter-add) shares U's layout.
+            self.params["U"] = backend.asarray(np.ascontiguousarray(host["U"].T)).T
 
     # ------------------------------------------------------------------ batches
     def _check_ids(self, ids, what: str):
@@ -177,39 +268,109 @@ class RNNLM:
             raise RnnlmError(f"y {y.shape} must have the shape of x {x.shape}")
         return y
 
-    def _input_projection(self, x, keep=None):
-        """U[:, x].T + b_h for every token: the one-hot input as a column gather, (..., G*H); the
-        gathered columns are multiplied by the input-dropout mask `keep` when given."""
-        inputs = self.params["U"].T[x.reshape(-1)]
-        if keep is not None:
-            inputs *= keep.reshape(inputs.shape)
+    def _layer_params(self, layer: int) -> dict[str, Any]:
+        """Layer `layer`'s parameters under the names the cells use (U, W, b_h)."""
+        return dict(zip(("U", "W", "b_h"), (self.params[name] for name in layer_parameter_names(layer))))
+
+    def _layer_state(self, state, layer: int):
+        """Layer `layer`'s columns of a stacked (B, num_layers * state size) state."""
+        size = self.cell.state_size
+        return state[:, layer * size : (layer + 1) * size]
+
+    def _first_layer_inputs(self, x, dropout: DropoutMasks | None = None):
+        """(U[:, x].T or E[x] U^T, times the dropout masks, + b_h) for every token, (..., G*H), and
+        the embedded words E[x] (N, D) U multiplied (None without an embedding table)."""
+        tokens = x.reshape(-1)
+        words = None if dropout is None or dropout.words is None else dropout.words[tokens][:, None]
+        embedded = None
+        if self.embedding_name is None:
+            inputs = self.params["U"].T[tokens]
+            if words is not None:
+                inputs *= words
+        else:
+            embedded = self.params[self.embedding_name][tokens]
+            if words is not None:
+                embedded *= words
+            inputs = embedded @ self.params["U"].T
+        if dropout is not None and dropout.inputs is not None:
+            inputs *= dropout.inputs.reshape(inputs.shape)
         inputs += self.params["b_h"]
-        return inputs.reshape(x.shape + (inputs.shape[-1],))
+        return inputs.reshape(x.shape + (inputs.shape[-1],)), embedded
+
+    def _input_projection(self, x, dropout: DropoutMasks | None = None):
+        """The first layer's input pre-activations (..., G*H) of the tokens `x`."""
+        return self._first_layer_inputs(x, dropout)[0]
 
     def initial_state(self, batch_size: int):
-        return self.backend.xp.zeros((batch_size, self.cell.state_size), dtype=self.dtype)
+        """Zeros (B, num_layers * state size): the layers' states side by side, first layer first."""
+        size = self.config.num_layers * self.cell.state_size
+        return self.backend.xp.zeros((batch_size, size), dtype=self.dtype)
 
     def dropout_masks(self, rng, shape) -> DropoutMasks | None:
         """Fresh dropout masks for a (T, B) training batch from the device generator `rng`
         (`backend.rng`); None when the model has no dropout."""
         config, backend = self.config, self.backend
-        if not (config.dropout or config.input_dropout):
+        if not config.uses_dropout:
             return None
         steps, batch = shape
-        inputs = hidden = None
-        if config.input_dropout:
-            inputs = backend.dropout_mask(rng, (steps, batch, self.cell.gates * config.hidden_size), config.input_dropout, self.dtype)
-        if config.dropout:
-            hidden = backend.dropout_mask(rng, (steps, batch, config.hidden_size), config.dropout, self.dtype)
-        return DropoutMasks(inputs, hidden)
 
-    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None) -> ForwardCache:
-        """Run the recurrence over a batch and keep every state (diagnostics and backward use it)."""
+        def draw(size: int, rate: float):
+            if not config.locked_dropout:
+                return backend.dropout_mask(rng, (steps, batch, size), rate, self.dtype)
+            one = backend.dropout_mask(rng, (1, batch, size), rate, self.dtype)
+            return backend.xp.broadcast_to(one, (steps, batch, size)).copy()
+
+        hidden_size = config.hidden_size
+        inputs = draw(self.cell.gates * hidden_size, config.input_dropout) if config.input_dropout else None
+        hidden = draw(hidden_size, config.dropout) if config.dropout else None
+        layers = words = None
+        if config.layer_dropout:
+            layers = [draw(hidden_size, config.layer_dropout) for _ in range(1, config.num_layers)]
+        if config.embedding_dropout:
+            words = backend.dropout_mask(rng, (config.vocab_size,), config.embedding_dropout, self.dtype)
+        return DropoutMasks(inputs, hidden, layers, words)
+
+    def _reset_keep(self, resets, shape):
+        """1 - resets as a (T, B, 1) device array of the model's dtype, or None for no resets."""
+        if resets is None:
+            return None
+        if tuple(resets.shape) != tuple(shape):
+            raise RnnlmError(f"resets {tuple(resets.shape)} must have the shape of x {tuple(shape)}")
+        return (1 - self.backend.asarray(resets, dtype=self.dtype))[..., None]
+
+    def forward_cache(self, x, mask, state=None, dropout: DropoutMasks | None = None, resets=None) -> ForwardCache:
+        """Run the recurrence over a batch and keep every state (diagnostics and backward use it).
+        Stacked layers run one after the other, each over the whole batch (layer-major); a reset
+        zeroes every layer's state."""
+        xp = self.backend.xp
         x, mask = self._check_batch(x, mask)
         state0 = self.initial_state(x.shape[1]) if state is None else self.backend.asarray(state, dtype=self.dtype)
-        keep = None if dropout is None else dropout.inputs
-        states, extras = self.cell.forward(self.backend.xp, self.params, self._input_projection(x, keep), state0)
-        return ForwardCache(x, mask, states, extras, dropout)
+        expected = (x.shape[1], self.config.num_layers * self.cell.state_size)
+        if state0.shape != expected:
+            raise RnnlmError(f"state {tuple(state0.shape)} must be {expected}, as initial_state(B)")
+        reset_keep = self._reset_keep(resets, x.shape)
+        inputs, layer_input = self._first_layer_inputs(x, dropout)
+        layers = []
+        for layer in range(self.config.num_layers):
+            params = self._layer_params(layer)
+            if layer:
+                layer_input = self.cell.hidden(layers[-1].states[1:])
+                keep = None if dropout is None or dropout.layers is None else dropout.layers[layer - 1]
+                if keep is not None:
+                    layer_input = layer_input * keep
+                inputs = layer_input.reshape(-1, self.config.hidden_size) @ params["U"].T
+                inputs += params["b_h"]
+                inputs = inputs.reshape(x.shape + (inputs.shape[-1],))
+            states, extras = self.cell.forward(xp, params, inputs, self._layer_state(state0, layer), reset_keep)
+            layers.append(LayerCache(layer_input, states, extras))
+        return ForwardCache(x, mask, layers[-1].states, layers[-1].extras, dropout, layers, reset_keep)
+
+    def _final_state(self, cache: ForwardCache):
+        """The state after the last step, detached (a copy: later windows never write into this
+        cache), every layer's side by side as in `initial_state`."""
+        if len(cache.layers) == 1:
+            return cache.states[-1].copy()
+        return self.backend.xp.concatenate([layer.states[-1] for layer in cache.layers], axis=1)
 
     def _hidden_keep(self, cache: ForwardCache):
         """The output dropout mask as (T*B, H) rows, or None."""
@@ -237,20 +398,28 @@ class RNNLM:
     def loss_and_grads(
         self, x, y, mask, sparse_input: bool = False, output_step: float | None = None,
         dropout: DropoutMasks | None = None, keep_output_gradients: bool = False,
-    ) -> tuple[float, int, dict[str, Any]]:
-        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum.
+        state=None, resets=None, return_state: bool = False,
+    ):
+        """Sum of the masked token cross-entropies, number of predicted tokens, gradients of that sum
+        (and, with `return_state`, the final state, detached, as a 4th result).
+
+        `state`, `resets`: the initial state and the document starts (module docstring).
 
         `dropout`: the training pass's masks (`dropout_masks`); None is the deterministic network.
-        `sparse_input`: the U gradient comes as `SparseRows` (no dense G*H x C array is built).
+        `sparse_input`: the gradient of the word-indexed input matrix (U without an embedding
+        table, else E) comes as `SparseRows` (no dense C-sized array is built).
         `output_step` s: the output layer's parameters p are updated in place, p += s * dL/dp, as
         their gradients are formed, and are left out of the returned gradients (an SGD step that
         never holds dV: the caller must know its step size before the gradient, i.e. no clipping).
+        With tied embeddings V's input-side gradient then comes alone, as `SparseRows`.
         `keep_output_gradients`: the output layer's gradients are views of buffers it keeps for the
         next call (no fresh C x H array per step); `apply_update` and `gradient_squared_norm` then
         treat each buffer as one contiguous array (the clipped SGD step).
+        Tied embeddings: V's gradient is the sum of both uses, the input side added into the output
+        layer's gradient (dense or kept buffer) where there is one.
         """
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask, dropout=dropout)
+        cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         steps, batch = cache.x.shape
         hidden_rows, targets, rows = self._valid_rows(cache, y)
@@ -265,9 +434,33 @@ class RNNLM:
             d_state[:, : self.config.hidden_size] = d_hidden
         else:
             d_state[rows, : self.config.hidden_size] = d_hidden
-        dz = self._backprop(cache, d_state.reshape(steps, batch, -1))
-        grads.update(self._cell_grads(cache, dz, rows, sparse_input))
+        d_state = d_state.reshape(steps, batch, -1)
+        for layer in range(self.config.num_layers - 1, 0, -1):
+            d_state = self._upper_layer_grads(cache, layer, d_state, grads)
+        dz = self._backprop(cache.layers[0], self._layer_params(0), d_state, cache.keep)
+        self._first_layer_grads(cache, dz, rows, sparse_input, grads)
+        if return_state:
+            return float(loss), int(hidden_rows.shape[0]), grads, self._final_state(cache)
         return float(loss), int(hidden_rows.shape[0]), grads
+
+    def _upper_layer_grads(self, cache: ForwardCache, layer: int, d_state, grads: dict[str, Any]):
+        """Backpropagate through layer `layer` > 0 from dL/ds of its steps; its U, W, b_h gradients
+        go into `grads`; returns dL/ds (T, B, state size) of the layer below."""
+        xp, hidden_size = self.backend.xp, self.config.hidden_size
+        params, layer_cache = self._layer_params(layer), cache.layers[layer]
+        dz = self._backprop(layer_cache, params, d_state, cache.keep)
+        dz_rows = dz.reshape(-1, dz.shape[-1])
+        names = layer_parameter_names(layer)
+        grads[names[0]] = dz_rows.T @ layer_cache.inputs.reshape(-1, hidden_size)
+        grads[names[1]] = self.cell.weight_grad(xp, params, layer_cache.states, layer_cache.extras, dz, cache.keep)
+        grads[names[2]] = dz_rows.sum(axis=0)
+        d_below = (dz_rows @ params["U"]).reshape(dz.shape[:2] + (hidden_size,))
+        keep = None if cache.dropout is None or cache.dropout.layers is None else cache.dropout.layers[layer - 1]
+        if keep is not None:
+            d_below *= keep
+        below = xp.zeros(d_state.shape[:2] + (self.cell.state_size,), dtype=self.dtype)
+        below[..., :hidden_size] = d_below
+        return below
 
     def apply_update(self, grads: dict[str, Any], step: float) -> None:
         """SGD in place: p += step * grad for each gradient (dense or SparseRows); the dense
@@ -281,7 +474,7 @@ class RNNLM:
             param = self.params[name]
             if isinstance(grad, SparseRows):
                 grad.rows *= step
-                word_major = param.T  # U's own memory layout: its columns are contiguous rows here
+                word_major = grad.word_major(param)  # U's own memory layout: its columns are contiguous rows here
                 word_major[grad.indices] += grad.rows
             else:
                 grad *= step
@@ -307,9 +500,9 @@ class RNNLM:
         # the host whether to clip and whether training diverged.
         return float(sum(xp.vdot(part.ravel(), part.ravel()) for part in parts))
 
-    def _backprop(self, cache: ForwardCache, d_state):
-        """Pre-activation gradients (T, B, G*H) from dL_t/ds_t of every step, full or truncated."""
-        xp, cell, params = self.backend.xp, self.cell, self.params
+    def _backprop(self, layer: LayerCache, params, d_state, keep=None):
+        """Pre-activation gradients (T, B, G*H) of one layer from dL_t/ds_t of every step, full or truncated."""
+        xp, cell = self.backend.xp, self.cell
         steps = d_state.shape[0]
         truncate = self.config.bptt_truncate
         if truncate == 0 or truncate >= steps - 1:
@@ -317,7 +510,7 @@ class RNNLM:
             carry = None
             for t in range(steps - 1, -1, -1):
                 grad = d_state[t : t + 1] if carry is None else d_state[t : t + 1] + carry
-                dz_t, carry = cell.backward(xp, params, cache.states, cache.extras, slice(t, t + 1), grad)
+                dz_t, carry = cell.backward(xp, params, layer.states, layer.extras, slice(t, t + 1), grad, keep)
                 if dz is None:
                     dz = xp.empty((steps,) + dz_t.shape[1:], dtype=dz_t.dtype)
                 dz[t] = dz_t[0]
@@ -326,39 +519,66 @@ class RNNLM:
         front = d_state
         for k in range(1, truncate + 1):
             # wavefronts on steps 1..T-k move to steps 0..T-k-1; the one on step 0 has nowhere to go
-            _, front = cell.backward(xp, params, cache.states, cache.extras, slice(1, steps - k + 1), front[1:])
+            _, front = cell.backward(xp, params, layer.states, layer.extras, slice(1, steps - k + 1), front[1:], keep)
             total[: steps - k] += front
-        dz, _ = cell.backward(xp, params, cache.states, cache.extras, slice(0, steps), total)
+        dz, _ = cell.backward(xp, params, layer.states, layer.extras, slice(0, steps), total, keep)
         return dz
 
-    def _cell_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool) -> dict[str, Any]:
-        """U, W, b_h gradients; dU sums the real tokens' rows per word (padding has dz = 0), each
-        row times its input-dropout mask."""
-        xp = self.backend.xp
+    def _first_layer_grads(self, cache: ForwardCache, dz, rows, sparse_input: bool, grads: dict[str, Any]) -> None:
+        """U, W, b_h gradients of the first layer into `grads`, then the embedding table's (E, or
+        the tied V's input side). The word-indexed gradient sums the real tokens' rows per word
+        (padding has dz = 0), each row times its dropout masks."""
+        xp, params = self.backend.xp, self._layer_params(0)
+        layer = cache.layers[0]
         dz_rows = dz.reshape(-1, dz.shape[-1])
         tokens = cache.x.reshape(-1)
+        embedded = layer.inputs
         input_keep = None if cache.dropout is None else cache.dropout.inputs
         if input_keep is not None:
             input_keep = input_keep.reshape(dz_rows.shape)
         if rows is not None:
             dz_rows, tokens = dz_rows[rows], tokens[rows]
             input_keep = None if input_keep is None else input_keep[rows]
+            embedded = None if embedded is None else embedded[rows]
         token_grads = dz_rows if input_keep is None else dz_rows * input_keep
-        if sparse_input:
-            input_grad = SparseRows(*self.backend.sum_by_index(tokens, token_grads))
+        words = None if cache.dropout is None or cache.dropout.words is None else cache.dropout.words[tokens][:, None]
+        if self.embedding_name is None:
+            if words is not None:
+                token_grads = token_grads * words
+            grads["U"] = self._word_gradient(tokens, token_grads, sparse_input, word_axis=1)
         else:
-            d_input = xp.zeros((self.config.vocab_size, dz.shape[-1]), dtype=self.dtype)  # dU transposed
-            self.backend.scatter_add(d_input, tokens, token_grads)
-            input_grad = d_input.T
-        return {
-            "U": input_grad,
-            "W": self.cell.weight_grad(xp, self.params, cache.states, cache.extras, dz),
-            "b_h": dz_rows.sum(axis=0),
-        }
+            grads["U"] = token_grads.T @ embedded
+        grads["W"] = self.cell.weight_grad(xp, params, layer.states, layer.extras, dz, cache.keep)
+        grads["b_h"] = dz_rows.sum(axis=0)
+        if self.embedding_name is None:
+            return
+        d_embedded = token_grads @ params["U"]
+        if words is not None:
+            d_embedded *= words
+        shared = grads.get(self.embedding_name)
+        if shared is not None:
+            # Tied: V's output-side gradient (dense, or the output layer's kept buffer) takes the
+            # input side too, so every update path sees the sum of both uses.
+            self.backend.scatter_add(shared, tokens, d_embedded)
+        else:
+            # E, or a tied V whose output side a fused step has already applied: this is the rest.
+            grads[self.embedding_name] = self._word_gradient(
+                tokens, d_embedded, sparse_input or self.config.tie_embeddings, word_axis=0
+            )
+
+    def _word_gradient(self, tokens, token_grads, sparse: bool, word_axis: int):
+        """The gradient of a word-indexed matrix from per-token rows: SparseRows, or dense (C, n)
+        word-major (returned as its transpose for U's (G*H, C) layout)."""
+        if sparse:
+            return SparseRows(*self.backend.sum_by_index(tokens, token_grads), word_axis=word_axis)
+        dense = self.backend.xp.zeros((self.config.vocab_size, token_grads.shape[-1]), dtype=self.dtype)
+        self.backend.scatter_add(dense, tokens, token_grads)
+        return dense.T if word_axis == 1 else dense
 
     # ------------------------------------------------------------------ diagnostics primitives
+    # For stacked layers both act on the top layer's state (the one the output layer reads).
     def loss_grad_state(self, cache: ForwardCache, y, t: int):
-        """dL_t/ds_t (B, state size): the gradient of step t's summed loss w.r.t. its state."""
+        """dL_t/ds_t (B, state size): the gradient of step t's summed loss w.r.t. its (top layer's) state."""
         xp = self.backend.xp
         y = self._check_targets(y, cache.x)
         valid = xp.flatnonzero(cache.mask[t] > 0)
@@ -370,22 +590,23 @@ class RNNLM:
         return grad
 
     def state_vjp(self, cache: ForwardCache, t: int, grad_state):
-        """dL/ds_{t-1} from dL/ds_t (B, state size), through step t alone."""
+        """dL/ds_{t-1} from dL/ds_t (B, state size), through step t of the top layer alone."""
         _, grad_prev = self.cell.backward(
             self.backend.xp,
-            self.params,
+            self._layer_params(self.config.num_layers - 1),
             cache.states,
             cache.extras,
             slice(t, t + 1),
             self.backend.asarray(grad_state, dtype=self.dtype)[None],
+            cache.keep,
         )
         return grad_prev[0]
 
     # ------------------------------------------------------------------ scoring and generation
-    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None):
-        """log p(y_t | x_<=t) as a (T, B) device array; 0 at padding."""
+    def _target_log_probs(self, x, y, mask, dropout: DropoutMasks | None, state=None, resets=None):
+        """log p(y_t | x_<=t) as a (T, B) device array (0 at padding), and the forward cache."""
         xp = self.backend.xp
-        cache = self.forward_cache(x, mask, dropout=dropout)
+        cache = self.forward_cache(x, mask, state=state, dropout=dropout, resets=resets)
         y = self._check_targets(y, cache.x)
         hidden_rows, targets, rows = self._valid_rows(cache, y)
         log_probs = self.output.target_log_probs(self.backend, self.params, hidden_rows, targets)
@@ -393,30 +614,49 @@ class RNNLM:
             scattered = xp.zeros(cache.x.size, dtype=self.dtype)
             scattered[rows] = log_probs
             log_probs = scattered
-        return log_probs.reshape(cache.x.shape)
+        return log_probs.reshape(cache.x.shape), cache
 
-    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None) -> np.ndarray:
+    def token_log_probs(self, x, y, mask, dropout: DropoutMasks | None = None, state=None, resets=None,
+                        return_state: bool = False):
         """log p(y_t | x_<=t) as a (T, B) host array; 0 at padding. `dropout`: score as the
         training pass with these masks does (the gradient check's objective). The transfer is the
-        point: callers (scoring, interpolation) need every token's figure on the host."""
-        return self.backend.to_host(self._target_log_probs(x, y, mask, dropout))
+        point: callers (scoring, interpolation) need every token's figure on the host.
+        `state`, `resets`, `return_state` as in `loss_and_grads` (then a pair: log-probs, final state)."""
+        log_probs, cache = self._target_log_probs(x, y, mask, dropout, state, resets)
+        if return_state:
+            return self.backend.to_host(log_probs), self._final_state(cache)
+        return self.backend.to_host(log_probs)
 
-    def loss(self, x, y, mask, dropout: DropoutMasks | None = None) -> tuple[float, int]:
-        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients).
-        Summed on the device (in float64); only the totals come back, in one transfer."""
+    def loss(self, x, y, mask, dropout: DropoutMasks | None = None, state=None, resets=None,
+             return_state: bool = False):
+        """Sum of the masked token cross-entropies and the number of predicted tokens (no gradients)
+        (and the final state as a 3rd result with `return_state`). Summed on the device (in float64);
+        only the totals come back, in one transfer."""
         xp = self.backend.xp
-        loss_sum = -self._target_log_probs(x, y, mask, dropout).sum(dtype=xp.float64)
+        log_probs, cache = self._target_log_probs(x, y, mask, dropout, state, resets)
+        loss_sum = -log_probs.sum(dtype=xp.float64)
         if isinstance(mask, np.ndarray):
-            return float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
-        totals = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
-        return float(totals[0]), int(totals[1])
+            totals = float(self.backend.to_host(loss_sum)), int((mask > 0).sum())
+        else:
+            both = self.backend.to_host(xp.stack([loss_sum, (mask > 0).sum(dtype=xp.float64)]))
+            totals = float(both[0]), int(both[1])
+        return totals + (self._final_state(cache),) if return_state else totals
 
     def step(self, tokens, state):
         """Feed one token per sequence: (log-probabilities of the next word (B, C), new state)."""
+        xp = self.backend.xp
         tokens = self._check_ids(tokens, "tokens").reshape(-1)
         state = self.backend.asarray(state, dtype=self.dtype)
-        new_state = self.cell.step(self.backend.xp, self.params, self._input_projection(tokens), state)
-        return self.output.log_probs(self.backend, self.params, self.cell.hidden(new_state)), new_state
+        inputs = self._input_projection(tokens)
+        new_states = []
+        for layer in range(self.config.num_layers):
+            params = self._layer_params(layer)
+            if layer:
+                inputs = self.cell.hidden(new_states[-1]) @ params["U"].T
+                inputs += params["b_h"]
+            new_states.append(self.cell.step(xp, params, inputs, self._layer_state(state, layer)))
+        new_state = new_states[0] if len(new_states) == 1 else xp.concatenate(new_states, axis=1)
+        return self.output.log_probs(self.backend, self.params, self.cell.hidden(new_states[-1])), new_state
 
     # ------------------------------------------------------------------ params file
     def save(self, path, vocab_words: list[str], metadata: dict) -> None:

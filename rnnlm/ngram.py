@@ -29,7 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from rnnlm.data import Split
+from rnnlm.data import Split, load_splits
 from rnnlm.io import RnnlmError, save_npz, write_json
 from rnnlm.vocab import SENTENCE_START_ID, Vocabulary
 
@@ -306,9 +306,7 @@ def build_baseline(split_paths: dict, vocab_path, order: int, json_path, log_pro
     per-token log-probabilities (.npz: `<split>` float64, `<split>_y` int32 targets, `order`; for interpolation)."""
     vocabulary = Vocabulary.load(vocab_path)
     vocab_size = len(vocabulary)
-    splits = {name: Split.load(path) for name, path in split_paths.items()}
-    for split in splits.values():
-        split.check_vocabulary(vocabulary.words, f"the vocabulary {vocab_path}")
+    splits = load_splits(split_paths, vocabulary.words, f"the vocabulary {vocab_path}")
     start = time.perf_counter()
     model = KneserNey.fit(splits["train"], vocab_size, order)
     # The fit time goes to the log, not the artifact: artifacts must be byte-identical across rebuilds.

@@ -15,8 +15,8 @@ frequent ones' here; on small corpora that converges in a fraction of SGD's epoc
 The moments are dense arrays shaped like the parameters, on the model's device, and are part of
 the trainer's checkpoint, so a resumed run continues with the same moments.
 
-A gradient given as `SparseRows` (the input weights U, whose gradient is zero outside the batch's
-words) gets the lazy update of sparse Adam (TensorFlow's LazyAdam, PyTorch's SparseAdam): only the
+A gradient given as `SparseRows` (the word-indexed input weights: U, or the embedding table E,
+whose gradient is zero outside the batch's words) gets the lazy update of sparse Adam (TensorFlow's LazyAdam, PyTorch's SparseAdam): only the
 batch's words' moments and weights move, by the formulas above with the global step count t. The
 moments of words absent from a batch do not decay meanwhile. A dense step would touch all of U's
 G*H x C entries several times per batch, most of the trainer's time at C = 8000.
@@ -64,25 +64,26 @@ class Adam:
             params[name] -= update
 
     def _lazy_update(self, param, first, second, grad: SparseRows, scale: float, step_size: float) -> None:
-        """The Adam step of the rows `grad.indices` of the word-major (C, ...) views of U and its
-        moments; every other row is left as it is."""
+        """The Adam step of the rows `grad.indices` of the word-major (C, ...) views of the
+        parameter (U, E or a tied V) and its moments; every other row is left as it is."""
         xp = self.xp
         words, gradient = grad.indices, grad.rows
+        param, first, second = grad.word_major(param), grad.word_major(first), grad.word_major(second)
         gradient *= scale
-        first_rows = first.T[words]
+        first_rows = first[words]
         first_rows *= BETA1
         first_rows += (1 - BETA1) * gradient
         gradient *= gradient
-        second_rows = second.T[words]
+        second_rows = second[words]
         second_rows *= BETA2
         second_rows += (1 - BETA2) * gradient
-        first.T[words] = first_rows
-        second.T[words] = second_rows
+        first[words] = first_rows
+        second[words] = second_rows
         denominator = xp.sqrt(second_rows, out=gradient)
         denominator += EPSILON
         first_rows /= denominator
         first_rows *= step_size
-        param.T[words] -= first_rows
+        param[words] -= first_rows
 
     def state_arrays(self) -> dict[str, Any]:
         """The moments as named arrays (for the checkpoint); the step count travels separately."""

@@ -6,8 +6,9 @@ one paragraph (WikiText) a line, words separated by spaces, rare words already r
 re-splitting. Each non-blank line is one unit (a "sentence" for the rest of the pipeline), its
 tokens are the line's whitespace-separated fields, the corpus's unknown-word spelling becomes
 UNKNOWN_TOKEN, and blank lines are skipped. The splits are written as sentences files (one unit a
-line, tokens joined by single spaces), which the vocab stage (train only) and the index stage
-(each split as given) read.
+line, tokens joined by single spaces) in which each split file is one document, its lines
+consecutive (one stream, the PTB convention), which the vocab stage (train only) and the index
+stage (each split as given) read, as they read the split stage's files for other corpora.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ def convert_split(source: str | Path, sentences_path: str | Path, unknown_token:
 
 
 def prepare_splits(split_files: dict[str, str | Path], sentences_paths: dict[str, str | Path], stats_path: str | Path,
-                   unknown_token: str = "<unk>", encoding_errors: str = "replace") -> dict:
-    """The stage for standard-split corpora: write each split's sentences file and the stats; return the stats."""
+                   unknown_token: str = "<unk>", encoding_errors: str = "replace",
+                   split_stats_path: str | Path | None = None) -> dict:
+    """The stage for standard-split corpora: write each split's sentences file and the stats (and, at
+    `split_stats_path`, the split summary the split stage writes for other corpora); return the stats."""
     missing = [name for name in SPLIT_FILES if name not in split_files]
     if missing:
         raise RnnlmError(f"a standard-split corpus needs train, valid and test files; {missing} missing from the corpus setting")
@@ -95,5 +98,10 @@ def prepare_splits(split_files: dict[str, str | Path], sentences_paths: dict[str
                     unknown_token)
     for key in ("sentences", "tokens"):
         stats[key] = sum(split[key] for split in stats["splits"].values())
+    if split_stats_path is not None:
+        write_json(split_stats_path, {
+            "split_unit": "given", "sentences_kept": stats["sentences"], "dropped_too_short": 0, "dropped_too_long": 0,
+            "splits": {name: {"units": 1, "documents": 1, "sentences": split["sentences"], "tokens": split["tokens"]}
+                       for name, split in stats["splits"].items()}})
     write_json(stats_path, stats)
     return stats

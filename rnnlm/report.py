@@ -248,8 +248,8 @@ UNKNOWN_RATE_COLUMN = "UNKNOWN_TOKEN rate (% of words)"
 
 
 def split_statistics(splits: Mapping[str, Split]) -> pd.DataFrame:
-    """Sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets. The rate has
-    one definition everywhere: the share of the words (SENTENCE_END not counted) that are
+    """Documents, sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets. The
+    rate has one definition everywhere: the share of the words (SENTENCE_END not counted) that are
     UNKNOWN_TOKEN, as data/stats.json's `unknown_rate` and the README give it."""
     rows = []
     for name, split in splits.items():
@@ -259,6 +259,7 @@ def split_statistics(splits: Mapping[str, Split]) -> pd.DataFrame:
         rows.append(
             {
                 "split": name,
+                "documents": split.num_documents,
                 "sentences": len(split),
                 "predicted tokens": int(targets.size),
                 "words": words,
@@ -318,7 +319,9 @@ def write_corpus_page(
         "<h2>Index matrices per split</h2>",
         html_table(split_stats),
         "<p class=\"note\">The UNKNOWN_TOKEN rate is the share of predicted tokens that are words outside the "
-        "vocabulary; a larger <code>vocabulary_size</code> lowers it at the cost of a larger output layer.</p>",
+        "vocabulary, which is built from the train split only (a valid or test word never seen in training is "
+        "UNKNOWN_TOKEN and still scored); a larger <code>vocabulary_size</code> lowers it at the cost of a larger "
+        "output layer.</p>",
     ]
     for stage, stats in stage_stats.items():
         frame = pd.DataFrame(flatten_stats(stats), columns=["statistic", "value"])

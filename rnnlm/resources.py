@@ -9,11 +9,7 @@ dominates: vocabulary_size x hidden_size per token for the full softmax.
 from __future__ import annotations
 
 import math
-import os
-import zipfile
 from collections.abc import Mapping
-
-import numpy as np
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 # A job's start (interpreter, imports, loading the data) and end (writing the parameters), minutes.
@@ -37,15 +33,6 @@ def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
     else:
         output = hidden * vocab_size
     return cell + output
-
-
-def split_tokens(path: str | os.PathLike) -> int:
-    """Predicted tokens of an index matrix file (results/data/{split}.npz), from its array header alone."""
-    with zipfile.ZipFile(path) as archive, archive.open("y.npy") as member:
-        major, _ = np.lib.format.read_magic(member)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, _, _ = read_header(member)
-    return int(shape[0])
 
 
 def train_minutes(hyper: Mapping, vocab_size: int, train_tokens: int, valid_tokens: int, speed: float,

@@ -94,7 +94,9 @@ class _WordWeights:
         # Whole numbers: a tiny parameter change rarely moves the shift, so the loss's rounding does
         # not jitter with it (central differences in the gradient check see the true change only).
         xp.ceil(shift, out=shift)
-        xp.negative(shift, out=shift)
+        # Not xp.negative(shift, out=shift): NumPy 2.4.6 reads a strided in-place negative with the
+        # wrong stride (the shift then holds other columns' values, or garbage from np.empty).
+        shift *= -1
         h_ext[:, hidden + 1] = 1
         return h_ext
 

@@ -39,6 +39,9 @@ DOCUMENTS_PER_TASK = 256
 # stays bounded (a pool fed a whole corpus at once would queue all of it).
 TASKS_IN_FLIGHT_PER_PROCESS = 4
 # Curly and low-9 single and double quotation marks -> the ASCII ones NLTK's tokenizer knows.
+# The sentences-file contract (docs/data.md): one sentence a line, tokens joined by single spaces,
+# one empty line between documents. Sentence lines are never empty.
+DOCUMENT_SEPARATOR = "\n"
 TYPOGRAPHIC_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'",
                                     "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"'})
 
@@ -253,24 +256,33 @@ class DocumentTokenizer:
         return sentences
 
     def lines(self, documents: Iterable[str]) -> list[str]:
-        """Space-joined sentences of `documents`, in order."""
+        """Space-joined sentences of `documents`, in order (document boundaries not marked)."""
         return [" ".join(tokens) for document in documents for tokens in self.sentences(document)]
 
     def block(self, documents: list[str]) -> "SentenceBlock":
-        """The sentences of `documents` as one text block, with what the stage's statistics need."""
-        lines = self.lines(documents)
+        """The sentences of `documents` as one text block, with what the stage's statistics need.
+
+        A document's sentences are consecutive lines; one empty line separates documents (a
+        document without any word token leaves no trace, so empty lines never repeat)."""
+        texts: list[str] = []
         words: set[str] = set()
-        tokens = 0
-        for line in lines:
-            split = line.split(" ")
-            tokens += len(split)
-            words.update(split)
-        text = "\n".join(lines) + "\n" if lines else ""
-        return SentenceBlock(text, len(documents), len(lines), tokens, words)
+        sentences = tokens = 0
+        for document in documents:
+            lines = [" ".join(sentence) for sentence in self.sentences(document)]
+            if not lines:
+                continue
+            for line in lines:
+                split = line.split(" ")
+                tokens += len(split)
+                words.update(split)
+            sentences += len(lines)
+            texts.append("\n".join(lines) + "\n")
+        return SentenceBlock(DOCUMENT_SEPARATOR.join(texts), len(documents), sentences, tokens, words)
 
 
 class SentenceBlock:
-    """Sentence lines of consecutive documents (`text`, newline-terminated) and their counts."""
+    """Sentence lines of consecutive documents (`text`, newline-terminated, documents separated by
+    DOCUMENT_SEPARATOR; empty when no document holds a word token) and their counts."""
 
     __slots__ = ("text", "documents", "sentences", "tokens", "words")
 
@@ -324,24 +336,20 @@ def tokenize_blocks(documents: Iterable[str], tokenizer: DocumentTokenizer, proc
             yield block
 
 
-def tokenize_documents(documents: Iterable[str], tokenizer: DocumentTokenizer, processes: int = 1) -> Iterator[str]:
-    """Yield the sentence lines (tokens joined by single spaces) of `documents`, in document order."""
-    for block in tokenize_blocks(documents, tokenizer, processes):
-        yield from block.text.split("\n")[:-1]
-
-
 def write_sentences(documents: Iterable[str], sentences_path: str | Path, tokenizer: DocumentTokenizer,
                     processes: int = 1) -> dict:
     """Tokenize a stream of documents into a sentences file (atomic); return its counts.
 
-    The tokenize stage's core, reusable on any slice of a corpus (e.g. one shard): concatenating
-    the files of consecutive slices, tokenized with the same `tokenizer`, gives the bytes of the
-    whole. Counts: `documents`, `sentences`, `tokens`, and `words`, the set of distinct tokens.
+    The tokenize stage's core, reusable on any slice of a corpus (e.g. one shard): joining the
+    non-empty files of consecutive slices with DOCUMENT_SEPARATOR (as `rnnlm.tokenize_shards.merge_shards` does),
+    tokenized with the same `tokenizer`, gives the bytes of the whole. Counts: `documents`, `sentences`, `tokens`, and `words`, the set of distinct tokens.
     Raises RnnlmError, writing nothing, when no document holds a word token.
     """
     counts = {"documents": 0, "sentences": 0, "tokens": 0, "words": set()}
     with atomic_path(sentences_path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         for block in tokenize_blocks(documents, tokenizer, processes):
+            if block.text and counts["sentences"]:
+                handle.write(DOCUMENT_SEPARATOR)
             handle.write(block.text)
             counts["documents"] += block.documents
             counts["sentences"] += block.sentences
@@ -386,7 +394,8 @@ def tokenize_corpus(documents_path: str | Path, sentences_path: str | Path, stat
 
 
 def read_sentences(path: str | Path):
-    """Yield the token lists of a sentences file written by `tokenize_corpus`."""
+    """Yield the token lists of a sentences file written by `tokenize_corpus` (document boundaries,
+    the empty lines, skipped: `read_sentence_documents` keeps them)."""
     try:
         with open(path, encoding="utf-8") as handle:
             for line in handle:
@@ -395,6 +404,24 @@ def read_sentences(path: str | Path):
                     yield tokens
     except FileNotFoundError:
         raise RnnlmError(f"{path}: file not found; run the tokenize stage first") from None
+
+
+def read_sentence_documents(path: str | Path) -> Iterator[list[list[str]]]:
+    """Yield the documents of a sentences file, each a list of token lists (small files and tests)."""
+    document: list[list[str]] = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                tokens = line.split()
+                if tokens:
+                    document.append(tokens)
+                elif document:
+                    yield document
+                    document = []
+    except FileNotFoundError:
+        raise RnnlmError(f"{path}: file not found; run the tokenize stage first") from None
+    if document:
+        yield document
 
 
 _detokenizer = TreebankWordDetokenizer()

@@ -9,7 +9,8 @@ Three steps, each its own Snakemake job (see `tokenize_shards` in the config):
    `documents.jsonl` starts in the k-th n-th of the file's bytes, so shards are balanced by size,
    each job reads only its own bytes, and no copy of the documents is made. Every shard uses the
    saved Punkt parameters; it writes its sentences, its word counts (sorted by word) and its totals.
-3. `merge_shards`: concatenates the shards' sentences in shard order and merges their statistics
+3. `merge_shards`: joins the shards' sentences in shard order (one empty line, the document
+   separator, between non-empty shards) and merges their statistics
    exactly (distinct words from a streaming merge of the sorted word lists).
 
 Tokenizing a document depends only on the document and the Punkt parameters, so the result is
@@ -31,7 +32,7 @@ from pathlib import Path
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
 
 from rnnlm.io import RnnlmError, atomic_path, read_json, write_json, write_text
-from rnnlm.tokenize import DocumentTokenizer, WordTokenizer, sentence_splitter_for, tokenize_stats, write_sentences
+from rnnlm.tokenize import DOCUMENT_SEPARATOR, DocumentTokenizer, WordTokenizer, sentence_splitter_for, tokenize_stats, write_sentences
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def distinct_words(words_paths: list[Path]) -> int:
 
 def merge_shards(sentences_paths: list[str | Path], words_paths: list[str | Path], stats_paths: list[str | Path],
                  sentences_path: str | Path, stats_path: str | Path) -> dict:
-    """Step 3: the shards' sentences concatenated in shard order, and the stage's statistics, exactly
+    """Step 3: the shards' sentences joined in shard order (documents separated as within a shard), and the stage's statistics, exactly
     as the unsharded stage writes them."""
     shard_stats = [read_json(path) for path in stats_paths]
     settings = {(stats["lowercase"], stats["normalize_quotes"], stats["punkt"]) for stats in shard_stats}
@@ -187,9 +188,15 @@ def merge_shards(sentences_paths: list[str | Path], words_paths: list[str | Path
         if sentences == 0:  # raised inside the block, so no empty sentences file is left behind
             raise RnnlmError("no sentence with a word token was found in any shard; use a corpus with text in it")
         with open(tmp, "wb") as out:
+            written = False
             for path in sentences_paths:
+                if os.path.getsize(path) == 0:  # a shard without sentences: no separator either
+                    continue
+                if written:
+                    out.write(DOCUMENT_SEPARATOR.encode())
                 with open(path, "rb") as shard:
                     shutil.copyfileobj(shard, out, 1 << 20)
+                written = True
     distinct = distinct_words([Path(path) for path in words_paths])
     stats = tokenize_stats(documents=sum(stats["documents"] for stats in shard_stats), sentences=sentences,
                            tokens=sum(stats["tokens"] for stats in shard_stats), distinct_words=distinct,

@@ -92,6 +92,19 @@ class Vocabulary:
             for index, (word, count) in enumerate(zip(self.words, self.counts)):
                 handle.write(f"{index}\t{word}\t{count}\n")
 
+    def check_model_words(self, model_words: list[str]) -> None:
+        """A model's parameters must have been trained on this vocabulary, the one that indexed the data."""
+        if list(model_words) == self.words:
+            return
+        if len(model_words) != len(self.words):
+            detail = f"{len(model_words)} words in the parameters file, {len(self.words)} in the data's vocabulary"
+        else:
+            first = next(i for i, (a, b) in enumerate(zip(model_words, self.words)) if a != b)
+            detail = (f"id {first} is {model_words[first]!r} in the parameters file but {self.words[first]!r} "
+                      "in the data's vocabulary")
+        raise RnnlmError(f"vocabulary mismatch ({detail}); retrain the model on this data or evaluate it on the data "
+                         "it was trained on")
+
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         try:
@@ -120,14 +133,10 @@ def fingerprint(words: Iterable[str]) -> str:
     return "sha256:" + hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()
 
 
-def sentence_chunks(sentences_path: str | Path, min_length: int, max_length: int,
-                    dropped: collections.Counter) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Chunk by chunk (about CHUNK_BYTES of text), the tokens of the sentences with `min_length` to
-    `max_length` words, the ones the index stage keeps, as one flat list, and their word counts
-    (int64); the others are counted in `dropped["too_short"]` and `dropped["too_long"]`. Blank lines
-    are skipped. Memory holds one chunk, whatever the file's size."""
-    if min_length > max_length:
-        raise RnnlmError(f"min_sentence_length ({min_length}) exceeds max_sentence_length ({max_length}); fix them in config.yaml")
+def line_chunks(sentences_path: str | Path) -> Iterator[tuple[list[str], list[str], np.ndarray, bool]]:
+    """Chunk by chunk (about CHUNK_BYTES of text), the lines of a sentences file, their tokens (one flat
+    list), their word counts (int64; 0 for the empty lines between documents) and whether the lines
+    are canonical (tokens joined by single spaces, as the stages write them). Memory holds one chunk."""
     try:
         with open(sentences_path, encoding="utf-8") as handle:
             while lines := handle.readlines(CHUNK_BYTES):
@@ -136,19 +145,63 @@ def sentence_chunks(sentences_path: str | Path, min_length: int, max_length: int
                 # The stages write tokens joined by single spaces: then the spaces of a line give its word
                 # count without splitting each line again. That count is exact when no other whitespace
                 # occurs (isprintable) and never below the true one, so equal totals prove it exact;
-                # any other file is counted line by line.
+                # any other file is counted line by line. An empty line ("\n") counts 0.
                 lengths = np.fromiter(map(str.count, lines, itertools.repeat(" ")), dtype=np.int64, count=len(lines)) + 1
-                if lengths.sum() != len(tokens) or not text.replace("\n", "").isprintable():
+                lengths[np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) <= 1] = 0
+                canonical = bool(lengths.sum() == len(tokens)) and text.replace("\n", "").isprintable()
+                if not canonical:
                     lengths = np.fromiter(map(len, map(str.split, lines)), dtype=np.int64, count=len(lines))
-                present = lengths > 0
-                dropped["too_short"] += int(np.count_nonzero(present & (lengths < min_length)))
-                dropped["too_long"] += int(np.count_nonzero(lengths > max_length))
-                kept = present & (lengths >= min_length) & (lengths <= max_length)
-                if not kept.all():
-                    tokens = list(itertools.compress(tokens, np.repeat(kept, lengths).tolist()))
-                yield tokens, lengths[kept]
+                yield lines, tokens, lengths, canonical
     except FileNotFoundError:
         raise RnnlmError(f"{sentences_path}: file not found; run the tokenize stage first") from None
+
+
+def sentence_chunks(sentences_path: str | Path, min_length: int, max_length: int,
+                    dropped: collections.Counter) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+    """Chunk by chunk, the tokens of the sentences with `min_length` to `max_length` words, the ones
+    the index stage keeps, as one flat list, their word counts (int64) and the number of the document
+    each belongs to (int64, non-decreasing: documents are separated by empty lines, docs/data.md);
+    the others are counted in `dropped["too_short"]` and `dropped["too_long"]`. Memory holds one
+    chunk, whatever the file's size."""
+    check_length_limits(min_length, max_length)
+    numbers = DocumentNumbers()
+    for _, tokens, lengths, _ in line_chunks(sentences_path):
+        kept = kept_lines(lengths, min_length, max_length, dropped)
+        document = numbers(lengths)
+        if not kept.all():
+            tokens = list(itertools.compress(tokens, np.repeat(kept, lengths).tolist()))
+        yield tokens, lengths[kept], document[kept]
+
+
+def kept_lines(lengths: np.ndarray, min_length: int, max_length: int, dropped: collections.Counter | None = None) -> np.ndarray:
+    """Which lines (word counts `lengths`, 0 for an empty line) are sentences within the length
+    limits; the others that are sentences are counted in `dropped` when given."""
+    present = lengths > 0
+    if dropped is not None:
+        dropped["too_short"] += int(np.count_nonzero(present & (lengths < min_length)))
+        dropped["too_long"] += int(np.count_nonzero(lengths > max_length))
+    return present & (lengths >= min_length) & (lengths <= max_length)
+
+
+class DocumentNumbers:
+    """Numbers the documents of a sentences file chunk by chunk: called with each chunk's word counts
+    in order, returns the document number of every line (int64, non-decreasing; a document starts
+    after each run of empty lines)."""
+
+    def __init__(self):
+        self.before, self.previous_blank = 0, False
+
+    def __call__(self, lengths: np.ndarray) -> np.ndarray:
+        present = lengths > 0
+        starts = ~present & np.concatenate(([not self.previous_blank], present[:-1]))
+        numbers = self.before + np.cumsum(starts)
+        self.before, self.previous_blank = int(numbers[-1]), not bool(present[-1])
+        return numbers
+
+
+def check_length_limits(min_length: int, max_length: int) -> None:
+    if min_length > max_length:
+        raise RnnlmError(f"min_sentence_length ({min_length}) exceeds max_sentence_length ({max_length}); fix them in config.yaml")
 
 
 def require_sentences(kept: int, min_length: int, max_length: int, dropped: collections.Counter) -> None:
@@ -164,7 +217,7 @@ def count_words(sentences_path: str | Path, min_length: int, max_length: int) ->
     word_counts: collections.Counter[str] = collections.Counter()
     dropped: collections.Counter[str] = collections.Counter()
     sentences = 0
-    for tokens, lengths in sentence_chunks(sentences_path, min_length, max_length, dropped):
+    for tokens, lengths, _ in sentence_chunks(sentences_path, min_length, max_length, dropped):
         word_counts.update(tokens)
         sentences += len(lengths)
     require_sentences(sentences, min_length, max_length, dropped)

@@ -12,7 +12,7 @@ import yaml
 
 from rnnlm.generate import GenerateConfig
 from rnnlm.model import ModelConfig
-from rnnlm.train import TrainConfig
+from rnnlm.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text(encoding="utf-8"))

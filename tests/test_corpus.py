@@ -87,7 +87,11 @@ def test_builtin_corpus_is_prose_without_code_grammar_or_markup(tmp_path):
     documents_path, manifest_path = outputs(tmp_path)
     manifest = prepare_corpus("builtin", documents_path, manifest_path)
     documents = read_documents(documents_path)
-    assert len(documents) > 500
+    # One document per topic, several paragraphs each (context for models that read documents).
+    assert len(documents) > 50
+    paragraphs = [paragraph for document in documents for paragraph in document.split("\n\n")]
+    assert len(paragraphs) > 500 and len(paragraphs) == len(set(paragraphs))  # a repeated paragraph is kept once
+    assert sorted(len(document.split("\n\n")) for document in documents)[len(documents) // 2] >= 3
     assert sum(len(d.split()) for d in documents) > 20_000
     joined = "\n".join(documents)
     for marker in ("::=", ">>>", "****", "====", "+---", "def __init__(self"):

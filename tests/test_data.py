@@ -7,7 +7,8 @@ import collections
 import numpy as np
 import pytest
 
-from rnnlm.data import SPLIT_NAMES, Split, build_index, split_sizes
+from rnnlm.data import SPLIT_NAMES, Split, build_index
+from rnnlm.split import split_corpus, split_sizes
 from rnnlm.io import RnnlmError, save_npz
 from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, Vocabulary
 
@@ -148,9 +149,14 @@ def write_corpus(tmp_path, sentences):
     Vocabulary.build(counts, len(sentences), size=8).save(tmp_path / "vocab.tsv")
 
 
-def run_index(tmp_path, **options):
+def run_index(tmp_path, min_length=1, max_length=80, **options):
+    """The split stage (sentence units unless told) and the index stage on tmp_path/sentences.txt."""
+    texts = {name: tmp_path / "out" / f"{name}.txt" for name in SPLIT_NAMES}
     paths = {name: tmp_path / "out" / f"{name}.npz" for name in SPLIT_NAMES}
-    stats = build_index(tmp_path / "sentences.txt", tmp_path / "vocab.tsv", paths, tmp_path / "out" / "stats.json", **options)
+    split_corpus(tmp_path / "sentences.txt", texts, tmp_path / "out" / "split.json", min_length=min_length,
+                 max_length=max_length, **{"unit": "sentence", **options})
+    stats = build_index(texts, tmp_path / "vocab.tsv", paths, tmp_path / "out" / "stats.json", tmp_path / "out" / "split.json",
+                        min_length, max_length)
     return stats, {name: Split.load(path) for name, path in paths.items()}
 
 

@@ -14,7 +14,8 @@ import yaml
 
 from rnnlm import __version__
 from rnnlm.io import load_npz
-from rnnlm.resources import split_tokens, train_minutes
+from rnnlm.data import Split
+from rnnlm.resources import train_minutes
 from rnnlm.vocab import Vocabulary
 from workflow_runs import REPO, make_workdir, run_snakemake, write_tiny_corpus
 
@@ -71,8 +72,8 @@ def test_runs_in_another_directory_with_the_workflows_own_config(tmp_path, snake
     hyper = {key: spec["default"] for key, spec in hyper["$defs"]["model"]["properties"].items()}
     hyper.update(TINY, hidden_size=6)
     expected = train_minutes(hyper, len(Vocabulary.load(workdir / "results/vocab/vocab.tsv")),
-                             split_tokens(workdir / "results/data/train.npz"),
-                             split_tokens(workdir / "results/data/valid.npz"), 1e10, 1440)
+                             Split.count_tokens(workdir / "results/data/train.npz"),
+                             Split.count_tokens(workdir / "results/data/valid.npz"), 1e10, 1440)
     assert f"runtime={expected}," in resources
 
 

@@ -1,4 +1,5 @@
-"""CPU/GPU parity: every cell and output layer, float64 and float32, through CuPy on a CUDA device.
+"""CPU/GPU parity: every cell and output layer (and the toolkit: embedding table, tied embeddings,
+stacked layers, their dropouts), float64 and float32, through CuPy on a CUDA device.
 
 Skipped with the reason where CuPy or a usable CUDA device is missing, except when the environment
 variable RNNLM_REQUIRE_GPU is set (benchmarks/gpu_check.sh sets it): there a missing device fails.
@@ -19,7 +20,8 @@ from rnnlm.backend import get_backend
 from rnnlm.generate import beam_search, sample_sentences, score_sentences
 from rnnlm.gradcheck import random_batch
 from rnnlm.model import RNNLM, DropoutMasks, ModelConfig
-from rnnlm.train import sgd_step
+from rnnlm.optim import Adam
+from rnnlm.update import adam_step, sgd_step
 from rnnlm.vocab import SPECIAL_TOKENS
 
 _CUPY, _REASON = backend_module._usable_cupy()
@@ -51,14 +53,28 @@ def model_pair(cell: str, activation: str, output: str, dtype: str, **overrides)
     return RNNLM(config, CPU, seed=3), RNNLM(config, GPU, seed=3)
 
 
+def _each_mask(masks: DropoutMasks, convert) -> DropoutMasks:
+    layers = None if masks.layers is None else [convert(m) for m in masks.layers]
+    return DropoutMasks(*(None if m is None else convert(m) for m in (masks.inputs, masks.hidden)),
+                        layers=layers, words=None if masks.words is None else convert(masks.words))
+
+
 def host_masks(model: RNNLM, shape) -> DropoutMasks:
     """Masks drawn once on the host, so both devices drop the same units."""
-    masks = model.dropout_masks(CPU.rng(9), shape)
-    return DropoutMasks(*(None if m is None else np.asarray(m) for m in (masks.inputs, masks.hidden)))
+    return _each_mask(model.dropout_masks(CPU.rng(9), shape), np.asarray)
 
 
 def on_gpu(masks: DropoutMasks) -> DropoutMasks:
-    return DropoutMasks(*(None if m is None else GPU.asarray(m) for m in (masks.inputs, masks.hidden)))
+    return _each_mask(masks, GPU.asarray)
+
+
+# The toolkit on top of every cell and output layer: an embedding table, tied embeddings, stacked
+# layers with every dropout (locked), so each new parameter and update path runs on both devices.
+TOOLKITS = {
+    "embedding": {"embedding_size": 4},
+    "tied-stacked": {"embedding_size": 7, "tie_embeddings": True, "num_layers": 2, "layer_dropout": 0.3,
+                     "embedding_dropout": 0.2, "locked_dropout": True},
+}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -117,6 +133,44 @@ def test_scoring_and_stepping_match(cell, activation, output, dtype):
     assert_close(GPU.xp.exp(log_probs_gpu).sum(axis=1), np.ones(4), dtype, "probabilities sum to 1")
 
 
+@pytest.mark.parametrize("toolkit", list(TOOLKITS))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("output", OUTPUTS)
+@pytest.mark.parametrize("cell, activation", CELLS)
+def test_toolkit_loss_gradients_updates_and_scoring_match(cell, activation, output, dtype, toolkit):
+    """Embedding table, tied V, stacked layers and their dropouts: loss and gradients, three
+    trainer steps (sparse/fused SGD, clipped SGD on the kept buffers, lazy Adam), scoring, stepping."""
+    overrides = {"dropout": 0.3, "input_dropout": 0.2, **TOOLKITS[toolkit]}
+    cpu, gpu = model_pair(cell, activation, output, dtype, **overrides)
+    x, y, mask = random_batch(np.random.default_rng(1), VOCAB, [9, 4, 7, 1])
+    masks = host_masks(cpu, x.shape)
+    loss_cpu, _, grads_cpu = cpu.loss_and_grads(x, y, mask, dropout=masks)
+    loss_gpu, _, grads_gpu = gpu.loss_and_grads(x, y, mask, dropout=on_gpu(masks))
+    assert_close(loss_gpu, loss_cpu, dtype, "loss")
+    assert set(grads_gpu) == set(grads_cpu)
+    for name in grads_cpu:
+        assert_close(grads_gpu[name], grads_cpu[name], dtype, name)
+    optimizers = Adam(cpu.params, CPU.xp), Adam(gpu.params, GPU.xp)
+    rng = np.random.default_rng(2)
+    for clip in (0.0, 0.5, "adam"):
+        x, y, mask = random_batch(rng, VOCAB, [6, 3, 5])
+        if clip == "adam":
+            adam_step(cpu, optimizers[0], x, y, mask, 0.01, 1.0)
+            adam_step(gpu, optimizers[1], GPU.asarray(x), GPU.asarray(y), GPU.asarray(mask), 0.01, 1.0)
+        else:
+            sgd_step(cpu, x, y, mask, learning_rate=0.5, clip_norm=clip)
+            sgd_step(gpu, GPU.asarray(x), GPU.asarray(y), GPU.asarray(mask), 0.5, clip)
+        for name, value in cpu.params.items():
+            assert_close(gpu.params[name], value, dtype, f"{name} after the {clip} step")
+    x, y, mask = random_batch(np.random.default_rng(3), VOCAB, [8, 2, 5])
+    assert_close(gpu.token_log_probs(x, y, mask), cpu.token_log_probs(x, y, mask), dtype, "token log-probabilities")
+    tokens = np.array([0, 5, 17, 59])
+    log_probs_gpu, state_gpu = gpu.step(tokens, gpu.initial_state(4))
+    log_probs_cpu, state_cpu = cpu.step(tokens, cpu.initial_state(4))
+    assert_close(log_probs_gpu, log_probs_cpu, dtype, "next-word log-probabilities")
+    assert_close(state_gpu, state_cpu, dtype, "stacked state")
+
+
 @pytest.mark.parametrize("output", OUTPUTS)
 def test_generation_matches_in_float64(output):
     """Sampling draws its uniforms on the host, so one seed gives the same sentences on both devices;
@@ -160,3 +214,29 @@ def test_backend_primitives_match():
     mask = GPU.to_host(GPU.dropout_mask(GPU.rng(0), (200, 500), 0.25, np.float32))
     assert set(np.unique(mask)) == {0.0, np.float32(1 / 0.75)}
     assert abs((mask == 0).mean() - 0.25) < 0.01
+
+
+@pytest.mark.parametrize("cell, activation", CELLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_document_mode_state_resets_and_stream_scores_match(cell, activation, dtype):
+    from rnnlm import streams
+    from rnnlm.data import Split
+
+    cpu, gpu = model_pair(cell, activation, "class", dtype, context="document")
+    rng = np.random.default_rng(21)
+    x, y, mask = random_batch(rng, VOCAB, [8, 8, 5])
+    state = rng.normal(0, 0.5, (3, cpu.cell.state_size)).astype(dtype)
+    resets = np.zeros(x.shape, dtype=np.float32)
+    resets[3, 0] = resets[5, 1] = 1
+    loss_cpu, _, grads_cpu, final_cpu = cpu.loss_and_grads(x, y, mask, state=state, resets=resets, return_state=True)
+    loss_gpu, _, grads_gpu, final_gpu = gpu.loss_and_grads(GPU.asarray(x), GPU.asarray(y), GPU.asarray(mask),
+                                                           state=GPU.asarray(state), resets=GPU.asarray(resets),
+                                                           return_state=True)
+    assert_close(np.float64(loss_gpu), loss_cpu, dtype, "loss")
+    assert_close(final_gpu, final_cpu, dtype, "final state")
+    for name in grads_cpu:
+        assert_close(grads_gpu[name], grads_cpu[name], dtype, name)
+    lengths = rng.integers(1, 7, 12)
+    split = Split.from_ids(rng.integers(3, VOCAB, lengths.sum()), lengths, doc_offsets=[0, 3, 4, 9, 12])
+    assert_close(streams.token_log_probs(gpu, split, rows=2, window=5), streams.token_log_probs(cpu, split),
+                 dtype, "stream scores")

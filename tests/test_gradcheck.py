@@ -36,6 +36,27 @@ def test_every_parameter_matches_central_differences(cell, activation, truncate,
     assert max(errors.values()) < gradcheck.DEFAULT_TOLERANCE, errors
 
 
+@pytest.mark.parametrize("output", ["full", "class"])
+@pytest.mark.parametrize("cell, activation, truncate", [case for case in CASES if case[1] == "tanh"])
+def test_carried_state_and_resets_match_central_differences(cell, activation, truncate, output):
+    # Document mode: a non-zero initial state (carried from the previous window, held fixed) and a
+    # document start in the middle of the window on two of the three rows.
+    config = ModelConfig(
+        vocab_size=15, hidden_size=5, activation=activation, bptt_truncate=truncate, cell=cell, output=output,
+        dtype="float64",
+    )
+    model = RNNLM(config, get_backend("cpu"), seed=4)
+    rng = np.random.default_rng(4)
+    x, y, mask = gradcheck.random_batch(rng, 15, [6, 6, 4])
+    state = rng.normal(0, 0.5, (3, model.cell.state_size))
+    resets = np.zeros(x.shape)
+    resets[3, 0] = resets[1, 2] = 1
+    errors = gradcheck.gradient_check(model, x, y, mask, state=state, resets=resets)
+    assert max(errors.values()) < gradcheck.DEFAULT_TOLERANCE, errors
+    # The state and the resets matter: without them the loss differs.
+    assert model.loss(x, y, mask, state=state, resets=resets)[0] != pytest.approx(model.loss(x, y, mask)[0])
+
+
 def test_a_wrong_gradient_is_caught():
     model = RNNLM(ModelConfig(vocab_size=10, hidden_size=4, dtype="float64"), get_backend("cpu"), seed=0)
     x, y, mask = gradcheck.random_batch(np.random.default_rng(0), 10, [4, 3])

@@ -409,3 +409,86 @@ def test_kept_output_gradients_match_the_dense_ones_and_their_update(output, chu
     kept.apply_update(kept_grads, step)
     for name, value in expected.items():
         np.testing.assert_allclose(host_params(kept)[name], value, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+# ------------------------------------------------------------------ state across windows (document mode)
+STATE_CASES = [("rnn", "full", 0), ("rnn", "class", 2), ("gru", "full", 0), ("lstm", "class", 3), ("lstm", "full", 0)]
+
+
+def _dense(grads):
+    return {name: np.array(value) for name, value in grads.items()}
+
+
+@pytest.mark.parametrize("cell, output, truncate", STATE_CASES)
+def test_a_window_split_in_two_with_carried_state_scores_as_one(cell, output, truncate):
+    model = make_model(cell=cell, output=output, bptt_truncate=truncate)
+    rng = np.random.default_rng(11)
+    x, y, mask = random_batch(rng, 12, [9, 9, 9])
+    resets = np.zeros(x.shape)
+    resets[2, 1] = 1
+    whole, whole_state = model.token_log_probs(x, y, mask, resets=resets, return_state=True)
+    first, carried = model.token_log_probs(x[:4], y[:4], mask[:4], resets=resets[:4], return_state=True)
+    second, final = model.token_log_probs(x[4:], y[4:], mask[4:], state=carried, resets=resets[4:], return_state=True)
+    np.testing.assert_allclose(np.concatenate([first, second]), whole, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(final, whole_state, rtol=1e-12, atol=1e-14)
+    loss_1, count_1, grads_1, state_1 = model.loss_and_grads(x[:4], y[:4], mask[:4], resets=resets[:4], return_state=True)
+    loss_2, count_2, grads_2, _ = model.loss_and_grads(x[4:], y[4:], mask[4:], state=state_1, resets=resets[4:],
+                                                        return_state=True)
+    loss, count = model.loss(x, y, mask, resets=resets)
+    np.testing.assert_allclose(loss_1 + loss_2, loss, rtol=1e-12)
+    assert count_1 + count_2 == count == 27
+    # The output layer reads the same hidden states, so its gradients add up exactly; the recurrent
+    # ones do too once every row starts a document at the cut (no gradient crosses a reset).
+    _, _, grads = model.loss_and_grads(x, y, mask, resets=resets)
+    for name in model.output.init_params(np.random.default_rng(0), np.float64):
+        np.testing.assert_allclose(_dense(grads_1)[name] + _dense(grads_2)[name], _dense(grads)[name], rtol=1e-10)
+    cut = resets.copy()
+    cut[4] = 1
+    _, _, grads_cut = model.loss_and_grads(x, y, mask, resets=cut)
+    _, _, grads_a = model.loss_and_grads(x[:4], y[:4], mask[:4], resets=cut[:4])
+    _, _, grads_b = model.loss_and_grads(x[4:], y[4:], mask[4:], state=state_1, resets=cut[4:])
+    for name in grads_cut:
+        np.testing.assert_allclose(_dense(grads_a)[name] + _dense(grads_b)[name], _dense(grads_cut)[name],
+                                   rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("cell, output, truncate", STATE_CASES)
+def test_a_reset_is_a_fresh_start(cell, output, truncate):
+    # Row 0 starts a document at step 3: from there it scores (and its gradients are) those of the
+    # rest of the row on its own from a zero state, whatever came before and whatever state it was given.
+    model = make_model(cell=cell, output=output, bptt_truncate=truncate)
+    rng = np.random.default_rng(12)
+    x, y, mask = random_batch(rng, 12, [8])
+    state = rng.normal(0, 0.5, (1, model.cell.state_size))
+    resets = np.zeros(x.shape)
+    resets[3, 0] = 1
+    log_probs = model.token_log_probs(x, y, mask, state=state, resets=resets)
+    fresh = model.token_log_probs(x[3:], y[3:], mask[3:])
+    np.testing.assert_allclose(log_probs[3:], fresh, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(log_probs[:3], model.token_log_probs(x[:3], y[:3], mask[:3]))  # the state was used
+    _, _, grads = model.loss_and_grads(x, y, mask, state=state, resets=resets)
+    _, _, before = model.loss_and_grads(x[:3], y[:3], mask[:3], state=state)
+    _, _, after = model.loss_and_grads(x[3:], y[3:], mask[3:])
+    for name in grads:
+        np.testing.assert_allclose(_dense(before)[name] + _dense(after)[name], _dense(grads)[name], rtol=1e-10, atol=1e-13)
+
+
+def test_bad_states_and_resets_are_refused():
+    model = make_model(cell="lstm")
+    x, y, mask = random_batch(np.random.default_rng(9), 12, [4, 2])
+    with pytest.raises(RnnlmError, match="state"):
+        model.loss(x, y, mask, state=np.zeros((2, 5)))
+    with pytest.raises(RnnlmError, match="resets"):
+        model.loss(x, y, mask, resets=np.zeros((4, 3)))
+
+
+def test_the_softmax_shift_is_the_cauchy_schwarz_bound_of_every_row():
+    # Regression: NumPy 2.4.6's strided in-place negative read other columns into the shift.
+    model = make_model(vocab=17, hidden=6)
+    h = np.random.default_rng(13).normal(0, 0.3, (10, 6))
+    h_ext = model.output.shifted_inputs(np, model.params, h)
+    row_norm = np.sqrt((np.asarray(model.params["V"]) ** 2).sum(axis=1).max())
+    expected = -np.ceil(np.linalg.norm(h, axis=1) * row_norm + np.asarray(model.params["b_y"]).max())
+    np.testing.assert_allclose(h_ext[:, 6], expected, rtol=1e-12)
+    np.testing.assert_array_equal(h_ext[:, :6], h)
+    assert np.all(h_ext[:, 7] == 1)

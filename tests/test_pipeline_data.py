@@ -28,6 +28,7 @@ DATA_TARGETS = ["results/data/train.npz", "results/data/valid.npz", "results/dat
 STAGE_OUTPUTS = {
     "download": ["results/corpus/documents.jsonl", "results/corpus/manifest.json"],
     "tokenize": ["results/tokens/sentences.txt", "results/tokens/stats.json"],
+    "split": ["results/tokens/train.txt", "results/tokens/valid.txt", "results/tokens/test.txt", "results/tokens/split.json"],
     "vocab": ["results/vocab/vocab.tsv", "results/vocab/stats.json"],
     "index": DATA_TARGETS,
 }
@@ -69,6 +70,14 @@ def test_build_then_only_changed_stages_rerun(workflow_copy, run_snakemake):
     assert len(train) > 0 and int(train.y.max()) < 20
     stats = json.loads((workflow_copy / "results/data/stats.json").read_text())
     assert stats["vocabulary_size"] == 20 and stats["valid"]["sentences"] >= 1
+    # A plain-text corpus is one text: valid and test are blocks of it, each split's documents the runs.
+    split = json.loads((workflow_copy / "results/tokens/split.json").read_text())
+    assert stats["split_unit"] == split["split_unit"] == "block"
+    for name in ("train", "valid", "test"):
+        assert stats[name]["documents"] == split["splits"][name]["documents"] == Split.load(
+            workflow_copy / f"results/data/{name}.npz").num_documents
+    assert sum(stats[name]["sentences"] for name in ("train", "valid", "test")) == json.loads(
+        (workflow_copy / "results/tokens/stats.json").read_text())["sentences"]
     for stage in STAGES:
         assert (workflow_copy / f"results/logs/data/{stage}.log").exists()
         assert (workflow_copy / f"results/benchmarks/data/{stage}.tsv").exists()
@@ -90,8 +99,20 @@ def test_build_then_only_changed_stages_rerun(workflow_copy, run_snakemake):
     # (c) a tokenization option: tokenize and everything after it re-run, download does not.
     recased = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", *base, "lowercase=False")
     assert recased.returncode == 0, recased.stderr
-    assert changed_stages(second, mtimes(workflow_copy)) == ["tokenize", "vocab", "index"]
+    third = mtimes(workflow_copy)
+    assert changed_stages(second, third) == ["tokenize", "split", "vocab", "index"]
     assert json.loads((workflow_copy / "results/tokens/stats.json").read_text())["lowercase"] is False
+
+    # (d) a split setting: split, vocab (train only) and index re-run, tokenize does not.
+    base += ["lowercase=False"]
+    for setting in ("split_unit=sentence", "split_seed=4"):
+        base.append(setting)
+        resplit = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", *base)
+        assert resplit.returncode == 0, resplit.stderr
+        fourth = mtimes(workflow_copy)
+        assert changed_stages(third, fourth) == ["split", "vocab", "index"], setting
+        third = fourth
+    assert json.loads((workflow_copy / "results/data/stats.json").read_text())["split_unit"] == "sentence"
 
 
 def test_csv_shaped_like_the_tutorials(workflow_copy, run_snakemake):
@@ -104,6 +125,16 @@ def test_csv_shaped_like_the_tutorials(workflow_copy, run_snakemake):
     assert result.returncode == 0, result.stderr
     manifest = json.loads((workflow_copy / "results/corpus/manifest.json").read_text())
     assert manifest["format"] == "csv" and manifest["documents"] == 40
+    # Under 50 documents auto reads the collection as one text too; named, its documents stay whole.
+    assert json.loads((workflow_copy / "results/tokens/split.json").read_text())["split_unit"] == "block"
+    result = run_snakemake(workflow_copy, *DATA_TARGETS, "--config", "corpus=comments.csv", "vocabulary_size=30",
+                           "split_unit=document", "valid_fraction=0.1", "test_fraction=0.1")
+    assert result.returncode == 0, result.stderr
+    split = json.loads((workflow_copy / "results/tokens/split.json").read_text())
+    assert split["split_unit"] == "document" and split["source_documents"] == 40
+    assert sum(split["splits"][name]["units"] for name in split["splits"]) == 40
+    for name in ("valid", "test"):
+        assert split["splits"][name]["documents"] == split["splits"][name]["units"] >= 1
 
 
 def all_output(workdir: Path, result) -> str:
@@ -113,12 +144,13 @@ def all_output(workdir: Path, result) -> str:
 
 BAD_INPUTS = {
     "empty corpus": (b"", [], "download", "contains no text"),
-    "too few distinct words": (b"Yes yes.\n\nYes yes yes.\n", [], "vocab", "only 1 distinct words"),
-    "punctuation only": (b"... !!! ???\n\n-- ; : ,\n\n( ) [ ] ' \"\n", [], "vocab", "only 0 distinct words with a letter"),
+    "too few distinct words": (b"Yes yes.\n\nYes yes yes.\n\n" * 20, [], "vocab", "only 1 distinct words"),
+    "punctuation only": (b"... !!! ???\n\n-- ; : ,\n\n( ) [ ] ' \"\n\n" * 20, [], "vocab", "only 0 distinct words with a letter"),
+    "too few sentences for a training split": (b"Yes yes.\n", [], "split", "too few for a training split"),
     "csv without the column": (b"text\nSome words here.\n", ["corpus_format=csv"], "download", "no column 'body'"),
     "non-utf-8 with strict": ("Caf\u00e9 au lait.".encode("latin-1"), ["encoding_errors=strict"], "download", "not valid UTF-8"),
     "checksum mismatch": (b"Fine text.\n", ["checksum=sha256:" + "0" * 64], "download", "checksum mismatch"),
-    "sentences outside the length limits": (b"Short one.\n", ["min_sentence_length=10"], "vocab", "no sentence has between 10"),
+    "sentences outside the length limits": (b"Short one.\n", ["min_sentence_length=10"], "split", "no sentence has between 10"),
 }
 
 
@@ -168,6 +200,7 @@ def test_wrong_config_stops_snakemake_with_the_key_named(workflow_copy, run_snak
     [("vocabulary_size", 3), ("vocabulary_size", 1.5), ("valid_fraction", 0.9), ("test_fraction", -0.1),
      ("lowercase", "perhaps"), ("checksum", "md5:abc"), ("corpus_format", "xml"), ("encoding_errors", "ignore"),
      ("text_column", ""), ("min_sentence_length", 0), ("max_sentence_length", "long"), ("split_seed", -1),
+     ("split_unit", "paragraph"), ("split_block_sentences", 0),
      ("corpus", "")],
 )
 def test_schema_names_the_bad_data_key(key, value):

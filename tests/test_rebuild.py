@@ -66,7 +66,7 @@ def test_changed_bytes_rerun_downstream_and_restored_bytes_do_not(built):
     original = sentences.read_bytes()
     sentences.write_bytes(original.replace(b"the", b"a"))
     plan = planned_jobs(workdir, env)
-    assert plan["vocab"] == 1 and plan["index"] == 1 and plan["train"] == 1 and "tokenize" not in plan
+    assert plan["split"] == plan["vocab"] == plan["index"] == plan["train"] == 1 and "tokenize" not in plan
     sentences.write_bytes(original)  # newer than everything downstream, but the same bytes
     assert planned_jobs(workdir, env) == {}
 
@@ -86,6 +86,11 @@ def test_summary_and_list_changes(built):
     assert plan["results/corpus/documents.jsonl"] == plan["results/tokens/sentences.txt"] == "no update"
     params_changes = run_snakemake(workdir, "--list-changes", "params", "--config", "vocabulary_size=30", env=env)
     assert "results/vocab/vocab.tsv" in params_changes.split()
+    # A split setting: the splits, the vocabulary (the train split's) and what follows; not the sentences.
+    changed = run_snakemake(workdir, "--summary", "--config", "split_seed=9", env=env)
+    plan = {line.split("\t")[0]: line.split("\t")[-1] for line in changed.splitlines() if line.startswith("results/")}
+    assert plan["results/tokens/valid.txt"] == plan["results/vocab/vocab.tsv"] == plan["results/data/test.npz"] == "update pending"
+    assert plan["results/tokens/sentences.txt"] == "no update"
 
     # Nothing changed: no input-set or code changes are listed.
     for kind in ("input", "code"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rnnlm.data import Split
-from rnnlm.resources import CLASS_OUTPUT_COST, STARTUP_MINUTES, forward_multiply_adds, split_tokens, train_minutes
+from rnnlm.resources import CLASS_OUTPUT_COST, STARTUP_MINUTES, forward_multiply_adds, train_minutes
 
 MODEL = {"hidden_size": 100, "cell": "rnn", "output": "full", "num_classes": 0, "epochs": 10, "evaluate_every": 1}
 
@@ -17,7 +17,7 @@ def test_split_tokens_reads_the_header_only(tmp_path):
     lengths = rng.integers(1, 30, size=500)
     split = Split.from_ids(rng.integers(3, 50, size=int(lengths.sum())), lengths)
     split.save(tmp_path / "train.npz")
-    assert split_tokens(tmp_path / "train.npz") == split.num_tokens == int(lengths.sum()) + 500
+    assert Split.count_tokens(tmp_path / "train.npz") == split.num_tokens == int(lengths.sum()) + 500
 
 
 def test_multiply_adds_count_the_cell_and_the_output_layer():

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from rnnlm.data import Split, build_standard_index
+from rnnlm.data import Split, build_index
 from rnnlm.io import RnnlmError
 from rnnlm.pretokenized import prepare_splits
 from rnnlm.vocab import SENTENCE_END_ID, SENTENCE_START_ID, UNKNOWN_ID, UNKNOWN_TOKEN, Vocabulary, build_vocabulary
@@ -102,10 +102,12 @@ def test_vocabulary_from_train_and_splits_as_given(tmp_path):
     assert set(vocabulary.words[3:]) == {"the", "Cat", "sat", "on", "mat", "ran", "N", "miles", "a", "dog", "saw", "cat"}
     assert vocab_stats["unknown_tokens"] == 1
     outputs = {name: tmp_path / f"{name}.npz" for name in SPLITS}
-    stats = build_standard_index(sentences, tmp_path / "vocab.tsv", outputs, tmp_path / "data.json", max_length=10)
+    stats = build_index(sentences, tmp_path / "vocab.tsv", outputs, tmp_path / "data.json", max_length=10)
     train, valid, test = (Split.load(outputs[name]) for name in SPLITS)
     # The 12-word train line is dropped by the length limit; valid and test are never filtered.
     assert len(train) == 3 and stats["dropped_too_long"] == 1
+    # One document a split file: its lines are one stream.
+    assert [split.doc_offsets.tolist() for split in (train, valid, test)] == [[0, 3], [0, 1], [0, 2]]
     assert len(valid) == 1 and len(test) == 2
     ids = vocabulary.ids
     expected = [ids["the"], UNKNOWN_ID, ids["ran"], ids["N"], ids["miles"]]
@@ -152,11 +154,15 @@ def test_pipeline_on_standard_splits(workflow_copy, run_snakemake):
     stats = json.loads((workflow_copy / "results/data/stats.json").read_text())
     assert (stats["train"]["sentences"], stats["valid"]["sentences"], stats["test"]["sentences"]) == (3, 1, 2)
     assert (stats["test"]["tokens"], stats["dropped_too_long"]) == (8, 1)
+    # Each split file is one document (one stream), as PTB is read; the same vocab and index rules.
+    assert [stats[name]["documents"] for name in SPLITS] == [1, 1, 1] and stats["split_unit"] == "given"
+    assert json.loads((workflow_copy / "results/tokens/split.json").read_text())["splits"]["test"]["documents"] == 1
     baseline = json.loads((workflow_copy / "results/baseline/kn3.json").read_text())
     assert baseline["splits"]["test"]["tokens"] == 8
     assert (workflow_copy / "results/benchmarks/data/standard_splits.tsv").exists()
 
-    unchanged = run_snakemake(workflow_copy, *targets, "-n", "--config", "valid_fraction=0.3", "split_seed=5", "lowercase=False", timeout=900)
+    unchanged = run_snakemake(workflow_copy, *targets, "-n", "--config", "valid_fraction=0.3", "split_seed=5", "lowercase=False",
+                             "split_unit=sentence", "split_block_sentences=3", timeout=900)
     assert unchanged.returncode == 0 and "Nothing to be done" in unchanged.stdout + unchanged.stderr
 
     (workflow_copy / "ptb.test.txt").write_text(" a mat sat \n", encoding="utf-8")

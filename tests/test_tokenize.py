@@ -14,8 +14,8 @@ import pytest
 from rnnlm import tokenize
 from rnnlm.corpus import write_documents
 from rnnlm.io import RnnlmError
-from rnnlm.tokenize import (DocumentTokenizer, WordTokenizer, detokenize, read_sentences, tokenize_corpus,
-                            train_sentence_splitter)
+from rnnlm.tokenize import (DOCUMENTS_PER_TASK, DocumentTokenizer, WordTokenizer, detokenize, read_sentence_documents,
+                            read_sentences, tokenize_corpus, train_sentence_splitter)
 
 SUBJECTS = ["The cat", "A dog", "Dr. Brown", "My neighbour", "The old sailor", "Every child"]
 VERBS = ["sees", "likes", "follows", "paints", "remembers"]
@@ -96,6 +96,27 @@ def test_stats_count_documents_sentences_tokens_and_words(tmp_path, monkeypatch)
     assert stats["distinct_words"] == len({t for s in sentences for t in s})
     assert stats["punkt"].startswith("trained on the corpus")
     assert json.loads((tmp_path / "stats.json").read_text()) == stats
+
+
+def test_documents_are_separated_by_one_empty_line(tmp_path, monkeypatch):
+    """The sentences-file contract: a document's sentences are consecutive lines, one empty line
+    between documents, none before the first or after the last, and a document without a word token
+    (here whitespace, punctuation-free nothing) leaves no trace, across task blocks too."""
+    monkeypatch.setattr(tokenize, "installed_sentence_splitter", lambda: None)
+    documents = make_documents(2 * DOCUMENTS_PER_TASK + 3)
+    for index in (0, 4, 5, DOCUMENTS_PER_TASK - 1, DOCUMENTS_PER_TASK, len(documents) - 1):
+        documents[index] = "  \n "
+    documents_path = tmp_path / "documents.jsonl"
+    write_documents(documents_path, documents)
+    for processes in (1, 2):
+        tokenize_corpus(documents_path, tmp_path / "sentences.txt", tmp_path / "stats.json", processes=processes)
+        text = (tmp_path / "sentences.txt").read_text(encoding="utf-8")
+        assert not text.startswith("\n") and not text.endswith("\n\n") and "\n\n\n" not in text
+        splitter, _ = train_sentence_splitter(documents)
+        tokenizer = DocumentTokenizer(splitter, WordTokenizer(lowercase=True, normalize_quotes=True))
+        expected = [tokenizer.sentences(document) for document in documents if document.strip()]
+        assert list(read_sentence_documents(tmp_path / "sentences.txt")) == expected
+        assert len(expected) == len(documents) - 6 and all(len(document) >= 2 for document in expected)
 
 
 def test_installed_punkt_parameters_are_preferred(tmp_path, monkeypatch):

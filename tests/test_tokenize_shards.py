@@ -72,6 +72,7 @@ def test_sharded_output_is_byte_identical_to_the_unsharded_stage(tmp_path, no_in
 
     sentences, stats = run_sharded(documents_path, tmp_path / "sharded", shards, lowercase, normalize_quotes)
     assert sentences == (tmp_path / "sentences.txt").read_bytes()
+    assert sentences.count(b"\n\n") == expected_stats["documents"] - 2  # 89 documents with words (one is blank): 88 separators
     assert stats == expected_stats
 
 

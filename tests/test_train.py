@@ -18,11 +18,13 @@ import pytest
 import yaml
 
 import rnnlm.train as train_module
+from rnnlm import update
 from rnnlm.backend import get_backend
 from rnnlm.data import Split
 from rnnlm.io import RnnlmError, load_npz
 from rnnlm.model import RNNLM
-from rnnlm.train import LOG_COLUMNS, TIMING_COLUMNS, TrainConfig, split_hyperparameters
+from rnnlm.progress import LOG_COLUMNS, TIMING_COLUMNS
+from rnnlm.train_config import TrainConfig, split_hyperparameters
 from tiny_language import FAST, VOCAB_WORDS, run, tiny_splits, write_tiny_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,9 +96,9 @@ def test_gradient_is_clipped_to_clip_norm():
     model = RNNLM(model_config, get_backend("cpu"), seed=0)
     x, y, mask = splits["train"].batch(np.arange(16))
     _, count, grads = model.loss_and_grads(x, y, mask)
-    norm = train_module._gradient_norm(model, grads, count)
+    norm = update._gradient_norm(model, grads, count)
     before = {k: v.copy() for k, v in model.params.items()}
-    *_, stepped_norm = train_module.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
+    *_, stepped_norm = update.sgd_step(model, x, y, mask, learning_rate=2.0, clip_norm=norm / 10)
     assert stepped_norm == pytest.approx(norm, rel=1e-12)
     step = math.sqrt(sum(float(((model.params[k] - before[k]) ** 2).sum()) for k in before))
     assert step == pytest.approx(2.0 * norm / 10, rel=1e-9)
@@ -175,11 +177,17 @@ DRIVER = textwrap.dedent("""
 
 # Adam's moments and the dropout masks are training state too: a resume must restore the former
 # and redraw the latter exactly. With epoch_tokens, where the last epoch stopped in its pass is too.
+# The toolkit (tied / embedding table, stacked layers, locked and word dropout) resumes the same way.
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
                                         "--input-dropout", "0.2"],
-                                   ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"]],
-                         ids=["sgd", "adam-dropout", "epoch-tokens"])
+                                   ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"],
+                                   ["--cell", "gru", "--embedding-size", "12", "--tie-embeddings", "--num-layers",
+                                    "2", "--layer-dropout", "0.3", "--embedding-dropout", "0.1", "--locked-dropout",
+                                    "--dropout", "0.3", "--output", "class"],
+                                   ["--optimizer", "adam", "--learning-rate", "0.01", "--embedding-size", "6",
+                                    "--num-layers", "2", "--input-dropout", "0.2"]],
+                         ids=["sgd", "adam-dropout", "epoch-tokens", "tied-stacked-sgd", "embedding-stacked-adam"])
 def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path, extra):
     data, vocab = write_tiny_data(tmp_path)
     driver = tmp_path / "driver.py"

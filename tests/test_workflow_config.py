@@ -143,3 +143,12 @@ def test_snakemake_reports_a_misspelt_model_key_in_a_few_lines(tmp_path, snakema
                            expect_success=False)
     assert "config: unknown configuration key 'hiden_size' in model 'tiny-tanh'; did you mean hidden_size?" in output
     assert len(output.splitlines()) <= 8 and "additionalProperties" not in output
+
+
+@pytest.mark.parametrize("configfile", sorted((REPO / "config").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_configfile_is_valid_over_config_yaml(configfile):
+    """Each corpus file of config/ merges into config.yaml (as --configfile does) and validates."""
+    base = copy.deepcopy(CONFIG)
+    update_config(base, yaml.safe_load(configfile.read_text(encoding="utf-8")))
+    config = load(base=base)
+    assert config["models"], f"{configfile.name} leaves no model to train"

@@ -10,7 +10,8 @@ import numpy as np
 from rnnlm.backend import get_backend
 from rnnlm.data import Split
 from rnnlm.model import RNNLM
-from rnnlm.train import split_hyperparameters, train
+from rnnlm.train import train
+from rnnlm.train_config import split_hyperparameters
 from rnnlm.vocab import SPECIAL_TOKENS, Vocabulary
 
 SUBJECTS = ["the cat", "a dog", "my friend", "the old man", "her sister"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from rnnlm.train import TIMING_COLUMNS  # columns of train_log.csv that measure time
+from rnnlm.progress import TIMING_COLUMNS  # columns of train_log.csv that measure time
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"

@@ -3,6 +3,7 @@ import math
 import os
 
 from rnnlm import resources
+from rnnlm.data import Split
 from rnnlm.vocab import Vocabulary
 
 
@@ -48,8 +49,8 @@ def train_runtime(wildcards, input):
     return resources.train_minutes(
         model_config(wildcards.model),
         len(Vocabulary.load(input.vocab)),
-        resources.split_tokens(input.train),
-        resources.split_tokens(input.valid),
+        Split.count_tokens(input.train),
+        Split.count_tokens(input.valid),
         settings["speed"],
         settings["max_minutes"],
     )

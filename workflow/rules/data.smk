@@ -1,4 +1,5 @@
-# Data stages: corpus -> documents -> sentences/tokens -> vocabulary -> train/valid/test index matrices.
+# Data stages: corpus -> documents -> sentences/tokens -> train/valid/test sentences -> vocabulary (train)
+# -> index matrices.
 # Each rule's params are exactly the config keys that shape its output (see docs/data.md), so a change
 # re-runs that stage and what follows, and nothing before it.
 import platform
@@ -9,16 +10,11 @@ DATA_SPLITS = ["train", "valid", "test"]
 DATA_TARGETS = expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS) + [f"{RESULTS}/data/stats.json"]
 ALL_TARGETS.extend(DATA_TARGETS)
 # A standard-split corpus (corpus: {train, valid, test}) is three pretokenized files used as given:
-# rule standard_splits replaces download and tokenize, the vocabulary counts the train file only,
-# and the index stage keeps the given splits instead of drawing them.
+# rule standard_splits replaces download, tokenize and split. Either way the vocabulary counts
+# tokens/train.txt only and the index stage reads the three split files.
 STANDARD_SPLITS = isinstance(config["corpus"], dict)
-# The sentences files that vocab and index read.
-SENTENCE_FILES = (
-    {split: f"{RESULTS}/tokens/{split}.txt" for split in DATA_SPLITS}
-    if STANDARD_SPLITS
-    else {"sentences": f"{RESULTS}/tokens/sentences.txt"}
-)
-VOCABULARY_SENTENCES = SENTENCE_FILES["train" if STANDARD_SPLITS else "sentences"]
+SPLIT_SENTENCES = {split: f"{RESULTS}/tokens/{split}.txt" for split in DATA_SPLITS}
+SPLIT_STATS = f"{RESULTS}/tokens/split.json"
 # A local corpus file is an input, so editing it re-runs the download stage.
 LOCAL_CORPUS = None if STANDARD_SPLITS else local_corpus_path(config["corpus"])
 
@@ -161,8 +157,9 @@ if STANDARD_SPLITS:
         input:
             **{split: config["corpus"][split] for split in DATA_SPLITS},
         output:
-            **{split: SENTENCE_FILES[split] for split in DATA_SPLITS},
+            **SPLIT_SENTENCES,
             stats=f"{RESULTS}/tokens/stats.json",
+            split_stats=SPLIT_STATS,
         log:
             f"{RESULTS}/logs/data/standard_splits.log",
         benchmark:
@@ -179,10 +176,42 @@ if STANDARD_SPLITS:
         script:
             "../scripts/standard_splits.py"
 
+else:
+
+    # Valid and test drawn as whole units (documents, blocks or sentences) before the vocabulary,
+    # which then sees the train split only (docs/data.md).
+    rule split:
+        input:
+            sentences=f"{RESULTS}/tokens/sentences.txt",
+            manifest=rules.download.output.manifest,
+        output:
+            **SPLIT_SENTENCES,
+            stats=SPLIT_STATS,
+        log:
+            f"{RESULTS}/logs/data/split.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/split.tsv"
+        conda:
+            "../envs/rnnlm.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=10,
+        params:
+            split_unit=config["split_unit"],
+            split_block_sentences=config["split_block_sentences"],
+            valid_fraction=config["valid_fraction"],
+            test_fraction=config["test_fraction"],
+            split_seed=config["split_seed"],
+            min_sentence_length=config["min_sentence_length"],
+            max_sentence_length=config["max_sentence_length"],
+        script:
+            "../scripts/split.py"
+
 
 rule vocab:
     input:
-        sentences=VOCABULARY_SENTENCES,
+        sentences=SPLIT_SENTENCES["train"],
     output:
         vocab=f"{RESULTS}/vocab/vocab.tsv",
         stats=f"{RESULTS}/vocab/stats.json",
@@ -198,7 +227,7 @@ rule vocab:
         runtime=10,
     params:
         vocabulary_size=config["vocabulary_size"],
-        # Only the sentences the index stage keeps are counted.
+        # Only the train sentences the index stage keeps are counted.
         min_sentence_length=config["min_sentence_length"],
         max_sentence_length=config["max_sentence_length"],
     script:
@@ -207,7 +236,8 @@ rule vocab:
 
 rule index:
     input:
-        **SENTENCE_FILES,
+        **SPLIT_SENTENCES,
+        split_stats=SPLIT_STATS,
         vocab=rules.vocab.output.vocab,
     output:
         train=f"{RESULTS}/data/train.npz",
@@ -225,11 +255,8 @@ rule index:
         mem_mb=1000,
         runtime=10,
     params:
+        # Applied to the train split (a standard-split corpus's; the split stage has applied them already).
         min_sentence_length=config["min_sentence_length"],
         max_sentence_length=config["max_sentence_length"],
-        # The seeded split's settings; a standard-split corpus keeps its splits, so they do not apply.
-        valid_fraction=None if STANDARD_SPLITS else config["valid_fraction"],
-        test_fraction=None if STANDARD_SPLITS else config["test_fraction"],
-        split_seed=None if STANDARD_SPLITS else config["split_seed"],
     script:
         "../scripts/index.py"

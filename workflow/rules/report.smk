@@ -125,6 +125,7 @@ rule report_corpus:
         vocab=f"{RESULTS}/vocab/vocab.tsv",
         splits=expand(f"{RESULTS}/data/{{split}}.npz", split=DATA_SPLITS),
         tokens_stats=f"{RESULTS}/tokens/stats.json",
+        split_stats=SPLIT_STATS,
         vocab_stats=f"{RESULTS}/vocab/stats.json",
         data_stats=f"{RESULTS}/data/stats.json",
     output:

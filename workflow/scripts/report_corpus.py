@@ -9,6 +9,7 @@ build_corpus_report(
     dict(zip(snakemake.params.splits, snakemake.input.splits)),
     {
         "Tokenization (tokens/stats.json)": snakemake.input.tokens_stats,
+        "Split (tokens/split.json)": snakemake.input.split_stats,
         "Vocabulary (vocab/stats.json)": snakemake.input.vocab_stats,
         "Index matrices (data/stats.json)": snakemake.input.data_stats,
     },

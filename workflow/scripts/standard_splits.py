@@ -11,4 +11,5 @@ prepare_splits(
     snakemake.output.stats,
     unknown_token=snakemake.params.unknown_token,
     encoding_errors=snakemake.params.encoding_errors,
+    split_stats_path=snakemake.output.split_stats,
 )
