@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -119,6 +120,11 @@ def _train(args: argparse.Namespace) -> None:
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
     _check_output_directory(args.out_dir, "--out-dir")
     data, out = Path(args.data_dir), Path(args.out_dir)
+    # A finished model has no checkpoint to continue from (training removes it at the end), so
+    # training into its directory again would silently start over and replace it.
+    if (out / "params.npz").exists() and not (out / "checkpoint.npz").exists() and not args.overwrite:
+        raise RnnlmError(f"--out-dir {args.out_dir} holds a finished model (params.npz) that cannot be trained "
+                         "further; pass --overwrite to train a new one there from scratch, or choose another --out-dir")
     run_training(data / "train.npz", data / "valid.npz", args.vocab, out / "params.npz", out / "checkpoint.npz",
                  out / "train_log.csv", hyper, device=args.device, dtype=args.dtype,
                  metadata={**WordTokenizer(args.lowercase, args.normalize_quotes).settings(),
@@ -200,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--normalize-quotes", action=argparse.BooleanOptionalAction, default=True,
                        help="the training text's typographic quotes were normalised (recorded likewise)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--overwrite", action="store_true",
+                       help="train from scratch even where --out-dir holds a finished model (it is replaced)")
     _add_dataclass_options(train, ModelConfig, MODEL_SKIP)
     _add_dataclass_options(train, TrainConfig)
 
@@ -268,6 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _run(args)
     except RnnlmError as exc:
+        from rnnlm.train import Interrupted
+
+        if isinstance(exc, Interrupted):
+            again = shlex.join(["rnnlm", *argv])
+            action = f"resume with: {again}" if exc.kept else f"start again with: {again}"
+            print(f"rnnlm {args.command}: {exc}; {action}", file=sys.stderr)
+            return 130  # the shell's status for a command ended by Ctrl-C
         print(f"rnnlm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
