@@ -75,11 +75,14 @@ def format_number(value) -> str:
 
 
 def plain_log_ticks(axis) -> None:
-    """Tick labels of a log axis as plain numbers (60, 100, 200, 300) instead of 6×10¹, 10², ..."""
+    """Tick labels of a log axis as plain numbers (60, 100, 200, 300) instead of 6×10¹, 10², ...;
+    call after plotting. Within about a decade every minor tick is labelled, else those at 2, 3, 5."""
     formatter = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    low, high = sorted(axis.get_view_interval())
+    shown = "123456789" if low > 0 and high / low < 30 else "1235"
     axis.set_major_formatter(formatter)
     axis.set_minor_formatter(FuncFormatter(
-        lambda value, _: formatter(value) if f"{value:.0e}"[0] in "1235" else ""))
+        lambda value, _: formatter(value) if f"{value:.0e}"[0] in shown else ""))
 
 
 def html_table(frame: pd.DataFrame) -> str:

@@ -257,3 +257,22 @@ def test_tiny_run_diagnostics_and_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/report/perplexity.csv")
     assert {"tiny", "unigram (add-one)"} <= set(table["model"])
     assert (table[["train", "valid", "test"]].dropna() > 1).all().all()
+
+
+def test_log_axes_have_plain_tick_labels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0.03, 30], [250, 55])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    report.plain_log_ticks(ax.xaxis)
+    report.plain_log_ticks(ax.yaxis)
+    fig.canvas.draw()
+    labels = {text.get_text() for axis in (ax.xaxis, ax.yaxis)
+              for text in axis.get_ticklabels(which="both") if text.get_text()}
+    assert {"60", "100", "200", "0.1", "1", "10"} <= labels
+    assert not any("10^" in label or "×" in label or "$" in label for label in labels)
