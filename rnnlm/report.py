@@ -321,8 +321,8 @@ def write_corpus_page(
     body = [
         "<h2>Index matrices per split</h2>",
         html_table(split_stats),
-        "<p class=\"note\">The UNKNOWN_TOKEN rate is the share of predicted tokens that are words outside the "
-        "vocabulary, which is built from the train split only (a valid or test word never seen in training is "
+        "<p class=\"note\">The UNKNOWN_TOKEN rate is the share of the words (predicted tokens but "
+        "SENTENCE_END) that fall outside the vocabulary, as data/stats.json's unknown_rate; the vocabulary is built from the train split only (a valid or test word never seen in training is "
         "UNKNOWN_TOKEN and still scored); a larger <code>vocabulary_size</code> lowers it at the cost of a larger "
         "output layer.</p>",
     ]
