@@ -146,12 +146,16 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
     return [[vocab_words[i] for i in words] for words in accepted]
 
 
-# Beam search keeps sentences diverse: one that shares more than this share of its word bigrams
-# (SENTENCE_START and SENTENCE_END included, counted in the shorter sentence) with a more probable
-# kept sentence is a near-duplicate and is dropped. The search then keeps this many times more
-# hypotheses open than it returns, so that enough distinct sentences end.
+# Beam search keeps sentences diverse in two ways. During the search (diverse beam search): the
+# hypotheses form `beam_width` groups of DIVERSE_GROUP_WIDTH each, and at every step a group's
+# candidates lose DIVERSITY_PENALTY nats (for choosing only: the scores stay the model's) per time an
+# earlier group chose the same word at that step, so the groups explore different sentences instead
+# of all following the single most probable opening. At the end: a finished sentence that shares
+# more than MAX_BIGRAM_OVERLAP of its word bigrams (SENTENCE_START and SENTENCE_END included,
+# counted in the shorter sentence) with a more probable kept sentence is a near-duplicate, dropped.
 MAX_BIGRAM_OVERLAP = 0.5
-DIVERSE_SEARCH_FACTOR = 4
+DIVERSE_GROUP_WIDTH = 4
+DIVERSITY_PENALTY = 2.0
 
 
 def _bigrams(words: Sequence[str]) -> set[tuple[str, str]]:
@@ -183,51 +187,65 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
     document-mode model reads the `context` sentences first; log-probabilities are given them).
 
     A sentence ends only where beam search chooses SENTENCE_END among the best continuations of
-    the open hypotheses (SENTENCE_END competes with the words; it is not allowed before
+    its group's open hypotheses (SENTENCE_END competes with the words; it is not allowed before
     `min_length` words and is the only continuation at `max_length`), so sentences do not stop
     mid-phrase just because shorter sentences are more probable. Hypotheses never contain
-    UNKNOWN_TOKEN or SENTENCE_START. Near-duplicates (more than `max_overlap` of their bigrams
-    shared with a more probable kept sentence; see MAX_BIGRAM_OVERLAP) are dropped; max_overlap=1
-    keeps every sentence and searches exactly `beam_width` hypotheses wide. The search stops once
-    no open hypothesis can beat the kept sentences (log probabilities only fall as a sentence
-    grows); fewer than `beam_width` sentences come back only if fewer distinct ones ended.
+    UNKNOWN_TOKEN or SENTENCE_START. The groups and the near-duplicate rule (module constants
+    above) keep the sentences diverse; max_overlap=1 turns both off: one group of `beam_width`
+    hypotheses, every finished sentence kept (plain beam search). The search stops once no open
+    hypothesis can beat the kept sentences (log probabilities only fall as a sentence grows); fewer
+    than `beam_width` sentences come back only if fewer distinct ones ended.
     """
     if beam_width < 1 or not 1 <= min_length <= max_length:
         raise RnnlmError(f"need beam_width >= 1 and 1 <= min_length <= max_length, got {beam_width}, {min_length}, {max_length}")
     prime_part = prime_ids(vocab_words, prime)
     if len(prime_part) > max_length:
         raise RnnlmError(f"the prime has {len(prime_part)} words, more than max_length={max_length}")
-    search_width = beam_width if max_overlap >= 1 else beam_width * DIVERSE_SEARCH_FACTOR
+    diverse = max_overlap < 1
+    groups, group_width = (beam_width, DIVERSE_GROUP_WIDTH) if diverse else (1, beam_width)
     backend = model.backend
     vocab_size = len(vocab_words)
-    log_probs, state = _primed(model, 1, _stream_start(model, vocab_words, context, prime_part))
-    words = np.zeros((1, 0), dtype=np.int64)
-    scores = np.zeros(1)
+    # Every group starts from the primed hypothesis.
+    log_probs, state = _primed(model, groups, _stream_start(model, vocab_words, context, prime_part))
+    words = np.zeros((groups, 0), dtype=np.int64)
+    scores = np.zeros(groups)
+    group_of = np.arange(groups)
     finished: list[ScoredSentence] = []
     for length in range(len(prime_part), max_length + 1):
-        # One deliberate transfer per step of the (beam, C) scores: the bookkeeping (finished
-        # sentences, stable tie order) is host logic, and one transfer costs less than the several
-        # small synchronisations a device-side top-k and end-of-sentence check would need.
+        # One deliberate transfer per step of the (beams, C) scores: the bookkeeping (groups,
+        # finished sentences, stable tie order) is host logic, and one transfer costs less than the
+        # several small synchronisations a device-side top-k and end-of-sentence check would need.
         candidates = scores[:, None] + backend.to_host(log_probs).astype(np.float64)
         candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
         if length < min_length:
             candidates[:, SENTENCE_END_ID] = -np.inf
         if length == max_length:
             candidates[:, np.arange(vocab_size) != SENTENCE_END_ID] = -np.inf
-        flat = candidates.ravel()
-        keep = min(search_width, int(np.isfinite(flat).sum()))
-        if keep == 0:
+        chosen_words = np.zeros(vocab_size)  # times earlier groups chose each word at this step
+        picked = []
+        for group in range(groups):
+            rows = np.flatnonzero(group_of == group)
+            penalised = (candidates[rows] - DIVERSITY_PENALTY * chosen_words[None, :]).ravel()
+            keep = min(group_width, int(np.isfinite(penalised).sum()))
+            if keep == 0:
+                continue
+            best = np.argpartition(-penalised, keep - 1)[:keep]
+            best = best[np.argsort(-penalised[best], kind="stable")]
+            parent_rows, next_words = np.divmod(best, vocab_size)
+            parents = rows[parent_rows]
+            np.add.at(chosen_words, next_words[next_words != SENTENCE_END_ID], 1)
+            picked.append((parents, next_words, candidates[parents, next_words], np.full(keep, group)))
+        if not picked:
             break
-        best = np.argpartition(-flat, keep - 1)[:keep]
-        best = best[np.argsort(-flat[best], kind="stable")]
-        parents, next_words = np.divmod(best, vocab_size)
+        parents, next_words, picked_scores, picked_groups = (np.concatenate(part) for part in zip(*picked))
         ends = next_words == SENTENCE_END_ID
-        for parent, score in zip(parents[ends], flat[best][ends]):
+        for parent, score in zip(parents[ends], picked_scores[ends]):
             finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[parent])],
                                            float(score), length + 1, 0))
         finished = _distinct(finished, beam_width, max_overlap)
-        parents, next_words, open_scores = parents[~ends], next_words[~ends], flat[best][~ends]
-        if len(open_scores) == 0 or (len(finished) == beam_width and open_scores[0] <= finished[-1].log_prob):
+        open_ = ~ends
+        parents, next_words, open_scores, group_of = parents[open_], next_words[open_], picked_scores[open_], picked_groups[open_]
+        if len(open_scores) == 0 or (len(finished) == beam_width and open_scores.max() <= finished[-1].log_prob):
             break
         words = np.concatenate([words[parents], next_words[:, None]], axis=1)
         scores = open_scores
