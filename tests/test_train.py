@@ -439,7 +439,7 @@ def test_ctrl_c_ends_in_one_line_naming_the_checkpoint_and_the_command_that_resu
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = tmp_path / "model"
     arguments = ["--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(out), "--device", "cpu",
-                 "--epochs", "30", "--hidden-size", "12", "--batch-size", "8", "--no-progress"]
+                 "--epochs", "200", "--patience", "1000", "--hidden-size", "12", "--batch-size", "8", "--no-progress"]
     victim = subprocess.Popen([sys.executable, str(driver), "slow", *arguments], env=env, stderr=subprocess.PIPE,
                               text=True)
     deadline = time.monotonic() + 60
@@ -450,7 +450,7 @@ def test_ctrl_c_ends_in_one_line_naming_the_checkpoint_and_the_command_that_resu
     assert victim.returncode == 130, stderr
     last = stderr.strip().splitlines()[-1]
     assert "Traceback" not in stderr
-    assert re.fullmatch(r"rnnlm train: interrupted \(Ctrl-C\) after \d+ of 30 epochs; the checkpoint after epoch \d+, "
+    assert re.fullmatch(r"rnnlm train: interrupted \(Ctrl-C\) after \d+ of 200 epochs; the checkpoint after epoch \d+, "
                         rf"{re.escape(str(out))}/checkpoint.npz, is kept; resume with: rnnlm train .*--out-dir "
                         rf"{re.escape(str(out))} .*", last), last
     resumed = subprocess.run([sys.executable, str(driver), "fast", *arguments], env=env, capture_output=True, text=True,
