@@ -98,6 +98,7 @@ def test_valid_tokens_measures_whole_documents():
 
 
 # With epoch_tokens an epoch ends inside a pass: the checkpoint must carry the state of the streams.
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--epoch-tokens", "250", "--epochs", "9", "--optimizer", "adam",
                                         "--learning-rate", "0.01", "--dropout", "0.2"]],
                          ids=["passes", "epoch-tokens-adam"])
