@@ -4,9 +4,11 @@ import os
 
 import yaml
 from snakemake.sourcecache import LocalSourceFile
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from rnnlm import workflow_config
+from rnnlm.io import RnnlmError
 
 min_version("9.0")
 
@@ -33,9 +35,12 @@ CONFIG_SCHEMA = "workflow/schemas/config.schema.yaml"
 with open(workflow.source_path(CONFIG_SCHEMA), encoding="utf-8") as schema_file:
     config_schema = yaml.safe_load(schema_file)
 # Command-line strings to the schema's types, then validation, then integral numbers to int.
-workflow_config.prepare(config, config_schema)
-validate(config, CONFIG_SCHEMA)
-workflow_config.finish(config, config_schema)
+try:
+    workflow_config.prepare(config, config_schema)
+    validate(config, CONFIG_SCHEMA)
+    workflow_config.finish(config, config_schema)
+except RnnlmError as exc:  # one line, without the schema dump or a traceback
+    raise WorkflowError(f"config: {exc}") from None
 
 
 report: "workflow/report/workflow.rst"

@@ -287,7 +287,7 @@ def run(args) -> dict[str, Any]:
             "clip_norm": CLIP_NORM,
             "repeats": args.repeats,
             "tokens_per_run": args.tokens,
-            "torch_threads": args.threads,
+            "threads": args.threads,
             "clock": args.clock,
             "device": args.device,
         },
@@ -346,7 +346,9 @@ def launch_table(report: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlm bench", description=__doc__.splitlines()[0])
+    from rnnlm.cli import OneLineParser, add_threads_option, limited_threads
+
+    parser = OneLineParser(prog="rnnlm bench", description=__doc__.splitlines()[0])
     parser.add_argument("--vocab-size", type=int, default=None, help="8000 (--launches: the config's vocabulary_size)")
     parser.add_argument("--hidden-size", type=int, default=100)
     parser.add_argument("--length", type=int, default=None, help="tokens per sentence (45; --launches: 25)")
@@ -360,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=40_000, help="tokens per timed run")
     parser.add_argument("--tutorial-sentences", type=int, default=20, help="sentences per timed tutorial-loop run")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (best is reported)")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch threads")
+    add_threads_option(parser, 2, " and PyTorch's intra-op threads")
     parser.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
@@ -383,13 +385,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.vocab_size_given = args.vocab_size is not None
     if args.vocab_size is None:
         args.vocab_size = 8000
-    if args.launches:
-        args.length = args.length or 25
-        report = run_launches(args)
-        print(launch_table(report), file=sys.stderr)
-        print(json.dumps(report, indent=2))
-        return 0
-    args.length = args.length or 45
-    args.batch_sizes = args.batch_sizes or TIMING_BATCH_SIZES
-    print(json.dumps(run(args), indent=2))
+    with limited_threads(args.threads):
+        if args.launches:
+            args.length = args.length or 25
+            report = run_launches(args)
+            print(launch_table(report), file=sys.stderr)
+            print(json.dumps(report, indent=2))
+            return 0
+        args.length = args.length or 45
+        args.batch_sizes = args.batch_sizes or TIMING_BATCH_SIZES
+        print(json.dumps(run(args), indent=2))
     return 0

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -28,10 +29,26 @@ DELEGATED = {
               "tutorial's loop (JSON)"),
 }
 QUIET_FLAGS = ("-q", "--quiet")
+VERBOSE_FLAGS = ("-v", "--verbose")
 # ModelConfig fields that come from the data (vocab_size) or a separate option (dtype).
 MODEL_SKIP = ("vocab_size", "dtype")
 # BLAS threads per command, as the Snakemake rules run them (`threads: 1`; see workflow/rules/model.smk).
 DEFAULT_THREADS = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors in one line (no usage block): `rnnlm generate: error: argument
+    --temperature: invalid float value: 'abc' (rnnlm generate --help lists the options)`."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
+
+
+def add_threads_option(parser: argparse.ArgumentParser, default: int, extra: str = "") -> None:
+    """`--threads` means the same in every command: the CPU threads its computation may use (the
+    BLAS thread pools, capped through threadpoolctl{extra})."""
+    parser.add_argument("--threads", type=int, default=default,
+                        help=f"CPU threads of the computation: the BLAS thread pools{extra} (default: %(default)s)")
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
@@ -99,13 +116,20 @@ def _train(args: argparse.Namespace) -> None:
     from rnnlm.tokenize import WordTokenizer
     from rnnlm.train import run_training
     from rnnlm.train_config import TrainConfig
+    from rnnlm.vocab import vocabulary_metadata
 
     hyper = _dataclass_values(args, ModelConfig, MODEL_SKIP) | _dataclass_values(args, TrainConfig)
     _check_output_directory(args.out_dir, "--out-dir")
     data, out = Path(args.data_dir), Path(args.out_dir)
+    # A finished model has no checkpoint to continue from (training removes it at the end), so
+    # training into its directory again would silently start over and replace it.
+    if (out / "params.npz").exists() and not (out / "checkpoint.npz").exists() and not args.overwrite:
+        raise RnnlmError(f"--out-dir {args.out_dir} holds a finished model (params.npz) that cannot be trained "
+                         "further; pass --overwrite to train a new one there from scratch, or choose another --out-dir")
     run_training(data / "train.npz", data / "valid.npz", args.vocab, out / "params.npz", out / "checkpoint.npz",
                  out / "train_log.csv", hyper, device=args.device, dtype=args.dtype,
-                 metadata=WordTokenizer(args.lowercase, args.normalize_quotes).settings(),
+                 metadata={**WordTokenizer(args.lowercase, args.normalize_quotes).settings(),
+                           **vocabulary_metadata(args.vocab)},
                  progress=not args.no_progress)
 
 
@@ -154,12 +178,15 @@ def build_parser() -> argparse.ArgumentParser:
     from rnnlm.model import ModelConfig
     from rnnlm.train_config import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
+    parser = OneLineParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
     parser.add_argument(*QUIET_FLAGS, action="store_true", help="log warnings only")
+    parser.add_argument(*VERBOSE_FLAGS, action="store_true", help="also log details such as the backend chosen")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # The same global options after the subcommand; SUPPRESS keeps them from resetting a value given before it.
-    global_options = argparse.ArgumentParser(add_help=False)
+    global_options = OneLineParser(add_help=False)
     global_options.add_argument(*QUIET_FLAGS, action="store_true", default=argparse.SUPPRESS, help="log warnings only")
+    global_options.add_argument(*VERBOSE_FLAGS, action="store_true", default=argparse.SUPPRESS,
+                                help="also log details such as the backend chosen")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help_: str, run) -> argparse.ArgumentParser:
@@ -168,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         if run is not None:
             sub.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                              help="auto: CuPy when a CUDA device is usable, else NumPy (default: auto)")
-            sub.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                             help="BLAS threads on the CPU, as the Snakemake rule runs it (default: %(default)s)")
+            add_threads_option(sub, DEFAULT_THREADS, ", as the Snakemake rule runs it")
         return sub
 
     train = command("train", "train a model on index matrices (results/data/*.npz)", _train)
@@ -183,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--normalize-quotes", action=argparse.BooleanOptionalAction, default=True,
                        help="the training text's typographic quotes were normalised (recorded likewise)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--overwrite", action="store_true",
+                       help="train from scratch even where --out-dir holds a finished model (it is replaced)")
     _add_dataclass_options(train, ModelConfig, MODEL_SKIP)
     _add_dataclass_options(train, TrainConfig)
 
@@ -209,18 +237,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(quiet: bool) -> None:
+def _configure_logging(quiet: bool, verbose: bool = False) -> None:
+    """Progress at INFO; the backend line (which device, and why) only with -v: the Snakemake jobs'
+    logs keep it (rnnlm.io configures those)."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("rnnlm.backend").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def limited_threads(threads: int):
+    """A context in which the BLAS thread pools use at most `threads` threads (--threads)."""
+    from threadpoolctl import threadpool_limits
+
+    if threads < 1:
+        raise RnnlmError(f"--threads must be at least 1, got {threads}")
+    return threadpool_limits(limits=threads)
 
 
 def _run(args: argparse.Namespace) -> None:
     """Run the subcommand with the BLAS thread pools limited to --threads."""
-    from threadpoolctl import threadpool_limits
-
-    if args.threads < 1:
-        raise RnnlmError(f"--threads must be at least 1, got {args.threads}")
-    with threadpool_limits(limits=args.threads):
+    with limited_threads(args.threads):
         args.run(args)
 
 
@@ -230,14 +266,26 @@ def main(argv: list[str] | None = None) -> int:
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     if command in DELEGATED:
         before, after = argv[:argv.index(command)], argv[argv.index(command) + 1:]
-        _configure_logging(any(arg in QUIET_FLAGS for arg in before + after))
-        own = [arg for arg in after if arg not in QUIET_FLAGS]
-        return importlib.import_module(DELEGATED[command][0]).main(own)
+        _configure_logging(any(arg in QUIET_FLAGS for arg in before + after),
+                           any(arg in VERBOSE_FLAGS for arg in before + after))
+        own = [arg for arg in after if arg not in QUIET_FLAGS + VERBOSE_FLAGS]
+        try:
+            return importlib.import_module(DELEGATED[command][0]).main(own)
+        except RnnlmError as exc:
+            print(f"rnnlm {command}: error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
-    _configure_logging(args.quiet)
+    _configure_logging(args.quiet, args.verbose)
     try:
         _run(args)
     except RnnlmError as exc:
+        from rnnlm.train import Interrupted
+
+        if isinstance(exc, Interrupted):
+            again = shlex.join(["rnnlm", *argv])
+            action = f"resume with: {again}" if exc.kept else f"start again with: {again}"
+            print(f"rnnlm {args.command}: {exc}; {action}", file=sys.stderr)
+            return 130  # the shell's status for a command ended by Ctrl-C
         print(f"rnnlm {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

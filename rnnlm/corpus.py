@@ -1,9 +1,11 @@
 """Download stage: fetch a corpus, verify it, and turn it into one JSON document per line.
 
 Sources (the `corpus` config key):
-  * ``builtin``: the prose of the Python documentation that ships with this interpreter
-    (``pydoc_data.topics``), with code blocks, grammar productions, tables and markup removed;
-    real English that every machine has without network.
+  * ``builtin``: the prose of the Python documentation (``pydoc_data.topics``), with code
+    blocks, grammar productions, tables and markup removed: real English without network. It is a
+    fixed snapshot shipped in the package (rnnlm/builtin_corpus.jsonl.gz, extracted from CPython
+    3.11.7, PSF License: rnnlm/builtin_corpus.LICENSE.txt), its sha256 checked on every read, so
+    every supported Python gets the same bytes (each interpreter's own topics differ).
   * a named data set (``reddit-2015-08``: the seed tutorial's reddit comments).
   * an ``http(s)://`` URL, or a local path: plain text (documents separated by blank lines) or
     CSV (one document per row, in a configurable column), either optionally gzip-compressed.
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from rnnlm.io import WRITE_FAILURE_FIXES, RnnlmError, atomic_path, available_memory_bytes, write_failure, write_json
+from rnnlm.io import WRITE_FAILURE_FIXES, RnnlmError, atomic_path, available_memory_bytes, read_json, write_failure, write_json
 
 log = logging.getLogger(__name__)
 
@@ -562,8 +564,13 @@ def prose_paragraphs(topic: str) -> list[str]:
     return kept
 
 
-def builtin_documents() -> list[str]:
-    """The built-in corpus: one document per pydoc_data topic (topics in sorted order), its prose
+BUILTIN_SNAPSHOT = Path(__file__).with_name("builtin_corpus.jsonl.gz")
+BUILTIN_SNAPSHOT_RECORD = Path(__file__).with_name("builtin_corpus.json")
+
+
+def extract_builtin_documents() -> list[str]:
+    """This interpreter's pydoc_data topics as documents, how the snapshot was made
+    (`write_builtin_snapshot`): one document per topic (topics in sorted order), its prose
     paragraphs joined by blank lines, so that a document is a real multi-paragraph text.
 
     Some topics repeat paragraphs of others; only a paragraph's first occurrence is kept, which stops
@@ -579,6 +586,37 @@ def builtin_documents() -> list[str]:
         if paragraphs:
             documents.append("\n\n".join(paragraphs))
     return documents
+
+
+def _snapshot_bytes(documents: list[str]) -> bytes:
+    return "".join(json.dumps(document, ensure_ascii=False) + "\n" for document in documents).encode()
+
+
+def write_builtin_snapshot(snapshot: Path = BUILTIN_SNAPSHOT, record: Path = BUILTIN_SNAPSHOT_RECORD) -> dict:
+    """Replace the shipped snapshot with this interpreter's extraction (a maintainer's step: it
+    changes the default corpus and every figure measured on it)."""
+    raw = _snapshot_bytes(extract_builtin_documents())
+    with atomic_path(snapshot) as tmp:
+        Path(tmp).write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    info = {"source": f"pydoc_data.topics of CPython {platform.python_version()}, prose of each topic "
+                      "(rnnlm.corpus.extract_builtin_documents)",
+            "license": "PSF License Version 2 (the Python documentation); see builtin_corpus.LICENSE.txt",
+            "documents": raw.count(b"\n"), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    write_json(record, info)
+    return info
+
+
+def builtin_documents() -> list[str]:
+    """The built-in corpus: the shipped snapshot's documents, its sha256 verified."""
+    record = read_json(BUILTIN_SNAPSHOT_RECORD)
+    try:
+        raw = gzip.decompress(BUILTIN_SNAPSHOT.read_bytes())
+    except (OSError, EOFError) as exc:
+        raise RnnlmError(f"{BUILTIN_SNAPSHOT}: the built-in corpus is unreadable ({exc}); reinstall the package") from None
+    if hashlib.sha256(raw).hexdigest() != record["sha256"]:
+        raise RnnlmError(f"{BUILTIN_SNAPSHOT}: the built-in corpus does not match its sha256 {record['sha256']}; "
+                         "reinstall the package")
+    return [json.loads(line) for line in raw.decode("utf-8").splitlines()]
 
 
 # --- the stage --------------------------------------------------------------------------------
@@ -673,7 +711,7 @@ def prepare_corpus(
         extracted = "\n\n".join(documents).encode()
         digests = {"sha256": hashlib.sha256(extracted).hexdigest()}
         verify_checksum("the built-in corpus", digests, checksum)
-        manifest.update(kind="pydoc_data.topics prose", bytes=len(extracted), sha256=digests["sha256"],
+        manifest.update(kind="pydoc_data.topics prose (shipped snapshot)", bytes=len(extracted), sha256=digests["sha256"],
                         checksum_verified=checksum or None, replaced_invalid_sequences=0)
     else:
         # Scratch space beside the output (same disk); removed whether or not the stage succeeds.

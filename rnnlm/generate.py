@@ -7,6 +7,13 @@ renormalised. A sampled sentence that ends before `min_length` words, or has not
 Log-probabilities are natural logarithms of the model's own probabilities, SENTENCE_END included,
 so a beam-search sentence and the same sentence passed to `score_sentences` get the same figure.
 
+Scoring a word outside the vocabulary: the model gives UNKNOWN_TOKEN's probability, which belongs
+to all the words outside the vocabulary together, so a sentence of unknown words would look likely
+(and rank high). `score_sentences` therefore spreads it evenly over the distinct words it stood for
+in training (`unknown_word_types`, recorded in the params file from vocab/stats.json): each unknown
+word costs ln(unknown_word_types) more than UNKNOWN_TOKEN. A params file without the record (made
+before it) spreads it over as many words as the vocabulary holds.
+
 These functions work on word tokens. `TrainedModel` wraps a params file for text in, text out: it
 tokenizes primes and sentences to score as the training text was and detokenizes what it generates.
 
@@ -49,9 +56,9 @@ SCORE_BATCH_SIZE = 256
 @dataclass(frozen=True)
 class ScoredSentence:
     words: list[str]
-    log_prob: float          # ln p(words + SENTENCE_END | SENTENCE_START)
+    log_prob: float          # ln p(words + SENTENCE_END | SENTENCE_START), unknown words spread (module doc)
     tokens: int              # predicted tokens: words + SENTENCE_END
-    unknown: int             # words outside the vocabulary, scored as UNKNOWN_TOKEN
+    unknown: int             # words outside the vocabulary, scored through UNKNOWN_TOKEN
 
     @property
     def perplexity(self) -> float:
@@ -148,59 +155,119 @@ def sample_sentences(model, vocab_words: Sequence[str], num_sentences: int, min_
     return [[vocab_words[i] for i in words] for words in accepted]
 
 
-def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
-                max_length: int = 40, prime: Sequence[str] = (),
-                context: Sequence[Sequence[str]] = ()) -> list[ScoredSentence]:
-    """The `beam_width` most probable sentences of min_length..max_length words found by beam search
-    (a document-mode model reads the `context` sentences first; log-probabilities are given them).
+# Beam search keeps sentences diverse in two ways. During the search (diverse beam search): the
+# hypotheses form `beam_width` groups of DIVERSE_GROUP_WIDTH each, and at every step a group's
+# candidates lose DIVERSITY_PENALTY nats (for choosing only: the scores stay the model's) per time an
+# earlier group chose the same word at that step, so the groups explore different sentences instead
+# of all following the single most probable opening. At the end: a finished sentence that shares
+# more than MAX_BIGRAM_OVERLAP of its word bigrams (SENTENCE_START and SENTENCE_END included,
+# counted in the shorter sentence) with a more probable kept sentence is a near-duplicate, dropped.
+MAX_BIGRAM_OVERLAP = 0.5
+DIVERSE_GROUP_WIDTH = 4
+DIVERSITY_PENALTY = 2.0
 
-    Hypotheses never contain UNKNOWN_TOKEN or SENTENCE_START, and SENTENCE_END is not allowed before
-    `min_length` words. The search stops once no open hypothesis can beat the finished ones (log
-    probabilities only fall as a sentence grows) or at `max_length`; fewer than `beam_width`
-    sentences come back only if fewer ended within `max_length` words.
+
+def _bigrams(words: Sequence[str]) -> set[tuple[str, str]]:
+    padded = ["<s>", *words, "</s>"]
+    return set(zip(padded, padded[1:]))
+
+
+def bigram_overlap(a: Sequence[str], b: Sequence[str]) -> float:
+    """Share of the shorter sentence's bigrams (with sentence boundaries) that the other has too."""
+    first, second = _bigrams(a), _bigrams(b)
+    return len(first & second) / min(len(first), len(second))
+
+
+def _distinct(sentences: list[ScoredSentence], limit: int, max_overlap: float) -> list[ScoredSentence]:
+    """The most probable `limit` sentences, each no near-duplicate of a more probable one kept."""
+    kept: list[ScoredSentence] = []
+    for sentence in sorted(sentences, key=lambda s: -s.log_prob):
+        if len(kept) == limit:
+            break
+        if all(bigram_overlap(sentence.words, other.words) <= max_overlap for other in kept):
+            kept.append(sentence)
+    return kept
+
+
+def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
+                max_length: int = 40, prime: Sequence[str] = (), context: Sequence[Sequence[str]] = (),
+                max_overlap: float = MAX_BIGRAM_OVERLAP) -> list[ScoredSentence]:
+    """The `beam_width` most probable distinct sentences of min_length..max_length words (a
+    document-mode model reads the `context` sentences first; log-probabilities are given them).
+
+    A sentence ends only where beam search chooses SENTENCE_END among the best continuations of
+    its group's open hypotheses (SENTENCE_END competes with the words; it is not allowed before
+    `min_length` words and is the only continuation at `max_length`), so sentences do not stop
+    mid-phrase just because shorter sentences are more probable. Hypotheses never contain
+    UNKNOWN_TOKEN or SENTENCE_START. The groups and the near-duplicate rule (module constants
+    above) keep the sentences diverse; max_overlap=1 turns both off: one group of `beam_width`
+    hypotheses, every finished sentence kept (plain beam search). The search stops once no open
+    hypothesis can beat the kept sentences (log probabilities only fall as a sentence grows); fewer
+    than `beam_width` sentences come back only if fewer distinct ones ended.
     """
     if beam_width < 1 or not 1 <= min_length <= max_length:
         raise RnnlmError(f"need beam_width >= 1 and 1 <= min_length <= max_length, got {beam_width}, {min_length}, {max_length}")
     prime_part = prime_ids(vocab_words, prime)
+    if len(prime_part) > max_length:
+        raise RnnlmError(f"the prime has {len(prime_part)} words, more than max_length={max_length}")
+    diverse = max_overlap < 1
+    groups, group_width = (beam_width, DIVERSE_GROUP_WIDTH) if diverse else (1, beam_width)
     backend = model.backend
     vocab_size = len(vocab_words)
-    log_probs, state = _primed(model, 1, _stream_start(model, vocab_words, context, prime_part))
-    words = np.zeros((1, 0), dtype=np.int64)
-    scores = np.zeros(1)
+    # Every group starts from the primed hypothesis.
+    log_probs, state = _primed(model, groups, _stream_start(model, vocab_words, context, prime_part))
+    words = np.zeros((groups, 0), dtype=np.int64)
+    scores = np.zeros(groups)
+    group_of = np.arange(groups)
     finished: list[ScoredSentence] = []
     for length in range(len(prime_part), max_length + 1):
-        # One deliberate transfer per step of the (beam, C) scores: the bookkeeping (finished
-        # sentences, stable tie order) is host logic, and one transfer costs less than the several
-        # small synchronisations a device-side top-k and end-of-sentence check would need.
+        # One deliberate transfer per step of the (beams, C) scores: the bookkeeping (groups,
+        # finished sentences, stable tie order) is host logic, and one transfer costs less than the
+        # several small synchronisations a device-side top-k and end-of-sentence check would need.
         candidates = scores[:, None] + backend.to_host(log_probs).astype(np.float64)
         candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
         if length < min_length:
             candidates[:, SENTENCE_END_ID] = -np.inf
-        else:
-            for row in range(len(scores)):
-                finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[row])],
-                                               float(candidates[row, SENTENCE_END_ID]), length + 1, 0))
-            candidates[:, SENTENCE_END_ID] = -np.inf
-        finished.sort(key=lambda s: -s.log_prob)
-        del finished[beam_width:]
-        flat = candidates.ravel()
-        keep = min(beam_width, int(np.isfinite(flat).sum()))
-        if length == max_length or keep == 0:
+        if length == max_length:
+            candidates[:, np.arange(vocab_size) != SENTENCE_END_ID] = -np.inf
+        chosen_words = np.zeros(vocab_size)  # times earlier groups chose each word at this step
+        picked = []
+        for group in range(groups):
+            rows = np.flatnonzero(group_of == group)
+            penalised = (candidates[rows] - DIVERSITY_PENALTY * chosen_words[None, :]).ravel()
+            keep = min(group_width, int(np.isfinite(penalised).sum()))
+            if keep == 0:
+                continue
+            best = np.argpartition(-penalised, keep - 1)[:keep]
+            best = best[np.argsort(-penalised[best], kind="stable")]
+            parent_rows, next_words = np.divmod(best, vocab_size)
+            parents = rows[parent_rows]
+            np.add.at(chosen_words, next_words[next_words != SENTENCE_END_ID], 1)
+            picked.append((parents, next_words, candidates[parents, next_words], np.full(keep, group)))
+        if not picked:
             break
-        best = np.argpartition(-flat, keep - 1)[:keep]
-        best = best[np.argsort(-flat[best], kind="stable")]
-        if len(finished) == beam_width and flat[best[0]] <= finished[-1].log_prob:
+        parents, next_words, picked_scores, picked_groups = (np.concatenate(part) for part in zip(*picked))
+        ends = next_words == SENTENCE_END_ID
+        for parent, score in zip(parents[ends], picked_scores[ends]):
+            finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[parent])],
+                                           float(score), length + 1, 0))
+        finished = _distinct(finished, beam_width, max_overlap)
+        open_ = ~ends
+        parents, next_words, open_scores, group_of = parents[open_], next_words[open_], picked_scores[open_], picked_groups[open_]
+        if len(open_scores) == 0 or (len(finished) == beam_width and open_scores.max() <= finished[-1].log_prob):
             break
-        parents, next_words = np.divmod(best, vocab_size)
         words = np.concatenate([words[parents], next_words[:, None]], axis=1)
-        scores = flat[best]
+        scores = open_scores
         log_probs, state = model.step(next_words.astype(np.int32), state[backend.asarray(parents)])
     return finished
 
 
 def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Sequence[str]],
-                    doc_offsets: Sequence[int] | None = None) -> list[ScoredSentence]:
-    """Log-probability and perplexity of each tokenized sentence (SENTENCE_END predicted and counted).
+                    doc_offsets: Sequence[int] | None = None,
+                    unknown_word_types: int | None = None) -> list[ScoredSentence]:
+    """Log-probability and perplexity of each tokenized sentence (SENTENCE_END predicted and counted),
+    each unknown word's share of UNKNOWN_TOKEN's probability being 1 / unknown_word_types (default:
+    the vocabulary's size; see the module doc).
 
     A document-mode model reads the sentences as documents (`doc_offsets`, d + 1 sentence indices;
     None: all of them one document) and scores each given the sentences before it in its document."""
@@ -225,23 +292,28 @@ def score_sentences(model, vocab_words: Sequence[str], sentences: Sequence[Seque
             log_probs[rows] = np.asarray(per_token, dtype=np.float64).sum(axis=0)
     if not np.isfinite(log_probs).all():
         raise RnnlmError("the model gave a NaN or infinite log-probability: its parameters are corrupt; retrain it")
+    log_probs -= np.asarray(unknown, dtype=np.float64) * math.log(unknown_word_types or len(vocab_words))
     return [ScoredSentence(list(s), float(lp), int(n), u) for s, lp, n, u in zip(sentences, log_probs, split.lengths, unknown)]
 
 
 SAMPLES_COLUMNS_PREFIX = "# columns: "
 
 
-def format_samples(sampled: list[list[str]], beam: list[ScoredSentence], settings: str,
+def format_samples(sampled: list[list[str]], beam: list[ScoredSentence] | None, settings: str,
                    display: Callable[[list[str]], str] = " ".join) -> str:
     """samples.txt: two sections, each a '#' title line, a '# columns: ...' line, then one sentence a
     line with tab-separated columns: the sampled sentences as `text, tokens`, then the beam-search
-    ones as `log_prob, text, tokens`, most probable first. `text` is `display(tokens)` (detokenized),
+    ones as `log_prob, text, tokens`, most probable first (`beam` None: beam search was off, and its
+    section says so without sentences). `text` is `display(tokens)` (detokenized),
     `tokens` the words joined by single spaces, as `rnnlm score --pretokenized` reads them."""
     lines = [f"# sampled sentences ({settings})", f"{SAMPLES_COLUMNS_PREFIX}text, tokens",
-             *(f"{display(s)}\t{' '.join(s)}" for s in sampled),
-             f"# beam search: the {len(beam)} most probable sentences",
-             f"{SAMPLES_COLUMNS_PREFIX}log_prob (natural log), text, tokens"]
-    lines += [f"{s.log_prob:.4f}\t{display(s.words)}\t{' '.join(s.words)}" for s in beam]
+             *(f"{display(s)}\t{' '.join(s)}" for s in sampled)]
+    if beam is None:
+        lines.append("# beam search: off (beam_width 0)")
+    else:
+        lines += [f"# beam search: the {len(beam)} most probable distinct sentences",
+                  f"{SAMPLES_COLUMNS_PREFIX}log_prob (natural log), text, tokens"]
+        lines += [f"{s.log_prob:.4f}\t{display(s.words)}\t{' '.join(s.words)}" for s in beam]
     return "\n".join(lines) + "\n"
 
 
@@ -270,7 +342,8 @@ class GenerateConfig:
             (between(self.min_length, 1, MAX_SENTENCE_WORDS), "min_length", f"an integer 1..{MAX_SENTENCE_WORDS}"),
             (between(self.max_length, 1, MAX_SENTENCE_WORDS), "max_length", f"an integer 1..{MAX_SENTENCE_WORDS}"),
             (integer(self.seed) and self.seed >= 0, "seed", "an integer >= 0"),
-            (between(self.beam_width, 1, MAX_BEAM_WIDTH), "beam_width", f"an integer 1..{MAX_BEAM_WIDTH}"),
+            (between(self.beam_width, 0, MAX_BEAM_WIDTH), "beam_width",
+             f"an integer 0..{MAX_BEAM_WIDTH} (0: no beam search)"),
             (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature) and self.temperature > 0,
              "temperature", "a finite positive number"),
             (isinstance(self.prime, str), "prime", "text"),
@@ -322,7 +395,8 @@ class TrainedModel:
         """Log-probability and perplexity of each sentence, tokenized like the training text
         (`doc_offsets`: the documents a document-mode model reads them as, see `score_sentences`)."""
         return score_sentences(self.model, self.words,
-                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences], doc_offsets)
+                               [self.tokenizer.tokenize(text, pretokenized) for text in sentences], doc_offsets,
+                               self.metadata.get("unknown_word_types"))
 
 
 def run_generation(params_path, samples_path, config: GenerateConfig, device: str = "auto") -> str:
@@ -333,7 +407,8 @@ def run_generation(params_path, samples_path, config: GenerateConfig, device: st
     context, prime_words = lm.prime(c.prime)
     sampled = sample_sentences(lm.model, lm.words, c.num_sentences, c.min_length, c.max_length, c.temperature,
                                c.seed, prime_words, context)
-    beam = beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words, context)
+    beam = (beam_search(lm.model, lm.words, c.beam_width, c.min_length, c.max_length, prime_words, context)
+            if c.beam_width else None)
     settings = f"temperature {c.temperature:g}, seed {c.seed}, {c.min_length} to {c.max_length} words"
     if prime_words:
         settings += f", prime {c.prime!r}"
@@ -343,9 +418,18 @@ def run_generation(params_path, samples_path, config: GenerateConfig, device: st
     return text
 
 
+TOTAL_PREFIX = "# total: "
+
+
 def format_scores(scored: list[ScoredSentence], rank: bool = False) -> str:
-    """TSV, one row per sentence: log_prob, perplexity, tokens, unknown, sentence (most probable first if `rank`)."""
+    """TSV, one row per sentence: log_prob, perplexity, tokens, unknown, sentence (most probable first
+    if `rank`), then a '# total: ' line for the whole input: its log_prob, its perplexity (per
+    predicted token over all sentences), tokens, unknown words and sentences."""
     rows = sorted(scored, key=lambda s: -s.log_prob) if rank else scored
     lines = ["log_prob\tperplexity\ttokens\tunknown\tsentence"]
     lines += [f"{s.log_prob:.4f}\t{s.perplexity:.4f}\t{s.tokens}\t{s.unknown}\t{' '.join(s.words)}" for s in rows]
+    log_prob, tokens = sum(s.log_prob for s in scored), sum(s.tokens for s in scored)
+    perplexity = f"{math.exp(-log_prob / tokens):.4f}" if tokens else "n/a"
+    lines.append(f"{TOTAL_PREFIX}log_prob {log_prob:.4f}, perplexity {perplexity}, {tokens} tokens, "
+                 f"{sum(s.unknown for s in scored)} unknown words, {len(scored)} sentences")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,6 @@ dropouts and exits non-zero above the tolerance.
 
 from __future__ import annotations
 
-import argparse
 import json
 from typing import Any, Sequence
 
@@ -137,7 +136,9 @@ def random_batch(rng: np.random.Generator, vocab_size: int, lengths: Sequence[in
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rnnlm gradcheck", description=__doc__.splitlines()[0])
+    from rnnlm.cli import OneLineParser
+
+    parser = OneLineParser(prog="rnnlm gradcheck", description=__doc__.splitlines()[0])
     parser.add_argument("--cell", choices=CELLS, default="rnn")
     parser.add_argument("--activation", choices=ACTIVATIONS, default="tanh")
     parser.add_argument("--output", choices=OUTPUTS, default="full")

@@ -16,13 +16,13 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import StrMethodFormatter
+from matplotlib.ticker import FuncFormatter, StrMethodFormatter
 
 from rnnlm.data import SPLIT_NAMES, Split
 from rnnlm.generate import SAMPLES_COLUMNS_PREFIX
 from rnnlm.interpolate import SCORED_SPLITS
 from rnnlm.io import RnnlmError, atomic_path, printable, read_json, write_text
-from rnnlm.vocab import UNKNOWN_ID, Vocabulary
+from rnnlm.vocab import SENTENCE_END_ID, UNKNOWN_ID, Vocabulary
 
 TRAIN_LOG_COLUMNS = ("epoch", "examples_seen", "train_loss", "valid_loss")
 
@@ -31,7 +31,8 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
 h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.4em; }
 table { border-collapse: collapse; margin: 0.5em 0 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
-th { background: #f2f2f2; } td.text, th:first-child { text-align: left; }
+th { background: #f2f2f2; max-width: 9em; } td.text, th:first-child { text-align: left; }
+table { max-width: 100%; } td.text { overflow-wrap: anywhere; }
 p.note { color: #555; max-width: 60em; }
 ol li { margin: 0.25em 0; font-family: Georgia, serif; }
 span.score { color: #777; font-family: sans-serif; font-size: 0.85em; }
@@ -71,6 +72,17 @@ def format_number(value) -> str:
         # Rounding can carry into the thousands (999.96 -> 1000): those get separators too.
         return f"{value:,.0f}" if abs(float(shown)) >= 1000 else shown
     return str(value)
+
+
+def plain_log_ticks(axis) -> None:
+    """Tick labels of a log axis as plain numbers (60, 100, 200, 300) instead of 6×10¹, 10², ...;
+    call after plotting. Within about a decade every minor tick is labelled, else those at 2, 3, 5."""
+    formatter = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    low, high = sorted(axis.get_view_interval())
+    shown = "123456789" if low > 0 and high / low < 30 else "1235"
+    axis.set_major_formatter(formatter)
+    axis.set_minor_formatter(FuncFormatter(
+        lambda value, _: formatter(value) if f"{value:.0e}"[0] in shown else ""))
 
 
 def html_table(frame: pd.DataFrame) -> str:
@@ -237,11 +249,17 @@ def write_samples_page(samples_by_model: Mapping[str, str], path: str | os.PathL
 # --- corpus and vocabulary -------------------------------------------------------------------
 
 
+UNKNOWN_RATE_COLUMN = "UNKNOWN_TOKEN rate (% of words)"
+
+
 def split_statistics(splits: Mapping[str, Split]) -> pd.DataFrame:
-    """Documents, sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets."""
+    """Documents, sentences, predicted tokens and the UNKNOWN_TOKEN rate of each split's targets. The
+    rate has one definition everywhere: the share of the words (SENTENCE_END not counted) that are
+    UNKNOWN_TOKEN, as data/stats.json's `unknown_rate` and the README give it."""
     rows = []
     for name, split in splits.items():
         targets = np.asarray(split.y)
+        words = int(np.count_nonzero(targets != SENTENCE_END_ID))
         unknown = int(np.count_nonzero(targets == UNKNOWN_ID))
         rows.append(
             {
@@ -249,8 +267,9 @@ def split_statistics(splits: Mapping[str, Split]) -> pd.DataFrame:
                 "documents": split.num_documents,
                 "sentences": len(split),
                 "predicted tokens": int(targets.size),
-                "UNKNOWN_TOKEN tokens": unknown,
-                "UNKNOWN_TOKEN rate (%)": 100.0 * unknown / max(targets.size, 1),
+                "words": words,
+                "UNKNOWN_TOKEN words": unknown,
+                UNKNOWN_RATE_COLUMN: 100.0 * unknown / max(words, 1),
             }
         )
     return pd.DataFrame(rows)
@@ -278,7 +297,7 @@ def plot_zipf(vocab: Vocabulary, path: str | os.PathLike) -> None:
     ax = fig.add_subplot()
     ax.loglog(ranks, counts, color="tab:blue", linewidth=1.8, label=f"kept words ({counts.size:,})")
     ax.loglog(ranks, counts[0] / ranks, color="gray", linestyle="--", linewidth=1, label="Zipf's law: count ∝ 1/rank")
-    ax.plot([], [], " ", label=f"UNKNOWN_TOKEN: {unknown:,} tokens ({unknown_share:.1f}% of the corpus)")
+    ax.plot([], [], " ", label=f"UNKNOWN_TOKEN: {unknown:,} words ({unknown_share:.2f}% of the corpus's words)")
     for rank in range(1, min(3, counts.size) + 1):
         # Corpus text, drawn literally: `$...$` would be parsed as mathtext (and can fail to parse).
         ax.annotate(
@@ -315,8 +334,8 @@ def write_corpus_page(
     body = [
         "<h2>Index matrices per split</h2>",
         html_table(split_stats),
-        "<p class=\"note\">The UNKNOWN_TOKEN rate is the share of predicted tokens that are words outside the "
-        "vocabulary, which is built from the train split only (a valid or test word never seen in training is "
+        "<p class=\"note\">The UNKNOWN_TOKEN rate is the share of the words (predicted tokens but "
+        "SENTENCE_END) that fall outside the vocabulary, as data/stats.json's unknown_rate; the vocabulary is built from the train split only (a valid or test word never seen in training is "
         "UNKNOWN_TOKEN and still scored); a larger <code>vocabulary_size</code> lowers it at the cost of a larger "
         "output layer.</p>",
     ]
@@ -372,24 +391,44 @@ def gradient_summary(diagnostics: Mapping[str, Mapping]) -> pd.DataFrame:
             "activation": result.get("activation") if cell == "rnn" else None,
             "BPTT steps": "full" if not truncate else truncate,
         }
-        for column, key in (("spectral radius of W", "spectral_radius"), ("largest singular value of W", "spectral_norm"),
-                            ("gradient decay per step", "decay_per_step")):
+        for column, key in (("ρ(W)", "spectral_radius"), ("σ_max(W)", "spectral_norm"),
+                            ("decay per step", "decay_per_step")):
             for state in ("initial", "trained"):
                 row[f"{column} ({state})"] = result[state].get(key)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def spectral_radius_statements(diagnostics: Mapping[str, Mapping]) -> list[str]:
+    """What this run's ρ(W) says, per model with a single W: below or above 1, before and after."""
+    statements = []
+    for name, result in diagnostics.items():
+        initial, trained = result["initial"].get("spectral_radius"), result["trained"].get("spectral_radius")
+        if initial is None or trained is None:
+            continue
+        side = lambda value: "below 1" if value < 1 else "at or above 1"  # noqa: E731
+        verb = "grew" if trained > initial else "fell" if trained < initial else "stayed"
+        consequence = ("so the powers of W shrink and the gradient must vanish over long distances"
+                       if trained < 1 else "so W alone does not force the gradient to vanish: where it still "
+                       "decays, saturated activations (derivative near 0) damp it")
+        statements.append(f"{name}: ρ(W) {verb} from {initial:.2f} ({side(initial)}) at initialisation to "
+                          f"{trained:.2f} ({side(trained)}) after training, {consequence}.")
+    return statements
+
+
 def write_gradient_page(diagnostics: Mapping[str, Mapping], path: str | os.PathLike) -> None:
+    statements = "".join(f"<p class=\"note\">{html.escape(text)}</p>" for text in spectral_radius_statements(diagnostics))
     note = (
-        "<p class=\"note\">Decay per step is exp(slope) of a straight-line fit to log mean gradient norm "
+        "<p class=\"note\">ρ(W): spectral radius (largest absolute eigenvalue) of the recurrent matrix W; "
+        "σ_max(W): its largest singular value. Decay per step is exp(slope) of a straight-line fit to log mean gradient norm "
         "against distance: 0.5 means the signal from a word halves with every step it lies further back. "
         "Each step multiplies the gradient by W transposed and by activation derivatives of at most 1 (tanh, "
         "relu), so a largest singular value of W below 1 forces the gradient to vanish geometrically; the "
         "spectral radius (largest absolute eigenvalue) sets the long-run growth of W's powers, the eigenvalue "
         "argument for why a vanilla RNN struggles to learn long dependencies.</p>"
     )
-    write_text(path, html_page("Vanishing-gradient diagnostics", html_table(gradient_summary(diagnostics)) + note))
+    write_text(path, html_page("Vanishing-gradient diagnostics",
+                               html_table(gradient_summary(diagnostics)) + statements + note))
 
 
 # --- entry points for the workflow scripts: paths in, artifacts out ---------------------------
@@ -496,6 +535,8 @@ def plot_time_to_quality(logs: Mapping[str, pd.DataFrame], ngram: Mapping, path:
         ax.axhline(valid, color="gray", linestyle="--", linewidth=1, label=f"KN{ngram.get('order', '')}: {valid:,.1f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("training CPU-seconds (epochs and validation passes)")
     ax.set_ylabel("validation perplexity")
     ax.set_title("Time to quality")

@@ -442,8 +442,8 @@ def detokenize(tokens: list[str], capitalize: bool = False) -> str:
     instead, the first opening (attached to the next word: "' tis" -> "'tis") and the next closing;
     when their number is odd, the first one after a word ending in s is taken for a plural
     possessive ("dogs ' bones" -> "dogs' bones") and left out of the alternation.
-    `capitalize` upper-cases the sentence's first letter (unless a digit comes first), for text that
-    was lowercased."""
+    `capitalize` upper-cases the sentence's first letter (unless a digit comes first or the first word
+    is an identifier starting with `_`), for text that was lowercased."""
     lone = [i for i, token in enumerate(tokens) if token == "'"]
     possessive = None
     if len(lone) % 2:
@@ -462,8 +462,9 @@ def detokenize(tokens: list[str], capitalize: bool = False) -> str:
             quotes += 1
     text = _detokenizer.detokenize(merged)
     if capitalize:
-        # The first letter or digit starts the sentence (a digit stays as it is).
+        # The first letter or digit starts the sentence (a digit stays as it is); a first word that
+        # is an identifier (`__dict__`, `_private`) keeps its spelling.
         first = next((i for i, ch in enumerate(text) if ch.isalnum()), None)
-        if first is not None:
+        if first is not None and not (first > 0 and text[first - 1] == "_"):
             text = text[:first] + text[first].upper() + text[first + 1:]
     return text

@@ -47,7 +47,7 @@ from rnnlm.evaluate import mean_loss
 from rnnlm.io import RnnlmError, write_text
 from rnnlm.model import RNNLM
 from rnnlm.optim import Adam, ParameterAverage
-from rnnlm.progress import CpuClock, Progress, log_row, render_log
+from rnnlm.progress import CpuClock, Progress, log_row, progress_log, render_log
 from rnnlm.runlock import exclusive_lock
 from rnnlm.schedule import Schedule
 from rnnlm.streams import TrainingWindows, in_context
@@ -66,6 +66,15 @@ VALID_SUBSET_STREAM = 2
 ADAM_RATE_WARNING = 0.1
 # Wall clock of the checkpoint timer (`checkpoint_minutes`), in seconds; the tests replace it.
 checkpoint_clock = time.monotonic
+
+
+class Interrupted(RnnlmError):
+    """Training stopped by Ctrl-C (KeyboardInterrupt): one line naming the checkpoint kept (`kept`:
+    whether there is one); the caller adds the command that resumes."""
+
+    def __init__(self, message: str, kept: bool):
+        super().__init__(message)
+        self.kept = kept
 
 
 def train(model: RNNLM, train_config: TrainConfig, train_split: Split, valid: Split, vocab_words: list[str],
@@ -101,6 +110,9 @@ def train(model: RNNLM, train_config: TrainConfig, train_split: Split, valid: Sp
                 timer.saved(run.state.epoch)
     except Divergence as exc:
         raise Divergence(f"{exc}; {timer.kept}") from None
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted (Ctrl-C) after {run.state.epoch} of {cfg.epochs} epochs; {timer.kept}",
+                          kept=timer.kept_epoch is not None) from None
     finally:
         run.report.close()
     run.write_results(params_path, log_path, vocab_words, metadata)
@@ -127,6 +139,7 @@ class _CheckpointTimer:
     def __init__(self, cfg: TrainConfig, path, resumed_epoch: int | None):
         self.cfg, self.path = cfg, path
         self.last = self.now = checkpoint_clock()
+        self.kept_epoch = resumed_epoch
         self.kept = ("no checkpoint had been written yet" if resumed_epoch is None
                      else f"the checkpoint after epoch {resumed_epoch}, {path}, is kept")
 
@@ -138,6 +151,7 @@ class _CheckpointTimer:
 
     def saved(self, epoch: int) -> None:
         self.last = self.now
+        self.kept_epoch = epoch
         self.kept = f"the checkpoint after epoch {epoch}, {self.path}, is kept"
 
 
@@ -171,8 +185,9 @@ class _Run:
         if restored is not None:
             self.best, self.state, self.average = restored
             self.schedule = Schedule(self.cfg, self.state, averaging=self.average is not None)
-            log.info("resuming from %s after epoch %d (learning rate %g)", checkpoint_path, self.state.epoch,
-                     self.state.learning_rate)
+            # On the progress logger: the epoch lines' channel, which reaches the terminal under Snakemake too.
+            progress_log.info("resuming from %s after epoch %d (learning rate %g)", checkpoint_path, self.state.epoch,
+                              self.state.learning_rate)
             return self.state.epoch
         self.state = TrainState(learning_rate=self.cfg.learning_rate)
         self.schedule = Schedule(self.cfg, self.state)

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from rnnlm.io import RnnlmError, atomic_path, write_json
+from rnnlm.io import RnnlmError, atomic_path, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -279,3 +279,20 @@ def build_vocabulary(sentences_path: str | Path, vocab_path: str | Path, stats_p
     log.info("The least frequent word in our vocabulary is %r and appeared %d times.",
              stats["least_frequent_word"], stats["least_frequent_count"])
     return stats
+
+
+def unknown_word_types(vocab_path: str | Path) -> int | None:
+    """How many distinct training words UNKNOWN_TOKEN stands for (the corpus's words outside the
+    vocabulary, at least 1), from the vocab stage's stats.json beside `vocab_path`; None without it.
+    Scoring spreads UNKNOWN_TOKEN's probability over that many words (rnnlm.generate)."""
+    stats_path = Path(vocab_path).with_name("stats.json")
+    if not stats_path.is_file():
+        return None
+    stats = read_json(stats_path)
+    return max(1, int(stats["distinct_words"]) - (int(stats["size"]) - len(SPECIAL_TOKENS)))
+
+
+def vocabulary_metadata(vocab_path: str | Path) -> dict:
+    """What a params file records about its vocabulary beyond the words (for scoring)."""
+    types = unknown_word_types(vocab_path)
+    return {} if types is None else {"unknown_word_types": types}

@@ -6,12 +6,16 @@
   the number, boolean or list the schema asks for, and fills in the schema's defaults.
 - JSON Schema counts 1000.0 as an integer; `finish` turns every integral number where the schema
   wants an integer into an int once, so no stage sees 8.0 for a batch size or looks for kn3.0.json.
+- `prepare` first refuses a key the schema does not know, in one line naming it, where it is (the
+  model, for a model's key) and the nearest valid key (the schema's own message would list the
+  whole object schema).
 - `finish` also checks what one key cannot say on its own (`build_models` names defined models).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -110,10 +114,12 @@ def _check_size(config: Any) -> None:
 
 
 def prepare(config: dict, schema: Mapping) -> dict:
-    """Before validation: command-line strings to the schema's types, defaults filled in (in place);
+    """Before validation: unknown keys refused (naming the nearest valid key), command-line strings
+    to the schema's types, defaults filled in (in place);
     NaN and infinity refused wherever they are (the schema's bounds cannot catch NaN); a config of
     more than MAX_CONFIG_VALUES values refused before anything walks it."""
     _check_size(config)
+    _check_keys(config, schema, schema)
     _walk(config, schema, schema, _coerce)
     bad = non_finite_numbers(config)
     if bad:
@@ -133,6 +139,28 @@ def non_finite_numbers(value: Any, path: str = "") -> list[str]:
     if isinstance(value, (list, tuple)):
         return [found for index, item in enumerate(value) for found in non_finite_numbers(item, f"{path}[{index}]")]
     return []
+
+
+def _where(path: tuple[str, ...]) -> str:
+    if len(path) == 2 and path[0] == "models":
+        return f"model {path[1]!r}"
+    return ".".join(path) if path else "the top level"
+
+
+def _check_keys(value: Any, schema: Mapping, root: Mapping, path: tuple[str, ...] = ()) -> None:
+    """Raise on the first key that an object closed by `additionalProperties: false` does not define."""
+    if not (isinstance(value, dict) and schema.get("type") == "object"):
+        return
+    known = list(schema.get("properties", {}))
+    for key in value:
+        child = _child_schema(schema, key, root)
+        if child is None and schema.get("additionalProperties") is False:
+            nearest = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            hint = f"did you mean {nearest[0]}?" if nearest else f"valid keys: {', '.join(known)}"
+            raise RnnlmError(f"unknown configuration key {key!r} in {_where(path)}; {hint} "
+                             f"(every key: config/README.md)")
+        if child is not None:
+            _check_keys(value[key], child, root, (*path, str(key)))
 
 
 def finish(config: dict, schema: Mapping) -> dict:

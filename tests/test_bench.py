@@ -3,10 +3,12 @@
 import json
 
 import numpy as np
+import pytest
 
 from rnnlm import bench
 
 
+@pytest.mark.slow
 def test_bench_runs_every_measurement_and_prints_json(capsys):
     argv = ["--vocab-size", "60", "--hidden-size", "8", "--length", "6", "--batch-sizes", "2", "4",
             "--tokens", "48", "--tutorial-sentences", "2", "--repeats", "1", "--clock", "cpu", "--config", ""]

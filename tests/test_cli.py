@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -60,8 +61,11 @@ def test_score_ranks_sentences_from_files(workspace, tmp_path, capsys):
     assert main(["score", "--params", str(workspace[3]), "--rank", "--device", "cpu", str(candidates)]) == 0
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert rows[0] == ["log_prob", "perplexity", "tokens", "unknown", "sentence"]
-    assert [row[4] for row in rows[1:]] == ["the cat sees the ball today", "ball the today sees cat the"]
+    assert [row[4] for row in rows[1:-1]] == ["the cat sees the ball today", "ball the today sees cat the"]
     assert float(rows[1][0]) > float(rows[2][0])
+    total = float(rows[1][0]) + float(rows[2][0])
+    assert rows[-1] == [f"# total: log_prob {total:.4f}, perplexity {math.exp(-total / 14):.4f}, 14 tokens, "
+                        "0 unknown words, 2 sentences"]
 
 
 def test_score_reads_standard_input_through_the_console_script(workspace):
@@ -154,7 +158,7 @@ def test_quiet_after_a_delegated_subcommand(capsys):
 def test_help_lists_choices_and_describes_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
-    listing = capsys.readouterr().out
+    listing = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
     assert "finite differences" in listing and "tokens per second" in listing
     with pytest.raises(SystemExit):
         main(["train", "--help"])
@@ -167,7 +171,7 @@ def test_help_lists_choices_and_describes_every_subcommand(capsys):
     ("--seed", "-1", "seed must be an integer >= 0, got -1"),
     ("--num-sentences", "0", "num_sentences must be an integer 1..100000, got 0"),
     ("--num-sentences", "-3", "num_sentences must be an integer 1..100000, got -3"),
-    ("--beam-width", "0", "beam_width must be an integer 1..1000, got 0"),
+    ("--beam-width", "-1", "beam_width must be an integer 0..1000 (0: no beam search), got -1"),
     ("--temperature", "0", "temperature must be a finite positive number"),
     ("--min-length", "9", "min_length (9) exceeds max_length (5)"),
 ])
@@ -234,3 +238,40 @@ def test_threads_limit_the_blas_pool(monkeypatch):
     assert main(["evaluate", "--params", "p.npz", "--threads", "2"]) == 0
     assert seen == [{1}, {2}]
     assert main(["evaluate", "--params", "p.npz", "--threads", "0"]) == 2
+
+
+def test_bench_threads_mean_the_same_blas_cap(monkeypatch, capsys):
+    from threadpoolctl import threadpool_info
+
+    import rnnlm.bench
+
+    seen = []
+    monkeypatch.setattr(rnnlm.bench, "run", lambda args: seen.append(
+        {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}) or {})
+    assert main(["bench", "--threads", "1", "--config", ""]) == 0
+    assert seen == [{1}]
+    assert main(["bench", "--threads", "0", "--config", ""]) == 2
+    assert capsys.readouterr().err.strip() == "rnnlm bench: error: --threads must be at least 1, got 0"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--params", "p.npz", "--temperature", "abc"],
+     "rnnlm generate: error: argument --temperature: invalid float value: 'abc'"),
+    (["train"], "rnnlm train: error: the following arguments are required: --out-dir"),
+    (["gradcheck", "--cell", "foo"], "rnnlm gradcheck: error: argument --cell: invalid choice: 'foo'"),
+    (["bench", "--threads", "abc"], "rnnlm bench: error: argument --threads: invalid int value: 'abc'"),
+])
+def test_bad_option_values_are_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(message) and error.count("\n") == 1 and "usage:" not in error
+
+
+@pytest.mark.parametrize("flags, shown", [([], False), (["-v"], True), (["--verbose"], True)])
+def test_the_backend_line_only_with_verbose(flags, shown):
+    done = subprocess.run([sys.executable, "-m", "rnnlm.cli", *flags, "gradcheck", "--hidden-size", "3",
+                           "--vocab-size", "5", "--lengths", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("backend: numpy (device=cpu)" in done.stderr) is shown

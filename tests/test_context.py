@@ -98,6 +98,7 @@ def test_valid_tokens_measures_whole_documents():
 
 
 # With epoch_tokens an epoch ends inside a pass: the checkpoint must carry the state of the streams.
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--epoch-tokens", "250", "--epochs", "9", "--optimizer", "adam",
                                         "--learning-rate", "0.01", "--dropout", "0.2"]],
                          ids=["passes", "epoch-tokens-adam"])
@@ -215,7 +216,9 @@ def test_rnnlm_score_reads_blocks_between_empty_lines_as_documents(tmp_path, cap
     text = tmp_path / "in.txt"
     text.write_text("the cat sees a tree\nthe dog likes the river\n\nthe dog likes the river\n", encoding="utf-8")
     assert main(["score", "--params", str(out / "params.npz"), "--pretokenized", "--device", "cpu", str(text)]) == 0
-    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("# total: ") and lines[-1].endswith(", 3 sentences")
+    rows = [line.split("\t") for line in lines[1:-1]]
     assert [row[4] for row in rows] == ["the cat sees a tree", "the dog likes the river", "the dog likes the river"]
     in_context, alone = float(rows[1][0]), float(rows[2][0])
     assert in_context != pytest.approx(alone, rel=1e-5)

@@ -111,6 +111,48 @@ def test_builtin_checksum_is_verified(tmp_path):
     assert_nothing_written(tmp_path)
 
 
+def test_builtin_corpus_is_the_shipped_snapshot_on_every_python(tmp_path):
+    """The same bytes whatever the interpreter: the documents come from the package's snapshot,
+    whose documents.jsonl bytes match the recorded sha256 (and license) exactly."""
+    from rnnlm import corpus
+
+    record = json.loads(corpus.BUILTIN_SNAPSHOT_RECORD.read_text())
+    assert "PSF License" in record["license"] and corpus.BUILTIN_SNAPSHOT.with_name("builtin_corpus.LICENSE.txt").exists()
+    documents_path, manifest_path = outputs(tmp_path)
+    prepare_corpus("builtin", documents_path, manifest_path)
+    raw = documents_path.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == record["sha256"] and raw.count(b"\n") == record["documents"]
+
+
+def test_a_damaged_builtin_snapshot_is_refused(tmp_path, monkeypatch):
+    import gzip
+
+    from rnnlm import corpus
+
+    damaged = tmp_path / "builtin_corpus.jsonl.gz"
+    damaged.write_bytes(gzip.compress(gzip.decompress(corpus.BUILTIN_SNAPSHOT.read_bytes()).replace(b"the", b"teh", 1)))
+    monkeypatch.setattr(corpus, "BUILTIN_SNAPSHOT", damaged)
+    with pytest.raises(RnnlmError, match="does not match its sha256 .*; reinstall the package"):
+        corpus.builtin_documents()
+    damaged.write_bytes(b"not gzip")
+    with pytest.raises(RnnlmError, match="unreadable"):
+        corpus.builtin_documents()
+
+
+def test_the_snapshot_writer_reproduces_the_snapshot_on_its_python(tmp_path):
+    """Made from CPython 3.11.7's topics: there the extraction gives the shipped bytes again."""
+    import platform
+
+    from rnnlm import corpus
+
+    record = json.loads(corpus.BUILTIN_SNAPSHOT_RECORD.read_text())
+    if platform.python_version() not in record["source"]:
+        pytest.skip(f"the snapshot was extracted on another Python ({record['source']})")
+    info = corpus.write_builtin_snapshot(tmp_path / "s.jsonl.gz", tmp_path / "s.json")
+    assert info["sha256"] == record["sha256"]
+    assert (tmp_path / "s.jsonl.gz").read_bytes() == corpus.BUILTIN_SNAPSHOT.read_bytes()
+
+
 def test_prose_paragraphs_drop_literal_blocks_headings_and_tables():
     topic = (
         'The "while" statement\n*********************\n\n'

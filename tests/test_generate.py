@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from rnnlm.backend import get_backend
-from rnnlm.generate import (GenerateConfig, TrainedModel, beam_search, format_scores, run_generation,
-                            sample_sentences, score_sentences)
+from rnnlm.generate import (MAX_BIGRAM_OVERLAP, GenerateConfig, TrainedModel, beam_search, bigram_overlap,
+                            format_scores, run_generation, sample_sentences, score_sentences)
 from rnnlm.io import RnnlmError, load_npz, save_npz
 from rnnlm.model import RNNLM, ModelConfig
 from rnnlm.vocab import SPECIAL_TOKENS, UNKNOWN_ID
@@ -79,12 +79,48 @@ def test_beam_search_matches_exhaustive_search_and_scoring():
     model.params["V"] *= 4
     candidates = [list(c) for n in (2, 3) for c in itertools.product(["a", "b", "c"], repeat=n)]
     exact = sorted(score_sentences(model, words, candidates), key=lambda s: -s.log_prob)[:4]
-    found = beam_search(model, words, beam_width=len(candidates), min_length=2, max_length=3)[:4]
+    # Without the near-duplicate rule and as wide as all candidates, beam search is exhaustive.
+    found = beam_search(model, words, beam_width=len(candidates), min_length=2, max_length=3, max_overlap=1)[:4]
     assert [s.words for s in found] == [s.words for s in exact]
     np.testing.assert_allclose([s.log_prob for s in found], [s.log_prob for s in exact], rtol=1e-5)
-    narrow = beam_search(model, words, beam_width=3, min_length=2, max_length=3)
+    narrow = beam_search(model, words, beam_width=3, min_length=2, max_length=3, max_overlap=1)
     assert len(narrow) == 3
     assert [s.log_prob for s in narrow] == sorted((s.log_prob for s in narrow), reverse=True)
+
+
+def test_beams_end_where_the_model_ends_them_and_are_distinct(trained):
+    model = trained[0]
+    beams = beam_search(model, VOCAB_WORDS, beam_width=3, min_length=2, max_length=9)
+    # The tiny language has few distinct ways to say the likeliest things: at least two remain.
+    assert 2 <= len(beams) <= 3
+    assert all(2 <= len(b.words) <= 9 for b in beams)
+    assert all(bigram_overlap(a.words, b.words) <= MAX_BIGRAM_OVERLAP for a, b in itertools.combinations(beams, 2))
+    # Each ends at SENTENCE_END as scored: the figure is the whole sentence's, SENTENCE_END included.
+    np.testing.assert_allclose([b.log_prob for b in beams],
+                               [s.log_prob for s in score_sentences(model, VOCAB_WORDS, [b.words for b in beams])],
+                               rtol=1e-5)
+    # The tiny language's sentences end after a noun phrase, never on "the": no beam stops mid-phrase
+    # at the minimum length just because a shorter sentence is more probable.
+    assert all(b.words[-1] != "the" for b in beams)
+    plain = beam_search(model, VOCAB_WORDS, beam_width=3, min_length=2, max_length=9, max_overlap=1)
+    assert any(bigram_overlap(a.words, b.words) > MAX_BIGRAM_OVERLAP for a, b in itertools.combinations(plain, 2))
+    # The groups explore different openings where plain beam search follows the likeliest one.
+    assert len({tuple(b.words[:3]) for b in beams}) > len({tuple(b.words[:3]) for b in plain})
+
+
+def test_beam_search_stops_at_max_length():
+    words = [*SPECIAL_TOKENS, "a", "b"]
+    model = RNNLM(ModelConfig(vocab_size=len(words), hidden_size=4), get_backend("cpu"), seed=0)
+    model.params["b_y"][1] = -30.0  # SENTENCE_END all but impossible: only the length limit ends sentences
+    beams = beam_search(model, words, beam_width=2, min_length=1, max_length=4, max_overlap=1)
+    assert beams and all(len(b.words) == 4 for b in beams)
+
+
+def test_beam_width_zero_turns_beam_search_off(trained, tmp_path):
+    text = run_generation(trained[1], None, GenerateConfig(num_sentences=2, min_length=2, max_length=8,
+                                                           beam_width=0), device="cpu")
+    lines = text.splitlines()
+    assert lines[-1] == "# beam search: off (beam_width 0)" and len(lines) == 5
 
 
 def test_scores_rank_grammatical_above_scrambled_and_count_unknown_words(trained):
@@ -100,6 +136,38 @@ def test_scores_rank_grammatical_above_scrambled_and_count_unknown_words(trained
     table = format_scores(scored, rank=True).splitlines()
     assert table[0] == "log_prob\tperplexity\ttokens\tunknown\tsentence"
     assert table[1].endswith("\tthe cat sees the ball today")
+
+
+def test_unknown_words_share_the_unknown_probability_so_they_rank_low(trained):
+    model = trained[0]
+    known = "the cat sees the ball today".split()
+    unknown = "zebra quux blorp sees the".split()
+    plain, spread = (score_sentences(model, VOCAB_WORDS, [known, unknown], unknown_word_types=types)
+                     for types in (1, 50))
+    assert spread[0].log_prob == pytest.approx(plain[0].log_prob)  # no unknown word: unchanged
+    assert spread[1].log_prob == pytest.approx(plain[1].log_prob - 3 * math.log(50))
+    assert spread[0].log_prob > spread[1].log_prob
+    # Without a recorded count the mass goes to as many words as the vocabulary holds.
+    default = score_sentences(model, VOCAB_WORDS, [unknown])[0]
+    assert default.log_prob == pytest.approx(plain[1].log_prob - 3 * math.log(len(VOCAB_WORDS)))
+
+
+def test_the_score_table_ends_with_the_file_total(trained):
+    scored = score_sentences(trained[0], VOCAB_WORDS, [["the", "cat"], ["zebra", "sees"]])
+    total = sum(s.log_prob for s in scored)
+    assert format_scores(scored).splitlines()[-1] == (
+        f"# total: log_prob {total:.4f}, perplexity {math.exp(-total / 6):.4f}, 6 tokens, 1 unknown words, 2 sentences")
+
+
+def test_unknown_word_types_come_from_the_vocab_stats(tmp_path):
+    from rnnlm.io import write_json
+    from rnnlm.vocab import unknown_word_types, vocabulary_metadata
+
+    assert unknown_word_types(tmp_path / "vocab.tsv") is None and vocabulary_metadata(tmp_path / "vocab.tsv") == {}
+    write_json(tmp_path / "stats.json", {"distinct_words": 3154, "size": 2000})
+    assert vocabulary_metadata(tmp_path / "vocab.tsv") == {"unknown_word_types": 3154 - 1997}
+    write_json(tmp_path / "stats.json", {"distinct_words": 10, "size": 13})  # every word kept
+    assert unknown_word_types(tmp_path / "vocab.tsv") == 1
 
 
 def test_score_input_is_tokenized_like_the_training_text(trained):
@@ -150,7 +218,8 @@ def test_run_generation_writes_detokenized_samples_with_their_tokens(trained, tm
     lines = text.splitlines()
     assert lines[:2] == ["# sampled sentences (temperature 1, seed 0, 3 to 10 words, prime 'The')",
                          "# columns: text, tokens"]
-    assert lines[6].startswith("# beam search: the 2 most probable")
+    beams = int(lines[6].split()[4])  # near-duplicates dropped: the tiny language allows one or two
+    assert lines[6] == f"# beam search: the {beams} most probable distinct sentences" and len(lines) == 8 + beams
     assert lines[7] == "# columns: log_prob (natural log), text, tokens"
     for line in lines[2:6]:
         display, tokens = line.split("\t")

@@ -65,7 +65,8 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path, snakemake_env, re
     refused = run_snakemake(workdir, "--cores", "2", TARGET, env=snakemake_env, expect_success=False)
     assert "--unlock" in refused
     run_snakemake(workdir, "--unlock", env=snakemake_env)
-    run_snakemake(workdir, "--cores", "2", "--rerun-incomplete", TARGET, env=snakemake_env)
+    rerun = run_snakemake(workdir, "--cores", "2", "--rerun-incomplete", TARGET, env=snakemake_env)
+    assert re.search(r"resuming from \S+ after epoch \d+", rerun), "the resume line did not reach the terminal"
 
     train_log = (workdir / f"results/logs/train/{MODEL}.log").read_text(encoding="utf-8")
     resumed = re.search(r"resuming from \S+ after epoch (\d+)", train_log)

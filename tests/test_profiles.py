@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 
+import pytest
 import yaml
 
 from workflow_runs import REPO, job_counts, run_snakemake
@@ -43,6 +44,7 @@ def test_every_profile_entry_is_commented():
                 assert previous.startswith("#"), f"{path}: no comment above {line!r}"
 
 
+@pytest.mark.slow
 def test_sweep_runs_each_model_as_its_own_jobs(tmp_path, snakemake_env):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     sweep = REPO / "config" / "sweep.yaml"

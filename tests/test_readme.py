@@ -1,8 +1,11 @@
-"""The README's Python example runs as written, on a model trained on the tiny language."""
+"""The README's Python example runs as written, on a model trained on the tiny language; its
+run-dependent figures are those of the committed benchmarks/readme_figures.json."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -31,3 +34,29 @@ def test_the_python_example_samples_and_scores(tmp_path, monkeypatch, capsys):
     sampled = ast.literal_eval(printed[: printed.rindex("]") + 1])  # the list of three sentences, then the perplexity
     assert len(sampled) == 3 and all(isinstance(text, str) and text[0].isupper() for text in sampled)
     assert float(printed[printed.rindex("]") + 1:]) > 1
+
+
+def load_readme_figures():
+    path = README.parent / "benchmarks" / "readme_figures.py"
+    spec = importlib.util.spec_from_file_location("readme_figures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_figures_are_the_committed_results():
+    """Every generated block of README.md is what benchmarks/readme_figures.py renders from the
+    committed JSON: a hand-edited figure, or a JSON re-measured without --update-readme, fails."""
+    figures_module = load_readme_figures()
+    figures = json.loads(figures_module.FIGURES_JSON.read_text(encoding="utf-8"))
+    expected = figures_module.render(figures)
+    assert figures_module.readme_blocks(README.read_text(encoding="utf-8")) == expected
+    assert set(expected) == {"quickstart", "results", "gradients"}
+
+
+def test_readme_blocks_are_found_and_replaced():
+    figures_module = load_readme_figures()
+    text = "a\n<!-- readme_figures:results -->\nold 1.0\n<!-- /readme_figures:results -->\nb\n"
+    assert figures_module.readme_blocks(text) == {"results": "old 1.0"}
+    updated = figures_module.update_readme(text, {"results": "new 2.0"})
+    assert updated == text.replace("old 1.0", "new 2.0") and figures_module.readme_blocks(updated) == {"results": "new 2.0"}

@@ -170,7 +170,11 @@ def test_zipf_plot_and_corpus_page(tmp_path):
     assert_png(zipf_path)
     stats = report.split_statistics({"valid": split})
     assert stats.loc[0, "predicted tokens"] == 6
-    assert stats.loc[0, "UNKNOWN_TOKEN rate (%)"] == pytest.approx(100 * 2 / 6)
+    assert stats.loc[0, "words"] == 4  # SENTENCE_END is not a word
+    assert stats.loc[0, report.UNKNOWN_RATE_COLUMN] == pytest.approx(100 * 2 / 4)
+    # The same definition as the index stage's data/stats.json.
+    from rnnlm.data import _split_stats
+    assert _split_stats(split)["unknown_rate"] * 100 == pytest.approx(stats.loc[0, report.UNKNOWN_RATE_COLUMN])
     page = html_path.read_text()
     assert "UNKNOWN_TOKEN rate" in page and "per_split.valid.tokens" in page and "2 entries" in page
 
@@ -197,9 +201,17 @@ def test_gradient_plot_and_summary(tmp_path):
     report.build_gradient_report({name: tmp_path / f"{name}.json" for name in diagnostics}, png, page)
     assert_png(png)
     summary = report.gradient_summary(diagnostics)
-    assert list(summary["gradient decay per step (trained)"]) == [0.8, 0.9]
-    assert list(summary["spectral radius of W (initial)"]) == [0.55, 0.55]
-    assert "spectral radius" in page.read_text()
+    assert list(summary["decay per step (trained)"]) == [0.8, 0.9]
+    assert list(summary["ρ(W) (initial)"]) == [0.55, 0.55]
+    text = page.read_text()
+    assert "spectral radius" in text
+    # The statement under the table is this run's: 0.55 -> 1.2 crosses 1.
+    assert "tanh: ρ(W) grew from 0.55 (below 1) at initialisation to 1.20 (at or above 1) after training" in text
+    below = gradient_result(0.8, 0.4)
+    below["trained"]["spectral_radius"] = 0.79
+    assert report.spectral_radius_statements({"rnn": below}) == [
+        "rnn: ρ(W) grew from 0.55 (below 1) at initialisation to 0.79 (below 1) after training, so the powers "
+        "of W shrink and the gradient must vanish over long distances."]
 
 
 # --- end to end: a tiny pipeline run, then `snakemake --report` ----------------------------
@@ -224,6 +236,8 @@ def test_snakemake_report_is_self_contained(tiny_run, snakemake_env):
     for category in ("1. Corpus and vocabulary", "2. Training", "3. Perplexity", "4. Generated sentences",
                      "5. Vanishing gradient"):
         assert category in page
+    # The introduction names each model's optimizer from the config, not one for all.
+    assert "tiny" in page and ("SGD" in page or "Adam" in page) and "minibatch SGD" not in page
     for artifact in ("perplexity.html", "samples.html", "corpus.html", "gradient_norms.html"):
         assert artifact in page
     # Self-contained: every figure is embedded as a data URI and nothing is loaded from elsewhere.
@@ -243,3 +257,22 @@ def test_tiny_run_diagnostics_and_tables(tiny_run):
     table = pd.read_csv(tiny_run / "results/report/perplexity.csv")
     assert {"tiny", "unigram (add-one)"} <= set(table["model"])
     assert (table[["train", "valid", "test"]].dropna() > 1).all().all()
+
+
+def test_log_axes_have_plain_tick_labels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([0.03, 30], [250, 55])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    report.plain_log_ticks(ax.xaxis)
+    report.plain_log_ticks(ax.yaxis)
+    fig.canvas.draw()
+    labels = {text.get_text() for axis in (ax.xaxis, ax.yaxis)
+              for text in axis.get_ticklabels(which="both") if text.get_text()}
+    assert {"60", "100", "200", "0.1", "1", "10"} <= labels
+    assert not any("10^" in label or "×" in label or "$" in label for label in labels)

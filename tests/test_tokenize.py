@@ -54,6 +54,7 @@ def test_tokens_never_contain_whitespace():
         assert all(token and not any(ch.isspace() for ch in token) for token in line.split(" "))
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_across_hash_seeds(tmp_path):
     """Punkt's trainer iterates over sets; its result must not depend on string hashing."""
     documents_path = tmp_path / "documents.jsonl"
@@ -174,6 +175,8 @@ def test_stats_record_quote_normalisation(tmp_path):
     ("the ' quoted ' word", False, "the 'quoted' word"),
     ("the dogs ' bones", False, "the dogs' bones"),
     ("`` 3 '' is $ 5 ...", True, '"3" is $5 ...'),
+    ("__dict__ holds the attributes .", True, "__dict__ holds the attributes."),
+    ("_private names are a convention .", True, "_private names are a convention."),
 ])
 def test_detokenize_reads_like_text(text, capitalize, shown):
     assert detokenize(text.split(" "), capitalize=capitalize) == shown

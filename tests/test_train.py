@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 import rnnlm.train as train_module
+from rnnlm.train import Interrupted
 from rnnlm import update
 from rnnlm.backend import get_backend
 from rnnlm.data import Split
@@ -150,7 +152,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path, monkeypatch):
 
     real_save = train_module.save_checkpoint
     monkeypatch.setattr(train_module, "save_checkpoint", interrupt_after_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match=r"interrupted \(Ctrl-C\) after 1 of \d+ epochs; "):
         run(tmp_path, {"learning_rate": 0.3}, name="shared")
     monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     assert (tmp_path / "shared" / "checkpoint.npz").exists()
@@ -178,6 +180,7 @@ DRIVER = textwrap.dedent("""
 # Adam's moments and the dropout masks are training state too: a resume must restore the former
 # and redraw the latter exactly. With epoch_tokens, where the last epoch stopped in its pass is too.
 # The toolkit (tied / embedding table, stacked layers, locked dropout) resumes the same way.
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--optimizer", "adam", "--learning-rate", "0.01", "--dropout", "0.3",
                                         "--input-dropout", "0.2"],
                                    ["--epoch-tokens", "250", "--epochs", "9", "--valid-tokens", "60"],
@@ -426,3 +429,46 @@ def test_a_checkpoint_carries_the_parameter_average(tmp_path):
         np.testing.assert_array_equal(restored.mean[name], value)
     train_module.save_checkpoint(tmp_path / "d.npz", model, best, state, "run")
     assert train_module.load_checkpoint(tmp_path / "d.npz", fresh, "run")[2] is None
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_in_one_line_naming_the_checkpoint_and_the_command_that_resumes(tmp_path):
+    data, vocab = write_tiny_data(tmp_path)
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = tmp_path / "model"
+    arguments = ["--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(out), "--device", "cpu",
+                 "--epochs", "200", "--patience", "1000", "--hidden-size", "12", "--batch-size", "8", "--no-progress"]
+    victim = subprocess.Popen([sys.executable, str(driver), "slow", *arguments], env=env, stderr=subprocess.PIPE,
+                              text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoint.npz").exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGINT)
+    _, stderr = victim.communicate(timeout=30)
+    assert victim.returncode == 130, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert "Traceback" not in stderr
+    assert re.fullmatch(r"rnnlm train: interrupted \(Ctrl-C\) after \d+ of 200 epochs; the checkpoint after epoch \d+, "
+                        rf"{re.escape(str(out))}/checkpoint.npz, is kept; resume with: rnnlm train .*--out-dir "
+                        rf"{re.escape(str(out))} .*", last), last
+    resumed = subprocess.run([sys.executable, str(driver), "fast", *arguments], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stderr, resumed.stderr
+
+
+def test_a_finished_model_is_not_silently_retrained(tmp_path, capsys):
+    from rnnlm.cli import main
+
+    data, vocab = write_tiny_data(tmp_path)
+    arguments = ["train", "--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path / "m"),
+                 "--device", "cpu", "--epochs", "1", "--hidden-size", "4", "--batch-size", "8", "--no-progress"]
+    assert main(arguments) == 0
+    finished = (tmp_path / "m" / "params.npz").read_bytes()
+    capsys.readouterr()
+    assert main([*arguments[:-1], "--epochs", "3", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds a finished model" in error and "--overwrite" in error
+    assert (tmp_path / "m" / "params.npz").read_bytes() == finished
+    assert main([*arguments, "--overwrite"]) == 0

@@ -115,6 +115,7 @@ def test_defaults_are_filled_in_without_validation():
     assert config["generate"]["beam_width"] == SCHEMA["properties"]["generate"]["properties"]["beam_width"]["default"]
 
 
+@pytest.mark.slow
 def test_snakemake_plans_with_normalised_values(tmp_path, snakemake_env):
     """A config file's `order: 3.0` names results/baseline/kn3.json, and build_models picks one model."""
     workdir = make_workdir(tmp_path / "run", baseline={"order": 3.0})
@@ -123,6 +124,25 @@ def test_snakemake_plans_with_normalised_values(tmp_path, snakemake_env):
     plan = job_counts(output)
     assert plan["train"] == 1 and "results/models/tiny-relu/params.npz" in output
     assert "results/models/tiny-tanh" not in output
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("models={rnn: {hiden_size: 64}}", "unknown configuration key 'hiden_size' in model 'rnn'; did you mean hidden_size?"),
+    ("vocabluary_size=3", "unknown configuration key 'vocabluary_size' in the top level; did you mean vocabulary_size?"),
+    ("generate={xyzzy: 3}", "unknown configuration key 'xyzzy' in generate; valid keys: num_sentences,"),
+])
+def test_a_misspelt_key_is_named_with_its_place_and_the_nearest_key(entry, message):
+    with pytest.raises(RnnlmError, match=re.escape(message)):
+        load(entry)
+
+
+@pytest.mark.slow
+def test_snakemake_reports_a_misspelt_model_key_in_a_few_lines(tmp_path, snakemake_env):
+    workdir = make_workdir(tmp_path / "run")
+    output = run_snakemake(workdir, "--dry-run", "--config", "models={tiny-tanh: {hiden_size: 8}}", env=snakemake_env,
+                           expect_success=False)
+    assert "config: unknown configuration key 'hiden_size' in model 'tiny-tanh'; did you mean hidden_size?" in output
+    assert len(output.splitlines()) <= 8 and "additionalProperties" not in output
 
 
 @pytest.mark.parametrize("configfile", sorted((REPO / "config").glob("*.yaml")), ids=lambda path: path.name)

@@ -52,7 +52,5 @@ rule interpolate:
         **device_resources(),
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
-    params:
-        device=config["device"],
     script:
         "../scripts/interpolate.py"

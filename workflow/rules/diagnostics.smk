@@ -31,6 +31,5 @@ rule diagnose_gradients:
         max_distance=config["diagnostics"]["max_distance"],
         max_sentences=config["diagnostics"]["max_sentences"],
         batch_size=config["diagnostics"]["batch_size"],
-        device=config["device"],
     script:
         "../scripts/diagnostics.py"

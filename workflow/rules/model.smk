@@ -3,7 +3,9 @@
 # Snakemake deletes the outputs of a failed or killed job, and the checkpoint must survive to be resumed.
 # One thread per job: at these matrix sizes a second BLAS thread gains little, and OpenBLAS threads
 # that spin-wait slow down several-fold when the cores are shared; raise it with --set-threads train=N.
-# The paths (SPLIT_FILES, VOCAB_FILE, MODEL_FILES) come from common.smk.
+# The paths (SPLIT_FILES, VOCAB_FILE, VOCAB_STATS, MODEL_FILES) come from common.smk.
+# `device` is an execution setting, not a param: the scripts read it from the config, so running a
+# finished model's stages on another device (or with other threads) re-runs nothing.
 
 ALL_TARGETS.extend(
     expand(
@@ -18,6 +20,8 @@ rule train:
         train=SPLIT_FILES["train"],
         valid=SPLIT_FILES["valid"],
         vocab=VOCAB_FILE,
+        # Read beside vocab.tsv: how many words UNKNOWN_TOKEN stands for, recorded for scoring.
+        vocab_stats=VOCAB_STATS,
     output:
         params=MODEL_FILES["params"],
         train_log=MODEL_FILES["train_log"],
@@ -34,7 +38,6 @@ rule train:
         runtime=train_runtime,
     params:
         hyperparameters=lambda wildcards: model_config(wildcards.model),
-        device=config["device"],
         dtype=config["dtype"],
         # Recorded in the parameters file so that scoring and priming tokenize like the training text
         # (a standard-split corpus is used as given: neither applies).
@@ -62,8 +65,6 @@ rule evaluate:
         **device_resources(),
         mem_mb=lambda wildcards: model_mem_mb(wildcards.model),
         runtime=30,
-    params:
-        device=config["device"],
     script:
         "../scripts/evaluate.py"
 
@@ -86,6 +87,5 @@ rule generate:
         runtime=30,
     params:
         settings=config["generate"],
-        device=config["device"],
     script:
         "../scripts/generate.py"

@@ -40,6 +40,8 @@ rule report_time_to_quality:
             f"{REPORT}/time_to_quality.png",
             caption="../report/time_to_quality.rst",
             category="2. Training",
+            # Beside the per-model loss curves, not under Snakemake's "Other".
+            subcategory="all models",
             labels={"model": "all", "result": "time to quality"},
         ),
     log:

@@ -12,5 +12,5 @@ run_diagnostics(
     max_distance=snakemake.params.max_distance,
     max_sentences=snakemake.params.max_sentences,
     batch_size=snakemake.params.batch_size,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
 )

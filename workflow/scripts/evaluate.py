@@ -12,5 +12,5 @@ run_evaluation(
     {split: snakemake.input[split] for split in SPLIT_NAMES},
     snakemake.input.vocab,
     snakemake.output.metrics,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
 )

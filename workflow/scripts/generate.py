@@ -10,5 +10,5 @@ run_generation(
     snakemake.input.params,
     snakemake.output.samples,
     GenerateConfig(**snakemake.params.settings),
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
 )

@@ -10,5 +10,5 @@ interpolate_model(
     {split: snakemake.input[split] for split in SCORED_SPLITS},
     snakemake.input.ngram,
     snakemake.output.interpolation,
-    device=snakemake.params.device,
+    device=snakemake.config["device"],
 )
