@@ -129,6 +129,9 @@ def train_ours(results: Path, name: str, hyper: dict, budget: float, dtype: str,
               "tokens_per_s": [row["tokens_per_s"] for row in state.rows if row["tokens_per_s"]]}
     result["final"] = {"valid_perplexity": curve[-1]["valid_perplexity"], "test_perplexity": curve[-1]["test_perplexity"]}
     trained = RNNLM.load(model_dir / "params.npz", get_backend("cpu"))[0]
+    # The same test tokens read one sentence at a time from a fresh state (a subset of sentences is
+    # one sentence a document), beside the model's own reading, as the references are scored.
+    result["final"]["test_perplexity_per_sentence"] = math.exp(mean_loss(trained, test.subset(np.arange(len(test)))))
     result["final"].update(interpolate_with_ngram(results, lambda split: rnn_token_log_probs(trained, split)))
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
@@ -294,13 +297,30 @@ def first_below(curve: list[dict], perplexity: float) -> float | None:
     return next((point["cpu_seconds"] for point in curve if point["test_perplexity"] <= perplexity), None)
 
 
-def worst_ratio(curve: list[dict], reference: list[dict], start: float) -> float | None:
-    """The largest test-perplexity ratio of `curve` to `reference` at any CPU-second from `start` on
-    where either was measured, up to the shorter run's end (<= 1: at or below it throughout)."""
-    end = min(curve[-1]["cpu_seconds"], reference[-1]["cpu_seconds"]) if curve and reference else 0.0
-    moments = sorted({p["cpu_seconds"] for p in curve + reference if start <= p["cpu_seconds"] <= end} | {start})
+def read_run(path: Path) -> dict:
+    """A run-NAME.json, or the .partial.json of a reference stopped before its budget: then its last
+    measurement stands as its result (no KN mixture, no per-sentence score: `partial` says so)."""
+    run = json.loads(path.read_text(encoding="utf-8"))
+    if "final" not in run:
+        last = run["curve"][-1]
+        run.update(partial=True, cpu_seconds=last["cpu_seconds"], epochs=last["epoch"],
+                   final={"valid_perplexity": last["valid_perplexity"], "test_perplexity": last["test_perplexity"]})
+    return run
+
+
+def worst_ratio(run: dict, reference: dict, start: float) -> float | None:
+    """The largest test-perplexity ratio of `run` to `reference` at any CPU-second from `start` on
+    where either was measured (<= 1: at or below it throughout), up to the shorter run's end; a run
+    that stopped early keeps its parameters, so it is compared up to the reference's end."""
+    curve, theirs_curve = run["curve"], reference["curve"]
+    if not curve or not theirs_curve:
+        return None
+    end = theirs_curve[-1]["cpu_seconds"]
+    if not run.get("stopped_early"):
+        end = min(end, curve[-1]["cpu_seconds"])
+    moments = sorted({p["cpu_seconds"] for p in curve + theirs_curve if start <= p["cpu_seconds"] <= end} | {start})
     ratios = [ours / theirs for seconds in moments
-              if (ours := at_budget(curve, seconds)) is not None and (theirs := at_budget(reference, seconds))]
+              if (ours := at_budget(curve, seconds)) is not None and (theirs := at_budget(theirs_curve, seconds))]
     return max(ratios) if ratios else None
 
 
@@ -315,9 +335,10 @@ def plot(runs: dict, ngram: dict, path: Path, checkpoints: list[float]) -> None:
     for name, run in runs.items():
         points = [p for p in run["curve"] if p["cpu_seconds"] >= 1]  # the untrained model is off the chart
         seconds, perplexity = [p["cpu_seconds"] for p in points], [p["test_perplexity"] for p in points]
+        mixture = run["final"].get("test_interpolated_perplexity")
         line, = ax.step(seconds, perplexity, where="post",
                         label=f"{name}: {run['final']['test_perplexity']:.1f} at {run['cpu_seconds']:,.0f} CPU-s"
-                        f" (+ KN{ngram['order']}: {run['final']['test_interpolated_perplexity']:.1f})")
+                        + (f" (+ KN{ngram['order']}: {mixture:.1f})" if mixture else " (stopped before its budget)"))
         if seconds and seconds[-1] < budget:  # stopped early: what it kept stays what a user has
             ax.plot([seconds[-1], budget], [perplexity[-1]] * 2, linestyle=":", color=line.get_color())
     ax.axhline(ngram["test"], color="gray", linestyle="--", label=f"KN{ngram['order']}: {ngram['test']:.1f}")
@@ -396,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
              "test": baseline["splits"]["test"]["perplexity"]}
     runs = {name: json.loads((args.out / f"run-{name}.json").read_text(encoding="utf-8")) for name in jobs}
     for path in args.include:
-        runs.setdefault(path.stem.removeprefix("run-"), json.loads(path.read_text(encoding="utf-8")))
+        runs.setdefault(path.name.split(".")[0].removeprefix("run-"), read_run(path))
     data_stats = json.loads((results / "data" / "stats.json").read_text(encoding="utf-8"))
     summary = {}
     for name, run in runs.items():
@@ -411,10 +432,12 @@ def main(argv: list[str] | None = None) -> None:
         for name, row in summary.items():
             row["reference"] = best
             row["final_vs_reference"] = row["test_perplexity"] / reference["final"]["test_perplexity"]
-            row["final_interpolated_vs_reference"] = (row["test_interpolated_perplexity"]
-                                                      / reference["final"]["test_perplexity"])
-            row["worst_ratio_to_reference_from_120"] = worst_ratio(runs[name]["curve"], reference["curve"], 120.0)
-            row["interpolated_vs_ngram"] = row["test_interpolated_perplexity"] / ngram["test"]
+            if "test_interpolated_perplexity" in row:
+                row["final_interpolated_vs_reference"] = (row["test_interpolated_perplexity"]
+                                                          / reference["final"]["test_perplexity"])
+            row["worst_ratio_to_reference_from_120"] = worst_ratio(runs[name], reference, 120.0)
+            if "test_interpolated_perplexity" in row:
+                row["interpolated_vs_ngram"] = row["test_interpolated_perplexity"] / ngram["test"]
     report = {"corpus": str(args.corpus), "configfile": str(args.configfile) if args.configfile else None,
               "budget": args.budget, "tokens": {split: data_stats[split]["tokens"] for split in SPLITS},
               "vocabulary_size": data_stats.get("vocabulary_size"), "ngram": ngram, "summary": summary, "runs": runs,
@@ -428,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     print(" | ".join(header))
     for name, row in summary.items():
         cells = [name, row["cpu_seconds_to_ngram_test"], *[row[f"test_at_{s:g}"] for s in args.checkpoints],
-                 row["test_perplexity"], row["test_interpolated_perplexity"], runs[name]["cpu_seconds"],
+                 row["test_perplexity"], row.get("test_interpolated_perplexity"), runs[name]["cpu_seconds"],
                  row.get("final_vs_reference"), row.get("final_interpolated_vs_reference"),
                  row.get("worst_ratio_to_reference_from_120"), row.get("interpolated_vs_ngram")]
         print(" | ".join(f"{c:,.3g}" if isinstance(c, float) and c < 10 else f"{c:,.1f}" if isinstance(c, float)
