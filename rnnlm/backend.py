@@ -48,9 +48,10 @@ class Backend:
         if self.name == "cupy":
             self.xp.cuda.Device().synchronize()
 
-    def scatter_add(self, target, indices, values) -> None:
-        """`target[indices] += values` along axis 0, with repeated indices accumulated."""
-        unique, sums = self.sum_by_index(indices, values)
+    def scatter_add(self, target, indices, values, host_indices=None) -> None:
+        """`target[indices] += values` along axis 0, with repeated indices accumulated
+        (`host_indices`: as for `sum_by_index`)."""
+        unique, sums = self.sum_by_index(indices, values, host_indices=host_indices)
         target[unique] += sums
 
     def sum_by_index(self, indices, values, host_indices=None):

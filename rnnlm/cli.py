@@ -173,10 +173,29 @@ def _score(args: argparse.Namespace) -> None:
     _emit(format_scores(lm.score(lines, args.pretokenized, doc_offsets), rank=args.rank), args.out)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from rnnlm.generate import GenerateConfig
+def _add_train_options(train: argparse.ArgumentParser) -> None:
+    """`rnnlm train`'s options: where data and results are, and every ModelConfig/TrainConfig key."""
     from rnnlm.model import ModelConfig
     from rnnlm.train_config import TrainConfig
+
+    train.add_argument("--data-dir", default="results/data", help="holds train.npz and valid.npz (default: %(default)s)")
+    train.add_argument("--vocab", default="results/vocab/vocab.tsv", help="vocabulary (default: %(default)s)")
+    train.add_argument("--out-dir", required=True, help="gets params.npz, checkpoint.npz, train_log.csv; "
+                       "a matching checkpoint there is resumed")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True,
+                       help="the training text was lowercased (recorded so that score and --prime match it)")
+    train.add_argument("--normalize-quotes", action=argparse.BooleanOptionalAction, default=True,
+                       help="the training text's typographic quotes were normalised (recorded likewise)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--overwrite", action="store_true",
+                       help="train from scratch even where --out-dir holds a finished model (it is replaced)")
+    _add_dataclass_options(train, ModelConfig, MODEL_SKIP)
+    _add_dataclass_options(train, TrainConfig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnlm.generate import GenerateConfig
 
     parser = OneLineParser(prog="rnnlm", description="RNN language model: train, evaluate, sample, score.")
     parser.add_argument(*QUIET_FLAGS, action="store_true", help="log warnings only")
@@ -199,20 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     train = command("train", "train a model on index matrices (results/data/*.npz)", _train)
-    train.add_argument("--data-dir", default="results/data", help="holds train.npz and valid.npz (default: %(default)s)")
-    train.add_argument("--vocab", default="results/vocab/vocab.tsv", help="vocabulary (default: %(default)s)")
-    train.add_argument("--out-dir", required=True, help="gets params.npz, checkpoint.npz, train_log.csv; "
-                       "a matching checkpoint there is resumed")
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=True,
-                       help="the training text was lowercased (recorded so that score and --prime match it)")
-    train.add_argument("--normalize-quotes", action=argparse.BooleanOptionalAction, default=True,
-                       help="the training text's typographic quotes were normalised (recorded likewise)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--overwrite", action="store_true",
-                       help="train from scratch even where --out-dir holds a finished model (it is replaced)")
-    _add_dataclass_options(train, ModelConfig, MODEL_SKIP)
-    _add_dataclass_options(train, TrainConfig)
+    _add_train_options(train)
 
     evaluate = command("evaluate", "loss and perplexity per split, with the unigram baseline (JSON)", _evaluate)
     evaluate.add_argument("--params", required=True, help="parameters file from train")

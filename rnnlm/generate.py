@@ -189,6 +189,42 @@ def _distinct(sentences: list[ScoredSentence], limit: int, max_overlap: float) -
     return kept
 
 
+def _candidates(scores: np.ndarray, log_probs: np.ndarray, length: int, min_length: int, max_length: int) -> np.ndarray:
+    """(beams, C) scores of every continuation: never UNKNOWN_TOKEN or SENTENCE_START, no
+    SENTENCE_END before `min_length` words, nothing else at `max_length`."""
+    candidates = scores[:, None] + log_probs.astype(np.float64)
+    candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
+    if length < min_length:
+        candidates[:, SENTENCE_END_ID] = -np.inf
+    if length == max_length:
+        candidates[:, np.arange(candidates.shape[1]) != SENTENCE_END_ID] = -np.inf
+    return candidates
+
+
+def _pick_per_group(candidates: np.ndarray, group_of: np.ndarray, groups: int, group_width: int):
+    """Each group's `group_width` best continuations, a word that earlier groups chose at this step
+    penalised by DIVERSITY_PENALTY per choice: (parent rows, next words, scores, groups), or None
+    when no continuation is left."""
+    vocab_size = candidates.shape[1]
+    chosen_words = np.zeros(vocab_size)  # times earlier groups chose each word at this step
+    picked = []
+    for group in range(groups):
+        rows = np.flatnonzero(group_of == group)
+        penalised = (candidates[rows] - DIVERSITY_PENALTY * chosen_words[None, :]).ravel()
+        keep = min(group_width, int(np.isfinite(penalised).sum()))
+        if keep == 0:
+            continue
+        best = np.argpartition(-penalised, keep - 1)[:keep]
+        best = best[np.argsort(-penalised[best], kind="stable")]
+        parent_rows, next_words = np.divmod(best, vocab_size)
+        parents = rows[parent_rows]
+        np.add.at(chosen_words, next_words[next_words != SENTENCE_END_ID], 1)
+        picked.append((parents, next_words, candidates[parents, next_words], np.full(keep, group)))
+    if not picked:
+        return None
+    return tuple(np.concatenate(part) for part in zip(*picked))
+
+
 def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_length: int = 7,
                 max_length: int = 40, prime: Sequence[str] = (), context: Sequence[Sequence[str]] = (),
                 max_overlap: float = MAX_BIGRAM_OVERLAP) -> list[ScoredSentence]:
@@ -213,7 +249,6 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
     diverse = max_overlap < 1
     groups, group_width = (beam_width, DIVERSE_GROUP_WIDTH) if diverse else (1, beam_width)
     backend = model.backend
-    vocab_size = len(vocab_words)
     # Every group starts from the primed hypothesis.
     log_probs, state = _primed(model, groups, _stream_start(model, vocab_words, context, prime_part))
     words = np.zeros((groups, 0), dtype=np.int64)
@@ -224,29 +259,11 @@ def beam_search(model, vocab_words: Sequence[str], beam_width: int = 5, min_leng
         # One deliberate transfer per step of the (beams, C) scores: the bookkeeping (groups,
         # finished sentences, stable tie order) is host logic, and one transfer costs less than the
         # several small synchronisations a device-side top-k and end-of-sentence check would need.
-        candidates = scores[:, None] + backend.to_host(log_probs).astype(np.float64)
-        candidates[:, [SENTENCE_START_ID, UNKNOWN_ID]] = -np.inf
-        if length < min_length:
-            candidates[:, SENTENCE_END_ID] = -np.inf
-        if length == max_length:
-            candidates[:, np.arange(vocab_size) != SENTENCE_END_ID] = -np.inf
-        chosen_words = np.zeros(vocab_size)  # times earlier groups chose each word at this step
-        picked = []
-        for group in range(groups):
-            rows = np.flatnonzero(group_of == group)
-            penalised = (candidates[rows] - DIVERSITY_PENALTY * chosen_words[None, :]).ravel()
-            keep = min(group_width, int(np.isfinite(penalised).sum()))
-            if keep == 0:
-                continue
-            best = np.argpartition(-penalised, keep - 1)[:keep]
-            best = best[np.argsort(-penalised[best], kind="stable")]
-            parent_rows, next_words = np.divmod(best, vocab_size)
-            parents = rows[parent_rows]
-            np.add.at(chosen_words, next_words[next_words != SENTENCE_END_ID], 1)
-            picked.append((parents, next_words, candidates[parents, next_words], np.full(keep, group)))
-        if not picked:
+        candidates = _candidates(scores, backend.to_host(log_probs), length, min_length, max_length)
+        picked = _pick_per_group(candidates, group_of, groups, group_width)
+        if picked is None:
             break
-        parents, next_words, picked_scores, picked_groups = (np.concatenate(part) for part in zip(*picked))
+        parents, next_words, picked_scores, picked_groups = picked
         ends = next_words == SENTENCE_END_ID
         for parent, score in zip(parents[ends], picked_scores[ends]):
             finished.append(ScoredSentence([vocab_words[i] for i in (*prime_part, *words[parent])],

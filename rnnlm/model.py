@@ -580,7 +580,7 @@ class RNNLM:
         if shared is not None:
             # Tied: V's output-side gradient (dense, or the output layer's kept buffer) takes the
             # input side too, so every update path sees the sum of both uses.
-            self.backend.scatter_add(shared, tokens, d_embedded)
+            self.backend.scatter_add(shared, tokens, d_embedded, host_indices=host_tokens)
         else:
             # E, or a tied V whose output side a fused step has already applied: this is the rest.
             grads[self.embedding_name] = self._word_gradient(

@@ -169,6 +169,18 @@ def _shift_exactly_where_needed(xp, logits) -> None:
     run_kernel(xp, EXACT_SHIFT_WHERE_NEEDED, logits.max(axis=-1, keepdims=True), logits)
 
 
+def _chunk_block(backend, h_ext, h, weights, exps, targets):
+    """One chunk's (target logits, exps @ [V, 1]) by the device's or the host's fused block; the
+    host repairs rows whose sum underflowed (the device kernel shifts where needed instead)."""
+    xp = backend.xp
+    if backend.device:
+        return _device_fused_block(xp, h_ext, weights, exps, targets)
+    target, weighted = _fused_block(xp, h_ext, weights, exps, targets)
+    if _needs_repair(weighted):
+        _repair_rows(xp, h, weights, targets, exps, target, weighted)
+    return target, weighted
+
+
 def _device_fused_block(xp: Any, h_ext, weights, exps, target_columns):
     """`_fused_block` and its repair on the device: no host synchronisation."""
     xp.dot(h_ext, weights.T, out=exps)
@@ -260,12 +272,7 @@ class FullSoftmax(_WordWeights):
         for start in range(0, n, self.chunk_rows):
             chunk = slice(start, start + self.chunk_rows)
             exps = exps_buffer[: h_ext[chunk].shape[0]]
-            if backend.device:
-                target, weighted = _device_fused_block(xp, h_ext[chunk], weights, exps, y[chunk])
-            else:
-                target, weighted = _fused_block(xp, h_ext[chunk], weights, exps, y[chunk])
-                if _needs_repair(weighted):
-                    _repair_rows(xp, h[chunk], weights, y[chunk], exps, target, weighted)
+            target, weighted = _chunk_block(backend, h_ext[chunk], h[chunk], weights, exps, y[chunk])
             sums = weighted[:, hidden]
             loss = loss + _as_loss(backend, (xp.log(sums) - target).sum())
             inverse = 1 / sums
