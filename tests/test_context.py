@@ -3,13 +3,6 @@ context, resume after SIGKILL byte-identical, sentence mode untouched."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +10,11 @@ import pytest
 import rnnlm.train as train_module
 from rnnlm import evaluate, streams
 from rnnlm.data import Split
-from rnnlm.io import load_npz
 from rnnlm.model import RNNLM
 from rnnlm.train import measurement_subset
-from test_train import DRIVER, read_log, without_timing
+from test_train import kill_then_resume
 from tiny_language import run, tiny_splits, write_tiny_data
 
-REPO = Path(__file__).resolve().parents[1]
 DOCUMENT = {"context": "document", "bptt": 7, "batch_size": 4}
 
 
@@ -104,39 +95,11 @@ def test_valid_tokens_measures_whole_documents():
                          ids=["passes", "epoch-tokens-adam"])
 def test_document_mode_resumes_after_sigkill_byte_identical(tmp_path, extra):
     data, vocab = write_tiny_data(tmp_path)
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-
-    def arguments(out: str) -> list[str]:
-        return ["--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path / out), "--device", "cpu",
-                "--epochs", "6", "--hidden-size", "12", "--batch-size", "4", "--seed", "3", "--no-progress",
-                "--context", "document", "--bptt", "9", *extra]
-
-    reference = subprocess.run([sys.executable, str(driver), "fast", *arguments("reference")], env=env,
-                               capture_output=True, text=True, timeout=120)
-    assert reference.returncode == 0, reference.stderr
-    victim = subprocess.Popen([sys.executable, str(driver), "slow", *arguments("resumed")], env=env,
-                              stderr=subprocess.DEVNULL)
-    checkpoint = tmp_path / "resumed" / "checkpoint.npz"
-    deadline = time.monotonic() + 60
-    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.1)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait(timeout=10) == -signal.SIGKILL
-    arrays = load_npz(checkpoint)
-    epochs_done = json.loads(str(arrays["state_json"]))["epoch"]
+    options = ["--data-dir", str(data), "--vocab", str(vocab), "--device", "cpu", "--epochs", "6", "--hidden-size",
+               "12", "--batch-size", "4", "--seed", "3", "--no-progress", "--context", "document", "--bptt", "9", *extra]
     epochs = int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 6
-    assert 1 <= epochs_done < epochs
+    arrays = kill_then_resume(tmp_path, options, epochs)
     assert ("stream.carried_state" in arrays) == bool(extra)  # mid-pass: a state to carry on with
-    resumed = subprocess.run([sys.executable, str(driver), "fast", *arguments("resumed")], env=env,
-                             capture_output=True, text=True, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming from {checkpoint} after epoch {epochs_done}" in resumed.stderr
-    assert (tmp_path / "resumed" / "params.npz").read_bytes() == (tmp_path / "reference" / "params.npz").read_bytes()
-    assert without_timing(read_log(tmp_path / "resumed" / "train_log.csv")) == \
-        without_timing(read_log(tmp_path / "reference" / "train_log.csv"))
 
 
 # ------------------------------------------------------------------ the other readers of a document-mode model

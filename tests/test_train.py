@@ -192,13 +192,22 @@ DRIVER = textwrap.dedent("""
                          ids=["sgd", "adam-dropout", "epoch-tokens", "tied-stacked-sgd", "embedding-stacked-adam"])
 def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_path, extra):
     data, vocab = write_tiny_data(tmp_path)
+    options = ["--data-dir", str(data), "--vocab", str(vocab), "--device", "cpu", "--epochs", "6", "--hidden-size",
+               "12", "--batch-size", "8", "--seed", "3", "--no-progress", *extra]
+    epochs = int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 6
+    kill_then_resume(tmp_path, options, epochs)
+
+
+def kill_then_resume(tmp_path: Path, options: list[str], epochs: int) -> dict:
+    """Train with `options` into tmp_path/reference uninterrupted, and into tmp_path/resumed killed by
+    SIGKILL after its first checkpoint, then resumed; assert that the resumed run ends byte-identical
+    (parameters, training log without its timing columns). Returns the checkpoint's arrays at the kill."""
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def arguments(out: str) -> list[str]:
-        return ["--data-dir", str(data), "--vocab", str(vocab), "--out-dir", str(tmp_path / out), "--device", "cpu",
-                "--epochs", "6", "--hidden-size", "12", "--batch-size", "8", "--seed", "3", "--no-progress", *extra]
+        return [*options, "--out-dir", str(tmp_path / out)]
 
     reference = subprocess.run([sys.executable, str(driver), "fast", *arguments("reference")], env=env,
                                capture_output=True, text=True, timeout=120)
@@ -214,8 +223,8 @@ def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_pa
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(timeout=10) == -signal.SIGKILL
     assert checkpoint.exists() and not (tmp_path / "resumed" / "params.npz").exists()
-    epochs_done = json.loads(str(load_npz(checkpoint)["state_json"]))["epoch"]
-    epochs = int(extra[extra.index("--epochs") + 1]) if "--epochs" in extra else 6
+    arrays = load_npz(checkpoint)
+    epochs_done = json.loads(str(arrays["state_json"]))["epoch"]
     assert 1 <= epochs_done < epochs
 
     resumed = subprocess.run([sys.executable, str(driver), "fast", *arguments("resumed")], env=env,
@@ -225,6 +234,7 @@ def test_resume_after_sigkill_ends_byte_identical_to_an_uninterrupted_run(tmp_pa
     assert (tmp_path / "resumed" / "params.npz").read_bytes() == (tmp_path / "reference" / "params.npz").read_bytes()
     assert without_timing(read_log(tmp_path / "resumed" / "train_log.csv")) == \
         without_timing(read_log(tmp_path / "reference" / "train_log.csv"))
+    return arrays
 
 
 def recorded_batches(monkeypatch) -> list[tuple[np.ndarray, int]]:
