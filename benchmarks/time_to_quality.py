@@ -19,12 +19,15 @@ What it does:
   4. interpolates each model's final parameters with KN3 (weight tuned on valid);
   5. writes `time_to_quality.json` and `time_to_quality.png` (test perplexity against CPU-seconds).
 
-Usage (the figures in README.md and docs/training.md; about 35 CPU-minutes, two trainings at a time):
+Usage (the figures in README.md and docs/training.md; each corpus about 25 CPU-minutes at budget
+300, two trainings at a time):
   pip install -e '.[bench]'
   python benchmarks/time_to_quality.py --corpus ../shared/corpora/tinyshakespeare/input.txt \\
-      --configfile config/tinyshakespeare.yaml --budget 1200
+      --configfile config/tinyshakespeare.yaml --budget 300
+  (and --corpus ../shared/corpora/sherlock/input.txt --configfile config/sherlock.yaml)
 It writes results/time_to_quality/ (time_to_quality.json, time_to_quality.png, one run-NAME.json per
-training); benchmarks/results/time_to_quality_tinyshakespeare.json is the run behind the README.
+training); benchmarks/results/time_to_quality_{tinyshakespeare,sherlock}.json are the runs behind
+the README.
 """
 
 from __future__ import annotations
