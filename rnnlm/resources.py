@@ -43,8 +43,11 @@ def model_memory_mb(hyper: Mapping, vocab_size: int, max_sentence_length: int, d
 def forward_multiply_adds(hyper: Mapping, vocab_size: int) -> int:
     """Multiply-adds of one token's forward step, the recurrent cell plus the output layer, counted in
     full-softmax-speed units (see CLASS_OUTPUT_COST)."""
-    hidden = hyper["hidden_size"]
-    cell = gates(hyper["cell"]) * hidden * (hidden + 1)
+    hidden, layers = hyper["hidden_size"], hyper.get("num_layers", 1)
+    width = gates(hyper["cell"]) * hidden
+    # Each layer's recurrence; the input GEMMs of an embedding table's first layer and of the layers above
+    # (the one-hot input is a gather, no multiply-adds).
+    cell = layers * width * (hidden + 1) + width * hyper.get("embedding_size", 0) + (layers - 1) * width * hidden
     if hyper["output"] == "class":
         classes = hyper["num_classes"] or round(math.sqrt(vocab_size))
         # Class scores, then the scores of one class's words.
