@@ -12,7 +12,7 @@ from rnnlm import evaluate, streams
 from rnnlm.data import Split
 from rnnlm.model import RNNLM
 from rnnlm.train import measurement_subset
-from test_train import kill_then_resume
+from test_train import kill_then_resume, read_log
 from tiny_language import run, tiny_splits, write_tiny_data
 
 DOCUMENT = {"context": "document", "bptt": 7, "batch_size": 4}
