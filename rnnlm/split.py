@@ -34,12 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnlm.data import SPLIT_NAMES
 from rnnlm.io import RnnlmError, atomic_path, read_json, write_json
 from rnnlm.vocab import DocumentNumbers, check_length_limits, kept_lines, line_chunks, require_sentences
 
 log = logging.getLogger(__name__)
 
-SPLIT_NAMES = ("train", "valid", "test")
 SPLIT_UNITS = ("auto", "document", "block", "sentence")
 # Defaults of the config keys (the schema's defaults equal these; tested).
 SPLIT_UNIT = "auto"

@@ -1,7 +1,8 @@
 """Snakemake glue for the split stage (rnnlm.split.split_corpus)."""
 
+from rnnlm.data import SPLIT_NAMES
 from rnnlm.io import log_to
-from rnnlm.split import SPLIT_NAMES, split_corpus
+from rnnlm.split import split_corpus
 
 log_to(snakemake.log[0])
 
