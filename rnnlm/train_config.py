@@ -31,6 +31,7 @@ class TrainConfig:
     valid_tokens: int = 0           # 0: measure on the whole validation split
     checkpoint_minutes: float = 0.0  # 0: checkpoints every checkpoint_every epochs only
     bptt: int = 35                  # context: document only: tokens per training window
+    weight_decay: float = 0.0       # each update shrinks every weight matrix by learning_rate x this
 
     def __post_init__(self):
         for name, value in dataclasses.asdict(self).items():  # NaN passes every comparison below
@@ -56,6 +57,10 @@ class TrainConfig:
                                                              and self.checkpoint_minutes >= 0):
             raise RnnlmError(f"training setting checkpoint_minutes must be a number >= 0 (0 = off), "
                              f"got {self.checkpoint_minutes!r}")
+        if not 0 <= self.weight_decay * self.learning_rate < 1:
+            raise RnnlmError(f"training setting weight_decay must be >= 0 and its product with learning_rate below 1 "
+                             f"(each update multiplies the weights by 1 - their product), got {self.weight_decay} "
+                             f"with learning_rate {self.learning_rate}")
         if self.clip_norm < 0 or self.seed < 0:
             raise RnnlmError(f"training settings clip_norm and seed must be >= 0, got {self.clip_norm} and {self.seed}")
 

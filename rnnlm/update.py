@@ -102,6 +102,18 @@ def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, c
     return (loss, count, norm, *result[3:])
 
 
+def decay_weights(model: RNNLM, learning_rate: float, weight_decay: float) -> None:
+    """Decoupled weight decay (Loshchilov & Hutter's AdamW; for SGD the same as an L2 penalty of
+    weight_decay / 2): every weight matrix is multiplied by 1 - learning_rate * weight_decay after
+    the update. Biases are left alone. A tied V is one matrix, decayed once."""
+    if not weight_decay:
+        return
+    factor = 1.0 - learning_rate * weight_decay
+    for value in model.params.values():
+        if value.ndim >= 2:
+            value *= factor
+
+
 class DivergenceGuard:
     """The `check` of each update in the epoch after `state.epoch`: a NaN, infinite or exploding loss
     or gradient norm ends training with advice on what to change."""

@@ -106,6 +106,34 @@ def test_gradient_is_clipped_to_clip_norm():
     assert step == pytest.approx(2.0 * norm / 10, rel=1e-9)
 
 
+@pytest.mark.parametrize("hyper", [{}, {"embedding_size": 12, "tie_embeddings": True, "cell": "gru"}])
+def test_weight_decay_shrinks_the_weight_matrices_after_the_update_and_not_the_biases(hyper):
+    splits = tiny_splits()
+    model_config, _ = split_hyperparameters({**FAST, **hyper}, len(VOCAB_WORDS), "float64")
+    decayed, plain = (RNNLM(model_config, get_backend("cpu"), seed=0) for _ in range(2))
+    x, y, mask = splits["train"].batch(np.arange(16))
+    for model in (decayed, plain):
+        update.sgd_step(model, x, y, mask, learning_rate=0.5, clip_norm=1.0)
+    update.decay_weights(decayed, 0.5, 0.1)
+    matrices = [name for name, value in plain.params.items() if value.ndim >= 2]
+    assert matrices and len(matrices) < len(plain.params)  # weights decay, biases are kept
+    for name, value in plain.params.items():
+        factor = 0.95 if value.ndim >= 2 else 1.0
+        np.testing.assert_allclose(decayed.params[name], factor * value, rtol=1e-12, err_msg=name)
+
+
+def test_weight_decay_regularises_a_run_and_zero_leaves_it_byte_identical(tmp_path):
+    plain = run(tmp_path, {"epochs": 3}, name="plain")[1]
+    zero = run(tmp_path, {"epochs": 3, "weight_decay": 0.0}, name="zero")[1]
+    decayed = run(tmp_path, {"epochs": 3, "weight_decay": 0.2}, name="decayed")[1]
+    for name, value in plain.params.items():
+        assert np.array_equal(zero.params[name], value), name
+    norms = [sum(float((m.params[k] ** 2).sum()) for k in m.params if m.params[k].ndim >= 2) for m in (plain, decayed)]
+    assert norms[1] < 0.9 * norms[0]
+    with pytest.raises(RnnlmError, match="weight_decay"):
+        TrainConfig(learning_rate=2.0, weight_decay=0.5)
+
+
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     original = RNNLM.loss_and_grads
     calls = {"n": 0}
