@@ -19,11 +19,11 @@ What it does:
   4. interpolates each model's final parameters with KN3 (weight tuned on valid);
   5. writes `time_to_quality.json` and `time_to_quality.png` (test perplexity against CPU-seconds).
 
-Usage (the figures in README.md and docs/training.md; each corpus about 25 CPU-minutes at budget
-300, two trainings at a time):
+Usage (the figures in README.md and docs/training.md; at budget 1200 a corpus takes up to 80
+CPU-minutes, four trainings two at a time; early stopping ends ours sooner):
   pip install -e '.[bench]'
   python benchmarks/time_to_quality.py --corpus ../shared/corpora/tinyshakespeare/input.txt \\
-      --configfile config/tinyshakespeare.yaml --budget 300
+      --configfile config/tinyshakespeare.yaml --budget 1200
   (and --corpus ../shared/corpora/sherlock/input.txt --configfile config/sherlock.yaml)
 It writes results/time_to_quality/ (time_to_quality.json, time_to_quality.png, one run-NAME.json per
 training); benchmarks/results/time_to_quality_{tinyshakespeare,sherlock}.json are the runs behind
@@ -333,6 +333,8 @@ def plot(runs: dict, ngram: dict, path: Path, checkpoints: list[float]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from rnnlm.report import plain_log_ticks
+
     fig, ax = plt.subplots(figsize=(8, 5))
     budget = max(checkpoints + [run["cpu_seconds"] for run in runs.values()])
     for name, run in runs.items():
@@ -341,7 +343,8 @@ def plot(runs: dict, ngram: dict, path: Path, checkpoints: list[float]) -> None:
         mixture = run["final"].get("test_interpolated_perplexity")
         line, = ax.step(seconds, perplexity, where="post",
                         label=f"{name}: {run['final']['test_perplexity']:.1f} at {run['cpu_seconds']:,.0f} CPU-s"
-                        + (f" (+ KN{ngram['order']}: {mixture:.1f})" if mixture else " (stopped before its budget)"))
+                        + (f" (+ KN{ngram['order']}: {mixture:.1f})" if mixture
+                           else " (stopped before its budget)" if run.get("partial") else ""))
         if seconds and seconds[-1] < budget:  # stopped early: what it kept stays what a user has
             ax.plot([seconds[-1], budget], [perplexity[-1]] * 2, linestyle=":", color=line.get_color())
     ax.axhline(ngram["test"], color="gray", linestyle="--", label=f"KN{ngram['order']}: {ngram['test']:.1f}")
@@ -350,6 +353,8 @@ def plot(runs: dict, ngram: dict, path: Path, checkpoints: list[float]) -> None:
         ax.axvline(seconds, color="lightgray", linestyle=":")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain_log_ticks(ax.xaxis)
+    plain_log_ticks(ax.yaxis)
     ax.set_xlabel("training CPU-seconds (one thread; validation included)")
     ax.set_ylabel("test perplexity of the parameters kept so far")
     ax.set_title("Time to quality")
