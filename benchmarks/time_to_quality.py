@@ -440,11 +440,10 @@ def main(argv: list[str] | None = None) -> None:
         for name, row in summary.items():
             row["reference"] = best
             row["final_vs_reference"] = row["test_perplexity"] / reference["final"]["test_perplexity"]
+            row["worst_ratio_to_reference_from_120"] = worst_ratio(runs[name], reference, 120.0)
             if "test_interpolated_perplexity" in row:
                 row["final_interpolated_vs_reference"] = (row["test_interpolated_perplexity"]
                                                           / reference["final"]["test_perplexity"])
-            row["worst_ratio_to_reference_from_120"] = worst_ratio(runs[name], reference, 120.0)
-            if "test_interpolated_perplexity" in row:
                 row["interpolated_vs_ngram"] = row["test_interpolated_perplexity"] / ngram["test"]
     report = {"corpus": str(args.corpus), "configfile": str(args.configfile) if args.configfile else None,
               "budget": args.budget, "tokens": {split: data_stats[split]["tokens"] for split in SPLITS},

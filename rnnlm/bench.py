@@ -117,9 +117,11 @@ def bench_model(args, sentences: np.ndarray, hyperparameters: dict) -> dict[str,
     def step(i: int) -> int:
         x, y, mask = batches[i % len(batches)]
         if optimizer is None:
-            _, count, _ = sgd_step(model, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)
+            _, count, _ = sgd_step(model, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng,
+                                   weight_decay=train_config.weight_decay)
         else:
-            _, count, _ = adam_step(model, optimizer, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)
+            _, count, _ = adam_step(model, optimizer, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng,
+                                    weight_decay=train_config.weight_decay)
         return count
 
     result = _best_rate(step, max(1, args.tokens // (batch_size * args.length)), args, backend.synchronize)

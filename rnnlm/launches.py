@@ -439,7 +439,7 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
     word_counts = zipf_counts(vocab_size)
     model = RNNLM(model_config, backend, seed=0, word_counts=word_counts)
     optimizer = Adam(model.params, backend.xp) if train_config.optimizer == "adam" else None
-    dropout_rng = backend.rng(0) if (model_config.dropout or model_config.input_dropout) else None
+    dropout_rng = backend.rng(0) if model_config.uses_dropout else None
     rate = train_config.learning_rate / 10
     sentences = zipf_sentences(np.random.default_rng(seed), vocab_size, batch_size * (batches + 1), length)
     host_batches = []
@@ -449,8 +449,10 @@ def count_training_batches(hyperparameters: dict, vocab_size: int, batch_size: i
 
     def step(x, y, mask) -> int:
         if optimizer is None:
-            return sgd_step(model, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)[1]
-        return adam_step(model, optimizer, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng)[1]
+            return sgd_step(model, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng,
+                            weight_decay=train_config.weight_decay)[1]
+        return adam_step(model, optimizer, x, y, mask, rate, train_config.clip_norm, dropout_rng=dropout_rng,
+                         weight_decay=train_config.weight_decay)[1]
 
     step(*host_batches[0])
     start = backend.counts

@@ -52,7 +52,7 @@ from rnnlm.runlock import exclusive_lock
 from rnnlm.schedule import Schedule
 from rnnlm.streams import TrainingWindows, in_context
 from rnnlm.train_config import TrainConfig, split_hyperparameters
-from rnnlm.update import Divergence, DivergenceGuard, adam_step, decay_weights, sgd_step
+from rnnlm.update import Divergence, DivergenceGuard, adam_step, sgd_step
 from rnnlm.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -217,11 +217,10 @@ class _Run:
             batch = (x, y, mask)
             if self.optimizer is None:
                 result = sgd_step(model, *batch, state.learning_rate, self.cfg.clip_norm, guard.check, dropout_rng,
-                                  **carry)
+                                  weight_decay=self.cfg.weight_decay, **carry)
             else:
                 result = adam_step(model, self.optimizer, *batch, state.learning_rate, self.cfg.clip_norm,
-                                   guard.check, dropout_rng, **carry)
-            decay_weights(model, state.learning_rate, self.cfg.weight_decay)
+                                   guard.check, dropout_rng, weight_decay=self.cfg.weight_decay, **carry)
             batch_loss, count = result[:2]
             if windows is not None:
                 windows.carried = result[3]

@@ -58,9 +58,9 @@ def _carry(state, resets, return_state: bool) -> dict:
 
 def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
              check: Callable[[float, int, float], None] | None = None,
-             dropout_rng=None, state=None, resets=None, return_state: bool = False):
+             dropout_rng=None, state=None, resets=None, return_state: bool = False, weight_decay: float = 0.0):
     """One SGD update on the batch's mean-per-token gradient, clipped to global norm `clip_norm`
-    (0: no clipping); returns (summed loss, tokens, gradient norm). `check(loss, tokens, norm)` runs
+    (0: no clipping), then `decay_weights`; returns (summed loss, tokens, gradient norm). `check(loss, tokens, norm)` runs
     before the update is applied and may raise. A model with dropout draws the batch's masks from
     `dropout_rng` (a `backend.rng`); without one it trains the deterministic network.
 
@@ -83,12 +83,13 @@ def sgd_step(model: RNNLM, x, y, mask, learning_rate: float, clip_norm: float,
     if check is not None:
         check(loss, count, norm)
     model.apply_update(grads, -learning_rate / count * _clip_factor(norm, clip_norm))
+    decay_weights(model, learning_rate, weight_decay)
     return (loss, count, norm, *result[3:])
 
 
 def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, clip_norm: float,
               check: Callable[[float, int, float], None] | None = None,
-              dropout_rng=None, state=None, resets=None, return_state: bool = False):
+              dropout_rng=None, state=None, resets=None, return_state: bool = False, weight_decay: float = 0.0):
     """As `sgd_step`, with an Adam update: dense for every parameter but U, whose gradient stays
     sparse and gets the lazy update of `rnnlm.optim.Adam` (the batch's words only)."""
     dropout = None if dropout_rng is None else model.dropout_masks(dropout_rng, x.shape)
@@ -99,6 +100,7 @@ def adam_step(model: RNNLM, optimizer: Adam, x, y, mask, learning_rate: float, c
     if check is not None:
         check(loss, count, norm)
     optimizer.update(model.params, grads, _clip_factor(norm, clip_norm) / count, learning_rate)
+    decay_weights(model, learning_rate, weight_decay)
     return (loss, count, norm, *result[3:])
 
 
